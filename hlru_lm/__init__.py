@@ -1,0 +1,1 @@
+"""hlru-lm: BD-LRU / H-LRU language models."""
