@@ -1,0 +1,91 @@
+"""HLRUConfig: the architecture of a BD-LRU / H-LRU causal language model, as data."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+from .ops import BACKENDS, GATE_NORMS
+
+MIXER_TYPES = ("bdlru", "hlru")
+
+
+@strict(accept_kwargs=True)
+class HLRUConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`HLRUModel`] / [`HLRUForCausalLM`] (Dubinin, Orvieto & Effenberger, 2026).
+
+    Each layer is `x += Mixer(RMSNorm(x)); x += SwiGLU(RMSNorm(x))`; the mixer is a BD-LRU (`num_blocks` dense blocks of
+    size `block_size`) or an H-LRU (`num_blocks` channels of order `block_size`). The recurrent state of a layer holds
+    `num_blocks * block_size` numbers whatever the sequence length.
+
+    Args:
+        vocab_size: vocabulary size.
+        hidden_size: model width d.
+        num_hidden_layers: number of blocks.
+        intermediate_size: SwiGLU hidden width; None gives the paper's 8/3 d rounded up to a multiple of 256.
+        mixer_type: "bdlru" (block-diagonal) or "hlru" (higher-order).
+        block_size: m, the block size (BD-LRU) or recurrence order (H-LRU); m = 1 is the diagonal LRU.
+        num_blocks: N, the number of blocks / channels; None gives hidden_size // block_size.
+        gate_norm: row normalisation of the gates: "softmax", "sigmoid_l1", "relu_l1" or "none".
+        scan_backend: backend of the scans ("auto", "torch", "naive", "triton"); see `hlru_lm.ops`.
+        rms_norm_eps: epsilon of the RMSNorms.
+        initializer_range: std of the N(0, std) weight init (biases start at zero).
+        max_position_embeddings: the training context length; the model itself has no positional limit, tools such as
+            lm-eval use this as their window.
+    """
+
+    model_type = "hlru"
+
+    vocab_size: int = 32000
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    intermediate_size: int | None = None
+    mixer_type: str = "bdlru"
+    block_size: int = 4
+    num_blocks: int | None = None
+    gate_norm: str = "softmax"
+    scan_backend: str = "auto"
+    rms_norm_eps: float = 1e-6
+    initializer_range: float = 0.02
+    max_position_embeddings: int = 2048
+    use_cache: bool = True
+    tie_word_embeddings: bool = False
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+
+    def __post_init__(self, **kwargs):
+        if self.intermediate_size is None and isinstance(self.hidden_size, int):
+            self.intermediate_size = -(-8 * self.hidden_size // 3 // 256) * 256
+        if self.num_blocks is None and isinstance(self.hidden_size, int) and isinstance(self.block_size, int):
+            self.num_blocks = max(self.hidden_size // max(self.block_size, 1), 1)
+        self._check_fields()  # before the parent's checks, so bad values surface as ValueError naming the field
+        super().__post_init__(**kwargs)
+
+    def _check_fields(self) -> None:
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "intermediate_size",
+            "block_size",
+            "num_blocks",
+            "max_position_embeddings",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.mixer_type not in MIXER_TYPES:
+            raise ValueError(f"mixer_type must be one of {MIXER_TYPES}, got {self.mixer_type!r}")
+        if self.gate_norm not in GATE_NORMS:
+            raise ValueError(f"gate_norm must be one of {GATE_NORMS}, got {self.gate_norm!r}")
+        if self.scan_backend not in BACKENDS:
+            raise ValueError(f"scan_backend must be one of {BACKENDS}, got {self.scan_backend!r}")
+        if not self.rms_norm_eps > 0:
+            raise ValueError(f"rms_norm_eps must be > 0, got {self.rms_norm_eps!r}")
+        if not self.initializer_range > 0:
+            raise ValueError(f"initializer_range must be > 0, got {self.initializer_range!r}")
+
+    @property
+    def state_size(self) -> int:
+        """Numbers of recurrent state per layer (N * m)."""
+        return self.num_blocks * self.block_size

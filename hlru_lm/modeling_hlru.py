@@ -1,0 +1,340 @@
+"""BD-LRU / H-LRU causal language model (Dubinin, Orvieto & Effenberger, 2026), in one file.
+
+Block: x += Mixer(RMSNorm(x)); x += SwiGLU(RMSNorm(x)). Mixer: z = x W_g + b_g, v = x W_v, y = vec(h) W_out, with h the
+BD-LRU or H-LRU recurrence of `hlru_lm.ops`. Generation keeps only each layer's (B, N, m) float32 state in `HLRUCache`.
+"""
+
+import torch
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import Cache
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+
+from .configuration_hlru import HLRUConfig
+from .ops import bdlru_scan, bdlru_step, hlru_scan, hlru_step
+
+
+class HLRUStateLayer:
+    """One layer's recurrent state (B, N, m) in float32 and the number of tokens it has absorbed."""
+
+    is_compileable = False
+    is_sliding = False
+
+    def __init__(self) -> None:
+        self.state: torch.Tensor | None = None
+        self.seen_tokens = 0
+
+    def get_seq_length(self) -> int:
+        return self.seen_tokens
+
+    def get_max_length(self) -> int:
+        return -1  # no sequence axis: the state has a fixed size
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.seen_tokens + query_length, 0
+
+    def reset(self) -> None:
+        self.state, self.seen_tokens = None, 0
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        if self.state is not None:
+            self.state = self.state.index_select(0, beam_idx.to(self.state.device))
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.state is not None:
+            self.state = self.state.repeat_interleave(repeats, dim=0)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.state is not None:
+            self.state = self.state[indices]
+
+
+class HLRUCache(Cache):
+    """Recurrent cache: per layer a fixed-size (B, N, m) float32 state, so memory does not grow with length."""
+
+    is_compileable = False
+
+    def __init__(self, config: HLRUConfig) -> None:
+        super().__init__(layers=[HLRUStateLayer() for _ in range(config.num_hidden_layers)])
+
+    @property
+    def is_linear(self) -> list[bool]:
+        return [True] * len(self.layers)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.layers[layer_idx].get_seq_length() if layer_idx < len(self.layers) else 0
+
+    def get_mask_sizes(self, query_length: int, layer_idx: int = 0) -> tuple[int, int]:
+        return self.layers[layer_idx].get_mask_sizes(query_length)
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove:
+            raise ValueError("HLRUCache holds a recurrent state and cannot drop tokens it has already absorbed")
+
+    def nbytes(self) -> int:
+        """Bytes held by the states (constant in the generated length)."""
+        return sum(layer.state.nbytes for layer in self.layers if layer.state is not None)
+
+
+# transformers >= 5.24 names the cache field `cache`, earlier 5.x `past_key_values`; generate() reads that field.
+_CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+class HLRURMSNorm(nn.Module):
+    def __init__(self, hidden_size: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+class HLRUSwiGLU(nn.Module):
+    def __init__(self, config: HLRUConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class HLRUMixer(nn.Module):
+    """BD-LRU (N blocks of size m, logits (N, m, m+1)) or H-LRU (N channels of order m, logits (N, m+1))."""
+
+    def __init__(self, config: HLRUConfig) -> None:
+        super().__init__()
+        n, m, d = config.num_blocks, config.block_size, config.hidden_size
+        self.num_blocks, self.block_size = n, m
+        self.is_block_diagonal = config.mixer_type == "bdlru"
+        self.gate_norm, self.backend = config.gate_norm, config.scan_backend
+        gate_dim, v_dim = (n * m * (m + 1), n * m) if self.is_block_diagonal else (n * (m + 1), n)
+        self.gate_proj = nn.Linear(d, gate_dim, bias=True)  # W_g, b_g
+        self.v_proj = nn.Linear(d, v_dim, bias=False)  # W_v
+        self.out_proj = nn.Linear(n * m, d, bias=False)  # W_out reads all N*m states
+
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None, pad_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        bsz, seqlen, _ = x.shape
+        n, m = self.num_blocks, self.block_size
+        z, v = self.gate_proj(x), self.v_proj(x)
+        if pad_mask is not None:  # a zero input at padded positions keeps a zero state at zero
+            v = v * pad_mask.unsqueeze(-1).to(v.dtype)
+        if self.is_block_diagonal:
+            z, v = z.view(bsz, seqlen, n, m, m + 1), v.view(bsz, seqlen, n, m)
+            if seqlen == 1 and state is not None:
+                h, state = bdlru_step(z[:, 0], v[:, 0], state, self.gate_norm, self.backend)
+                h = h.unsqueeze(1)
+            else:
+                h, state = bdlru_scan(z, v, state, self.gate_norm, self.backend)
+        else:
+            z, v = z.view(bsz, seqlen, n, m + 1), v.view(bsz, seqlen, n)
+            if seqlen == 1 and state is not None:
+                h, state = hlru_step(z[:, 0], v[:, 0], state, self.gate_norm, self.backend)
+                h = h.unsqueeze(1)
+            else:
+                h, state = hlru_scan(z, v, state, self.gate_norm, self.backend)
+        return self.out_proj(h.reshape(bsz, seqlen, n * m).to(x.dtype)), state
+
+
+class HLRUBlock(GradientCheckpointingLayer):
+    def __init__(self, config: HLRUConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.mixer_norm = HLRURMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mixer = HLRUMixer(config)
+        self.mlp_norm = HLRURMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = HLRUSwiGLU(config)
+
+    def forward(
+        self, x: torch.Tensor, cache: HLRUCache | None = None, pad_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        layer = cache.layers[self.layer_idx] if cache is not None else None
+        h, state = self.mixer(self.mixer_norm(x), layer.state if layer is not None else None, pad_mask)
+        if layer is not None:
+            layer.state = state
+        x = x + h
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class HLRUPreTrainedModel(PreTrainedModel):
+    config_class = HLRUConfig
+    config: HLRUConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["HLRUBlock"]
+    _is_stateful = True
+    _can_compile_fullgraph = False
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # the model builds its own HLRUCache
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # transformers' init helpers skip parameters that were loaded from a checkpoint
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, HLRURMSNorm):
+            init.ones_(module.weight)
+
+
+class HLRUModel(HLRUPreTrainedModel):
+    def __init__(self, config: HLRUConfig) -> None:
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.layers = nn.ModuleList([HLRUBlock(config, i) for i in range(config.num_hidden_layers)])
+        self.norm = HLRURMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        past_key_values: HLRUCache | None = None,
+        cache: HLRUCache | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast | tuple:
+        """`cache` (transformers >= 5.24) and `past_key_values` (earlier) are two names for the same HLRUCache."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        cache = cache if cache is not None else past_key_values
+        if cache is not None and not isinstance(cache, HLRUCache):
+            raise ValueError(f"the cache must be an HLRUCache, got {type(cache).__name__}")
+        use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
+        if use_cache and cache is None:
+            cache = HLRUCache(self.config)
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        seqlen = x.shape[1]
+        pad_mask = None
+        # Left padding only matters while prefilling; single-token decode steps are never masked.
+        if attention_mask is not None and attention_mask.dim() == 2 and seqlen > 1:
+            pad_mask = attention_mask[:, -seqlen:]
+            if bool(pad_mask.all()):
+                pad_mask = None
+        hidden_states = (x,) if output_hidden_states else None
+        for layer in self.layers:
+            x = layer(x, cache, pad_mask)
+            if output_hidden_states:
+                hidden_states += (x,)
+        x = self.norm(x)
+        if cache is not None:
+            for layer_cache in cache.layers:
+                layer_cache.seen_tokens += seqlen
+        out = BaseModelOutputWithPast(
+            last_hidden_state=x, hidden_states=hidden_states, **{_CACHE_FIELD: cache if use_cache else None}
+        )
+        return out if return_dict is not False else out.to_tuple()
+
+
+class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: HLRUConfig) -> None:
+        super().__init__(config)
+        self.model = HLRUModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embed_tokens = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        past_key_values: HLRUCache | None = None,
+        cache: HLRUCache | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast | tuple:
+        """Next-token logits; with `labels`, the shifted cross-entropy loss (-100 is ignored)."""
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            past_key_values=past_key_values,
+            cache=cache,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(out.last_hidden_state[:, keep])
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        result = CausalLMOutputWithPast(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, **{_CACHE_FIELD: getattr(out, _CACHE_FIELD)}
+        )
+        return result if return_dict is not False else result.to_tuple()
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        past_key_values: HLRUCache | None = None,
+        cache: HLRUCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        use_cache: bool | None = None,
+        next_sequence_length: int | None = None,
+        is_first_iteration: bool | None = False,
+        **kwargs,
+    ) -> dict:
+        # Feed only the tokens the cache has not absorbed yet (works whether generate() names it cache or
+        # past_key_values, and whether or not it computed next_sequence_length).
+        cache = cache if cache is not None else past_key_values
+        seen = cache.get_seq_length() if cache is not None else 0
+        if inputs_embeds is not None and seen == 0:
+            model_inputs = {"input_ids": None, "inputs_embeds": inputs_embeds}
+        else:
+            if next_sequence_length is not None:
+                input_ids = input_ids[:, -next_sequence_length:]
+            elif 0 < seen < input_ids.shape[1]:
+                input_ids = input_ids[:, seen:]
+            model_inputs = {"input_ids": input_ids.contiguous()}
+        model_inputs.update(cache=cache, attention_mask=attention_mask, use_cache=use_cache)
+        for key, value in kwargs.items():
+            if key not in model_inputs and key not in ("labels", "position_ids", "token_type_ids"):
+                model_inputs[key] = value
+        return model_inputs
