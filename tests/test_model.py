@@ -1,0 +1,105 @@
+"""Model forward/backward, paper parameter counts, config errors, save/load and Auto* registration."""
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+import hlru_lm
+from tests.conftest import tiny_config, tiny_model
+
+
+@pytest.mark.parametrize("mixer_type", ["bdlru", "hlru"])
+def test_forward_backward(mixer_type):
+    model = tiny_model(mixer_type).train()
+    ids = torch.randint(3, 96, (2, 21))
+    out = model(ids, labels=ids)
+    assert out.logits.shape == (2, 21, 96) and torch.isfinite(out.loss)
+    out.loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("mixer_type", ["bdlru", "hlru"])
+@pytest.mark.parametrize("m", [1, 2, 4])
+def test_mixer_parameter_count_matches_paper(mixer_type, m):
+    cfg = tiny_config(mixer_type, block_size=m, num_blocks=5)
+    mixer = hlru_lm.modeling_hlru.HLRUMixer(cfg)
+    d, n = cfg.hidden_size, cfg.num_blocks
+    expected = n * (d * (2 * m + 2) + m + 1) if mixer_type == "hlru" else n * m * (d * (m + 3) + m + 1)
+    assert sum(p.numel() for p in mixer.parameters()) == expected
+
+
+def test_init_follows_paper():
+    model = tiny_model(hidden_size=256, initializer_range=0.02)
+    w = model.model.layers[0].mixer.gate_proj
+    assert abs(w.weight.std().item() - 0.02) < 0.002
+    assert torch.count_nonzero(w.bias) == 0
+    assert torch.equal(model.model.norm.weight, torch.ones_like(model.model.norm.weight))
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("block_size", 0),
+        ("num_blocks", 0),
+        ("hidden_size", -4),
+        ("num_hidden_layers", 0),
+        ("vocab_size", 0),
+        ("mixer_type", "lstm"),
+        ("gate_norm", "tanh"),
+        ("scan_backend", "cuda"),
+        ("rms_norm_eps", 0.0),
+        ("initializer_range", -1.0),
+        ("intermediate_size", 0),
+    ],
+)
+def test_config_errors_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        tiny_config(**{field: value})
+
+
+@pytest.mark.parametrize("mixer_type", ["bdlru", "hlru"])
+def test_save_load_round_trip_bit_exact(tmp_path, mixer_type):
+    model = tiny_model(mixer_type)
+    model.save_pretrained(tmp_path)
+    files = {p.name for p in tmp_path.iterdir()}
+    assert "model.safetensors" in files and not any(f.endswith((".bin", ".pt")) for f in files)
+    assert AutoConfig.from_pretrained(tmp_path).model_type == "hlru"
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert isinstance(loaded, hlru_lm.HLRUForCausalLM)
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    ids = torch.randint(3, 96, (1, 9))
+    assert torch.equal(model(ids).logits, loaded.eval()(ids).logits)
+    assert isinstance(AutoModel.from_pretrained(tmp_path), hlru_lm.HLRUModel)
+
+
+def test_bf16_checkpoint_keeps_float32_state(tmp_path):
+    tiny_model().to(torch.bfloat16).save_pretrained(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path)  # dtype="auto": loads as bf16
+    assert model.dtype == torch.bfloat16
+    out = model(torch.randint(3, 96, (1, 5)), use_cache=True)
+    cache = getattr(out, hlru_lm.modeling_hlru._CACHE_FIELD)
+    assert all(layer.state.dtype == torch.float32 for layer in cache.layers)
+
+
+@pytest.mark.parametrize("mixer_type", ["bdlru", "hlru"])
+def test_chunked_prefill_matches_full_forward(mixer_type):
+    model = tiny_model(mixer_type)
+    ids = torch.randint(3, 96, (2, 30))
+    full = model(ids).logits
+    cache_field = hlru_lm.modeling_hlru._CACHE_FIELD
+    out = model(ids[:, :17], use_cache=True)
+    cache = getattr(out, cache_field)
+    assert cache.get_seq_length() == 17
+    rest = [model(ids[:, 17:25], cache=cache).logits]
+    rest += [model(ids[:, t : t + 1], past_key_values=cache).logits for t in range(25, 30)]  # both argument names
+    torch.testing.assert_close(torch.cat([out.logits, *rest], 1), full, rtol=1e-4, atol=1e-5)
+
+
+def test_model_input_errors():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="exactly one"):
+        model()
+    with pytest.raises(ValueError, match="HLRUCache"):
+        model(torch.ones(1, 3, dtype=torch.long), cache=object())

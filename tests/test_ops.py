@@ -1,0 +1,131 @@
+"""Ops vs the float64 loop reference of the equations: values, gradients, states, bounds and input checks."""
+
+import pytest
+import torch
+
+from hlru_lm.ops import GATE_NORMS, bdlru_scan, bdlru_step, hlru_scan, hlru_step
+
+B, T, N = 2, 37, 3  # T deliberately not a power of two nor a multiple of the chunk
+
+
+def _inputs(mixer: str, m: int, gate_norm: str, dtype=torch.float64, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    gate_shape = (B, T, N, m, m + 1) if mixer == "bdlru" else (B, T, N, m + 1)
+    v_shape = (B, T, N, m) if mixer == "bdlru" else (B, T, N)
+    z = torch.randn(gate_shape, generator=g, dtype=torch.float64)
+    if gate_norm == "none":  # raw gates: keep the map contractive so values stay O(1)
+        z = z.abs() / (m + 1) * 0.9
+    v = torch.randn(v_shape, generator=g, dtype=torch.float64)
+    h0 = torch.randn(B, N, m, generator=g, dtype=torch.float64)
+    return [x.to(dtype).requires_grad_() for x in (z, v, h0)]
+
+
+SCAN = {"bdlru": bdlru_scan, "hlru": hlru_scan}
+
+
+@pytest.mark.parametrize("mixer", ["bdlru", "hlru"])
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("gate_norm", GATE_NORMS)
+def test_torch_scan_matches_float64_reference(mixer, m, gate_norm):
+    scan = SCAN[mixer]
+    z, v, h0 = _inputs(mixer, m, gate_norm)
+    ref_h, ref_final = scan(z, v, h0, gate_norm, backend="naive")
+    w = torch.randn_like(ref_h)
+    ref_grads = torch.autograd.grad((ref_h * w).sum() + ref_final.sum(), (z, v, h0))
+
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
+        zc, vc, h0c = (x.detach().to(dtype).requires_grad_() for x in (z, v, h0))
+        h, final = scan(zc, vc, h0c, gate_norm, backend="torch")
+        assert h.dtype == dtype and final.dtype == dtype
+        grads = torch.autograd.grad((h * w.to(dtype)).sum() + final.sum(), (zc, vc, h0c))
+        for got, ref in [(h, ref_h), (final, ref_final), *zip(grads, ref_grads, strict=True)]:
+            err = (got.double() - ref).norm() / ref.norm().clamp_min(1e-12)
+            assert err < tol, f"{dtype}: relative error {err:.2e}"
+
+
+def test_reference_is_the_paper_equations():
+    """Hand-written scalar recursions, independent of the library code."""
+    g = torch.Generator().manual_seed(1)
+    # BD-LRU, m = 1, softmax: h_t = a_t h_{t-1} + (1 - a_t) v_t with a_t = sigmoid(z0 - z1).
+    z, v = torch.randn(1, 9, 1, 1, 2, generator=g, dtype=torch.float64), torch.randn(1, 9, 1, 1, generator=g).double()
+    h, expected = 0.0, []
+    for t in range(9):
+        a = torch.sigmoid(z[0, t, 0, 0, 0] - z[0, t, 0, 0, 1]).item()
+        h = a * h + (1 - a) * v[0, t, 0, 0].item()
+        expected.append(h)
+    got, _ = bdlru_scan(z, v, backend="naive")
+    torch.testing.assert_close(got[0, :, 0, 0], torch.tensor(expected, dtype=torch.float64))
+    # H-LRU, m = 2, sigmoid_l1: x_t = p0 x_{t-1} + p1 x_{t-2} + p2 v_t.
+    z, v = torch.randn(1, 9, 1, 3, generator=g, dtype=torch.float64), torch.randn(1, 9, 1, generator=g).double()
+    x1, x2, expected = 0.5, -0.25, []
+    for t in range(9):
+        s = torch.sigmoid(z[0, t, 0])
+        p = (s / s.sum()).tolist()
+        x1, x2 = p[0] * x1 + p[1] * x2 + p[2] * v[0, t, 0].item(), x1
+        expected.append([x1, x2])
+    got, final = hlru_scan(z, v, torch.tensor([[[0.5, -0.25]]], dtype=torch.float64), "sigmoid_l1", backend="naive")
+    torch.testing.assert_close(got[0, :, 0], torch.tensor(expected, dtype=torch.float64))
+    torch.testing.assert_close(final[0, 0], torch.tensor(expected[-1], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("mixer", ["bdlru", "hlru"])
+@pytest.mark.parametrize("gate_norm", ["softmax", "sigmoid_l1", "relu_l1"])
+@pytest.mark.parametrize("backend", ["naive", "torch"])
+def test_normalised_gates_keep_state_bounded(mixer, gate_norm, backend):
+    """Every update is a convex (or sub-convex) combination: |h_t| <= max_s |v_s| from a zero state."""
+    g = torch.Generator().manual_seed(2)
+    m, t = 4, 300
+    z = 6 * torch.randn((B, t, N, m, m + 1) if mixer == "bdlru" else (B, t, N, m + 1), generator=g)
+    v = 10 * torch.randn((B, t, N, m) if mixer == "bdlru" else (B, t, N), generator=g)
+    h, final = SCAN[mixer](z, v, gate_norm=gate_norm, backend=backend)
+    assert h.abs().max() <= v.abs().max() * (1 + 1e-5)
+    assert torch.isfinite(final).all()
+
+
+@pytest.mark.parametrize("mixer", ["bdlru", "hlru"])
+def test_step_equals_one_token_scan(mixer):
+    z, v, h0 = (x.detach() for x in _inputs(mixer, 3, "softmax"))
+    step = bdlru_step if mixer == "bdlru" else hlru_step
+    h_scan, final_scan = SCAN[mixer](z[:, :1], v[:, :1], h0, backend="torch")
+    h_step, final_step = step(z[:, 0], v[:, 0], h0)
+    torch.testing.assert_close(h_step, h_scan[:, 0])
+    torch.testing.assert_close(final_step, final_scan)
+
+
+@pytest.mark.parametrize("mixer", ["bdlru", "hlru"])
+def test_low_precision_inputs_accumulate_in_float32(mixer):
+    z, v, _ = (x.detach() for x in _inputs(mixer, 2, "softmax"))
+    h, final = SCAN[mixer](z.bfloat16(), v.bfloat16(), backend="torch")
+    ref, _ = SCAN[mixer](z.bfloat16().double(), v.bfloat16().double(), backend="naive")
+    assert h.dtype == torch.bfloat16 and final.dtype == torch.float32
+    assert (h.double() - ref).norm() / ref.norm() < 1e-2
+
+
+def test_split_scan_continues_from_final_state():
+    z, v, h0 = (x.detach() for x in _inputs("bdlru", 2, "softmax"))
+    full, _ = bdlru_scan(z, v, h0)
+    first, state = bdlru_scan(z[:, :20], v[:, :20], h0)
+    second, _ = bdlru_scan(z[:, 20:], v[:, 20:], state)
+    torch.testing.assert_close(torch.cat([first, second], 1), full)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: bdlru_scan(torch.zeros(1, 4, 2, 2, 3), torch.zeros(1, 4, 2, 2), gate_norm="tanh"), "gate_norm"),
+        (lambda: bdlru_scan(torch.zeros(1, 4, 2, 2, 3), torch.zeros(1, 4, 2, 2), backend="cuda"), "backend"),
+        (lambda: bdlru_scan(torch.zeros(1, 4, 2, 2, 2), torch.zeros(1, 4, 2, 2)), "gate_logits"),
+        (lambda: bdlru_scan(torch.zeros(1, 4, 2, 2, 3), torch.zeros(1, 4, 2, 3)), "v must"),
+        (
+            lambda: bdlru_scan(torch.zeros(1, 4, 2, 2, 3), torch.zeros(1, 4, 2, 2), torch.zeros(1, 2, 3)),
+            "initial_state",
+        ),
+        (lambda: hlru_scan(torch.zeros(1, 4, 2, 3), torch.zeros(1, 4, 3)), "v must"),
+        (lambda: hlru_scan(torch.zeros(1, 4, 2, 1), torch.zeros(1, 4, 2)), "m >= 1"),
+        (lambda: hlru_scan(torch.zeros(1, 4, 2, 3, dtype=torch.long), torch.zeros(1, 4, 2)), "floating"),
+        (lambda: hlru_step(torch.zeros(1, 2, 3), torch.zeros(1, 2), torch.zeros(1, 2, 3)), "initial_state"),
+    ],
+)
+def test_bad_inputs_raise_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
