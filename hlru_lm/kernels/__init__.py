@@ -1,0 +1,47 @@
+"""Fused-gate Triton kernels for the BD-LRU / H-LRU scans (forward, backward by recomputation, decode step).
+
+Entry points follow the hlru_lm.ops contract: f(gate_logits, v, h0, gate_norm) -> (h_or_y, final_state), with h0 a
+(B, N, m) tensor. Unsupported m (not in SUPPORTED_M), float64 inputs, and CPU tensors outside TRITON_INTERPRET=1 fall
+back to the torch path (hlru_lm.ops.chunk / naive) with a one-time warning.
+"""
+
+import torch
+
+from ..ops.chunk import chunk_bdlru_scan, chunk_hlru_scan
+from ..ops.naive import naive_bdlru_step, naive_hlru_step
+from .bdlru import BDLRUScanFn
+from .common import SUPPORTED_M, triton_usable
+from .hlru import HLRUScanFn
+
+__all__ = ["SUPPORTED_M", "triton_bdlru_scan", "triton_bdlru_step", "triton_hlru_scan", "triton_hlru_step"]
+
+
+def _state_in(h0: torch.Tensor) -> torch.Tensor:
+    return h0.float().contiguous()
+
+
+def triton_bdlru_scan(gate_logits, v, h0, gate_norm="softmax"):
+    if not triton_usable(v, v.shape[-1], "bdlru_scan"):
+        return chunk_bdlru_scan(gate_logits, v, h0, gate_norm)
+    return BDLRUScanFn.apply(gate_logits, v, _state_in(h0), gate_norm)
+
+
+def triton_hlru_scan(gate_logits, v, h0, gate_norm="softmax"):
+    if not triton_usable(v, h0.shape[-1], "hlru_scan"):
+        return chunk_hlru_scan(gate_logits, v, h0, gate_norm)
+    return HLRUScanFn.apply(gate_logits, v, _state_in(h0), gate_norm)
+
+
+def triton_bdlru_step(gate_logits, v, state, gate_norm="softmax"):
+    """One decoding token: the fused scan kernel launched with T = 1 (one launch, state stays fp32)."""
+    if not triton_usable(v, v.shape[-1], "bdlru_step"):
+        return naive_bdlru_step(gate_logits, v, state, gate_norm)
+    h, new_state = BDLRUScanFn.apply(gate_logits.unsqueeze(1), v.unsqueeze(1), _state_in(state), gate_norm)
+    return h.squeeze(1), new_state
+
+
+def triton_hlru_step(gate_logits, v, state, gate_norm="softmax"):
+    if not triton_usable(v, state.shape[-1], "hlru_step"):
+        return naive_hlru_step(gate_logits, v, state, gate_norm)
+    y, new_state = HLRUScanFn.apply(gate_logits.unsqueeze(1), v.unsqueeze(1), _state_in(state), gate_norm)
+    return y.squeeze(1), new_state

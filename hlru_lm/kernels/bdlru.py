@@ -1,0 +1,311 @@
+"""Fused-gate BD-LRU scan: h_t = A_t h_{t-1} + a0_t * v_t with [A_t | a0_t] = phi(logits_t) row-wise.
+
+Time-parallel chunked scan (three launches, each reading only logits and v from HBM):
+  1. `_bdlru_chunk_fwd_kernel`: per (batch, block tile, chunk) the chunk's affine map from a zero start: end state e_c and
+     transition product M_c = A_{t1-1} ... A_{t0} (skipped when one chunk suffices).
+  2. `_chunk_carry_kernel`: a short sequential pass over chunks, start_{c+1} = M_c start_c + e_c.
+  3. `_bdlru_fwd_kernel`: recompute each chunk from its true start state, write h (v.dtype) and the final state (fp32).
+The gates are normalised in registers (softmax with exp2, one reciprocal per row); A and a0*v never touch HBM.
+Backward mirrors it with the reverse adjoint scan lam_t = g_t + A_{t+1}^T lam_{t+1} (`_bdlru_chunk_bwd_kernel`,
+`_chunk_carry_kernel` reversed, `_bdlru_bwd_kernel`), recomputing phi from the logits and using the saved output
+h_{t-1}; the closed-form adjoint of phi gives the logit gradients.
+"""
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from .common import NORM_IDS, _norm_rows, _norm_rows_bwd, num_sms
+
+
+@triton.jit
+def _tile_offsets(pid_nt, NT, N, M: tl.constexpr, BN: tl.constexpr):
+    b = pid_nt // NT
+    n = (pid_nt % NT) * BN + tl.arange(0, BN)
+    ii = tl.arange(0, M)
+    jj = tl.arange(0, M)
+    nmask = n < N
+    offA = n[:, None, None] * (M * (M + 1)) + ii[None, :, None] * (M + 1) + jj[None, None, :]
+    offa = n[:, None] * (M * (M + 1)) + ii[None, :] * (M + 1) + M
+    offv = n[:, None] * M + ii[None, :]
+    mask3 = nmask[:, None, None] & (jj[None, None, :] < M)
+    mask2 = nmask[:, None] & (ii[None, :] < M)
+    return b, ii, jj, offA, offa, offv, mask3, mask2
+
+
+@triton.jit
+def _bdlru_chunk_fwd_kernel(
+    z_ptr, v_ptr, e_ptr, mat_ptr, T, N, NT, NC, CL,
+    M: tl.constexpr, BN: tl.constexpr, NORM: tl.constexpr, UNROLL: tl.constexpr,
+):
+    pid_nt = tl.program_id(0)
+    c = tl.program_id(1)  # chunks 0 .. NC-2 (the last chunk's map is never needed)
+    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN)
+    t0 = c * CL
+    n_steps = tl.minimum(CL, T - t0)
+    e = tl.zeros([BN, M], dtype=tl.float32)
+    eye = (ii[:, None] == jj[None, :]).to(tl.float32)
+    mat = tl.zeros([BN, M, M], dtype=tl.float32) + eye[None, :, :]
+    for k0 in range(0, n_steps, UNROLL):
+        for kk in tl.static_range(UNROLL):
+            tm = (k0 + kk) < n_steps
+            row = (b * T + t0 + k0 + kk).to(tl.int64)
+            zA = tl.load(z_ptr + row * (N * M * (M + 1)) + offA, mask=(mask3 & tm) != 0, other=0.0).to(tl.float32)
+            za = tl.load(z_ptr + row * (N * M * (M + 1)) + offa, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
+            vv = tl.load(v_ptr + row * (N * M) + offv, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
+            pA, pa, inv = _norm_rows(zA, za, NORM, 2)
+            e_new = tl.sum(pA * e[:, None, :], axis=2) + pa * vv
+            mat_new = tl.sum(pA[:, :, :, None] * mat[:, None, :, :], axis=2)
+            e = tl.where(tm, e_new, e)
+            mat = tl.where(tm, mat_new, mat)
+    soff = ((b * NC + c) * N).to(tl.int64) * M + offv
+    tl.store(e_ptr + soff, e, mask=mask2)
+    moff = ((b * NC + c) * N).to(tl.int64) * (M * M) + (offv * M)[:, :, None] + jj[None, None, :]
+    tl.store(mat_ptr + moff, mat, mask=mask3)
+
+
+@triton.jit
+def _chunk_carry_kernel(
+    e_ptr, mat_ptr, init_ptr, out_ptr, N, NT, NC,
+    M: tl.constexpr, BN: tl.constexpr, REVERSE: tl.constexpr,
+):
+    """Forward: out[c] = start of chunk c, start_0 = init, start_{c+1} = M_c start_c + e_c.
+    Reverse: out[c] = adjoint entering chunk c from the future, out[NC-1] = init, out[c-1] = M_c out[c] + e_c."""
+    pid_nt = tl.program_id(0)
+    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN)
+    s = tl.load(init_ptr + (b * N).to(tl.int64) * M + offv, mask=mask2, other=0.0)
+    for k in range(0, NC):
+        if REVERSE:
+            c = NC - 1 - k
+        else:
+            c = k
+        base = ((b * NC + c) * N).to(tl.int64) * M
+        tl.store(out_ptr + base + offv, s, mask=mask2)
+        if REVERSE:
+            last = c == 0
+        else:
+            last = c == NC - 1
+        if not last:
+            mat = tl.load(mat_ptr + base * M + (offv * M)[:, :, None] + jj[None, None, :], mask=mask3, other=0.0)
+            e = tl.load(e_ptr + base + offv, mask=mask2, other=0.0)
+            s = tl.sum(mat * s[:, None, :], axis=2) + e
+
+
+@triton.jit
+def _bdlru_fwd_kernel(
+    z_ptr, v_ptr, start_ptr, h_ptr, final_ptr, T, N, NT, NC, CL,
+    M: tl.constexpr, BN: tl.constexpr, NORM: tl.constexpr, UNROLL: tl.constexpr,
+):
+    pid_nt = tl.program_id(0)
+    c = tl.program_id(1)
+    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN)
+    t0 = c * CL
+    n_steps = tl.minimum(CL, T - t0)
+    h = tl.load(start_ptr + ((b * NC + c) * N).to(tl.int64) * M + offv, mask=mask2, other=0.0)
+    for k0 in range(0, n_steps, UNROLL):
+        for kk in tl.static_range(UNROLL):
+            tm = (k0 + kk) < n_steps
+            row = (b * T + t0 + k0 + kk).to(tl.int64)
+            zA = tl.load(z_ptr + row * (N * M * (M + 1)) + offA, mask=(mask3 & tm) != 0, other=0.0).to(tl.float32)
+            za = tl.load(z_ptr + row * (N * M * (M + 1)) + offa, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
+            vv = tl.load(v_ptr + row * (N * M) + offv, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
+            pA, pa, inv = _norm_rows(zA, za, NORM, 2)
+            h_new = tl.sum(pA * h[:, None, :], axis=2) + pa * vv
+            tl.store(h_ptr + row * (N * M) + offv, h_new.to(h_ptr.dtype.element_ty), mask=(mask2 & tm) != 0)
+            h = tl.where(tm, h_new, h)
+    if c == NC - 1:
+        tl.store(final_ptr + (b * N).to(tl.int64) * M + offv, h, mask=mask2)
+
+
+@triton.jit
+def _bdlru_chunk_bwd_kernel(
+    z_ptr, g_ptr, f_ptr, mat_ptr, T, N, NT, NC, CL,
+    M: tl.constexpr, BN: tl.constexpr, NORM: tl.constexpr, UNROLL: tl.constexpr, HAS_G: tl.constexpr,
+):
+    """Reverse local adjoint of chunk c (1..NC-1): mu_out = A_{t0}^T (g_{t0} + ... A_{t1-1}^T (g_{t1-1} + mu_in))."""
+    pid_nt = tl.program_id(0)
+    c = tl.program_id(1) + 1
+    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN)
+    t0 = c * CL
+    n_steps = tl.minimum(CL, T - t0)
+    f = tl.zeros([BN, M], dtype=tl.float32)
+    eye = (ii[:, None] == jj[None, :]).to(tl.float32)
+    mat = tl.zeros([BN, M, M], dtype=tl.float32) + eye[None, :, :]
+    for k0 in range(0, n_steps, UNROLL):
+        for kk in tl.static_range(UNROLL):
+            tm = (k0 + kk) < n_steps
+            row = (b * T + t0 + n_steps - 1 - k0 - kk).to(tl.int64)
+            zA = tl.load(z_ptr + row * (N * M * (M + 1)) + offA, mask=(mask3 & tm) != 0, other=0.0).to(tl.float32)
+            za = tl.load(z_ptr + row * (N * M * (M + 1)) + offa, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
+            pA, pa, inv = _norm_rows(zA, za, NORM, 2)
+            if HAS_G:
+                lam = f + tl.load(g_ptr + row * (N * M) + offv, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
+            else:
+                lam = f
+            f_new = tl.sum(pA * lam[:, :, None], axis=1)
+            mat_new = tl.sum(pA[:, :, :, None] * mat[:, :, None, :], axis=1)
+            f = tl.where(tm, f_new, f)
+            mat = tl.where(tm, mat_new, mat)
+    soff = ((b * NC + c) * N).to(tl.int64) * M + offv
+    tl.store(f_ptr + soff, f, mask=mask2)
+    moff = ((b * NC + c) * N).to(tl.int64) * (M * M) + (offv * M)[:, :, None] + jj[None, None, :]
+    tl.store(mat_ptr + moff, mat, mask=mask3)
+
+
+@triton.jit
+def _bdlru_bwd_kernel(
+    z_ptr, v_ptr, h_ptr, h0_ptr, g_ptr, carry_ptr, dz_ptr, dv_ptr, dh0_ptr, T, N, NT, NC, CL,
+    M: tl.constexpr, BN: tl.constexpr, NORM: tl.constexpr, UNROLL: tl.constexpr, HAS_G: tl.constexpr,
+):
+    pid_nt = tl.program_id(0)
+    c = tl.program_id(1)
+    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN)
+    t0 = c * CL
+    n_steps = tl.minimum(CL, T - t0)
+    mu = tl.load(carry_ptr + ((b * NC + c) * N).to(tl.int64) * M + offv, mask=mask2, other=0.0)
+    h0 = tl.load(h0_ptr + (b * N).to(tl.int64) * M + offv, mask=mask2, other=0.0)
+    for k0 in range(0, n_steps, UNROLL):
+        for kk in tl.static_range(UNROLL):
+            tm = (k0 + kk) < n_steps
+            t = t0 + n_steps - 1 - k0 - kk
+            row = (b * T + t).to(tl.int64)
+            zA = tl.load(z_ptr + row * (N * M * (M + 1)) + offA, mask=(mask3 & tm) != 0, other=0.0).to(tl.float32)
+            za = tl.load(z_ptr + row * (N * M * (M + 1)) + offa, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
+            vv = tl.load(v_ptr + row * (N * M) + offv, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
+            hp = tl.load(h_ptr + (row - 1) * (N * M) + offv, mask=(mask2 & tm & (t > 0)) != 0, other=0.0).to(tl.float32)
+            hp = tl.where(t > 0, hp, h0)
+            if HAS_G:
+                lam = mu + tl.load(g_ptr + row * (N * M) + offv, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
+            else:
+                lam = mu
+            pA, pa, inv = _norm_rows(zA, za, NORM, 2)
+            dpA = lam[:, :, None] * hp[:, None, :]
+            dpa = lam * vv
+            dzA, dza = _norm_rows_bwd(zA, za, pA, pa, inv, dpA, dpa, NORM, 2)
+            zrow = row * (N * M * (M + 1))
+            tl.store(dz_ptr + zrow + offA, dzA.to(dz_ptr.dtype.element_ty), mask=(mask3 & tm) != 0)
+            tl.store(dz_ptr + zrow + offa, dza.to(dz_ptr.dtype.element_ty), mask=(mask2 & tm) != 0)
+            tl.store(dv_ptr + row * (N * M) + offv, (lam * pa).to(dv_ptr.dtype.element_ty), mask=(mask2 & tm) != 0)
+            mu = tl.where(tm, tl.sum(pA * lam[:, :, None], axis=1), mu)
+    if c == 0:
+        tl.store(dh0_ptr + (b * N).to(tl.int64) * M + offv, mu, mask=mask2)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# launch configuration
+
+
+def _env_int(name: str, default: int) -> int:
+    val = os.environ.get(name)
+    return int(val) if val else default
+
+
+def _config(bsz: int, seqlen: int, nblocks: int, m: int, device: torch.device, bwd: bool = False):
+    """Block tile (BN), chunk length (CL), chunk count (NC), unroll, warps, for the main (recompute) kernels."""
+    elems = _env_int("HLRU_TILE_ELEMS", 512 if bwd else 1024)  # m*m*BN elements of A per program and step
+    bn = max(1, min(triton.next_power_of_2(nblocks), elems // (m * m)))
+    unroll = _env_int("HLRU_UNROLL", 4)
+    nt = triton.cdiv(nblocks, bn)
+    target = _env_int("HLRU_TARGET_PROGRAMS", 4 * num_sms(device))
+    min_chunk = _env_int("HLRU_MIN_CHUNK", 64)
+    nc = max(1, min(triton.cdiv(target, bsz * nt), triton.cdiv(seqlen, min_chunk)))
+    forced = _env_int("HLRU_CHUNK", 0)
+    cl = forced if forced else triton.cdiv(seqlen, nc)
+    cl = triton.cdiv(cl, unroll) * unroll
+    nc = triton.cdiv(seqlen, cl)
+    warps = 4 if bn * m * m >= 512 else (2 if bn * m * m >= 128 else 1)
+    return bn, nt, cl, nc, unroll, warps
+
+
+def _aux_bn(nblocks: int, m: int) -> tuple[int, int]:
+    """Block tile and warps for the chunk-map kernels (they hold an m x m x m product per block)."""
+    bn = max(1, min(triton.next_power_of_2(nblocks), 2048 // (m * m * m)))
+    warps = 8 if bn * m ** 3 >= 2048 else 4
+    return bn, warps
+
+
+def bdlru_fwd(z, v, h0, norm: str, chunk_len: int | None = None):
+    bsz, seqlen, nblocks, m = v.shape
+    bn, nt, cl, nc, unroll, warps = _config(bsz, seqlen, nblocks, m, v.device)
+    if chunk_len is not None:
+        cl = triton.cdiv(chunk_len, unroll) * unroll
+        nc = triton.cdiv(seqlen, cl)
+    norm_id = NORM_IDS[norm]
+    h = torch.empty_like(v)
+    final = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
+    if nc == 1:
+        start = h0
+    else:
+        e = torch.empty(bsz, nc, nblocks, m, dtype=torch.float32, device=v.device)
+        mat = torch.empty(bsz, nc, nblocks, m, m, dtype=torch.float32, device=v.device)
+        bna, wa = _aux_bn(nblocks, m)
+        nta = triton.cdiv(nblocks, bna)
+        _bdlru_chunk_fwd_kernel[(bsz * nta, nc - 1)](
+            z, v, e, mat, seqlen, nblocks, nta, nc, cl, M=m, BN=bna, NORM=norm_id, UNROLL=unroll, num_warps=wa
+        )
+        start = torch.empty(bsz, nc, nblocks, m, dtype=torch.float32, device=v.device)
+        bnc = max(1, min(triton.next_power_of_2(nblocks), 1024 // (m * m)))
+        ntc = triton.cdiv(nblocks, bnc)
+        _chunk_carry_kernel[(bsz * ntc,)](e, mat, h0, start, nblocks, ntc, nc, M=m, BN=bnc, REVERSE=False, num_warps=4)
+    _bdlru_fwd_kernel[(bsz * nt, nc)](
+        z, v, start, h, final, seqlen, nblocks, nt, nc, cl, M=m, BN=bn, NORM=norm_id, UNROLL=unroll, num_warps=warps
+    )
+    return h, final
+
+
+def bdlru_bwd(z, v, h0, h, dh, dfinal, norm: str, chunk_len: int | None = None):
+    bsz, seqlen, nblocks, m = v.shape
+    bn, nt, cl, nc, unroll, warps = _config(bsz, seqlen, nblocks, m, v.device, bwd=True)
+    if chunk_len is not None:
+        cl = triton.cdiv(chunk_len, unroll) * unroll
+        nc = triton.cdiv(seqlen, cl)
+    norm_id = NORM_IDS[norm]
+    has_g = dh is not None
+    g = dh.contiguous() if has_g else v
+    if dfinal is None:
+        dfinal = torch.zeros(bsz, nblocks, m, dtype=torch.float32, device=v.device)
+    dfinal = dfinal.float().contiguous()
+    dz = torch.empty_like(z)
+    dv = torch.empty_like(v)
+    dh0 = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
+    if nc == 1:
+        carry = dfinal
+    else:
+        f = torch.empty(bsz, nc, nblocks, m, dtype=torch.float32, device=v.device)
+        mat = torch.empty(bsz, nc, nblocks, m, m, dtype=torch.float32, device=v.device)
+        bna, wa = _aux_bn(nblocks, m)
+        nta = triton.cdiv(nblocks, bna)
+        _bdlru_chunk_bwd_kernel[(bsz * nta, nc - 1)](
+            z, g, f, mat, seqlen, nblocks, nta, nc, cl, M=m, BN=bna, NORM=norm_id, UNROLL=unroll, HAS_G=has_g,
+            num_warps=wa,
+        )
+        carry = torch.empty(bsz, nc, nblocks, m, dtype=torch.float32, device=v.device)
+        bnc = max(1, min(triton.next_power_of_2(nblocks), 1024 // (m * m)))
+        ntc = triton.cdiv(nblocks, bnc)
+        _chunk_carry_kernel[(bsz * ntc,)](f, mat, dfinal, carry, nblocks, ntc, nc, M=m, BN=bnc, REVERSE=True, num_warps=4)
+    _bdlru_bwd_kernel[(bsz * nt, nc)](
+        z, v, h, h0, g, carry, dz, dv, dh0, seqlen, nblocks, nt, nc, cl,
+        M=m, BN=bn, NORM=norm_id, UNROLL=unroll, HAS_G=has_g, num_warps=warps,
+    )
+    return dz, dv, dh0
+
+
+class BDLRUScanFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, v, h0, norm, chunk_len=None):
+        z = z.contiguous()
+        v = v.contiguous()
+        h0 = h0.contiguous()
+        h, final = bdlru_fwd(z, v, h0, norm, chunk_len)
+        ctx.save_for_backward(z, v, h0, h)
+        ctx.norm = norm
+        ctx.chunk_len = chunk_len
+        return h, final
+
+    @staticmethod
+    def backward(ctx, dh, dfinal):
+        z, v, h0, h = ctx.saved_tensors
+        dz, dv, dh0 = bdlru_bwd(z, v, h0, h, dh, dfinal, ctx.norm, ctx.chunk_len)
+        return dz, dv, dh0, None, None

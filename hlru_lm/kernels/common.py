@@ -1,0 +1,100 @@
+"""Shared Triton helpers: in-register gate normalisation and its closed-form adjoint, launch heuristics, fallbacks."""
+
+import os
+import warnings
+
+import torch
+import triton
+import triton.language as tl
+
+SUPPORTED_M = (1, 2, 4, 8, 16)
+NORM_IDS = {"softmax": 0, "sigmoid_l1": 1, "relu_l1": 2, "none": 3}
+LOG2E = 1.4426950408889634
+RELU_EPS = 1e-6  # must equal hlru_lm.ops.gate_norm.RELU_L1_EPS
+
+_warned: set = set()
+
+
+def warn_once(key: str, msg: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(msg, stacklevel=3)
+
+
+def interpret_mode() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def triton_usable(v: torch.Tensor, m: int, op: str) -> bool:
+    """True if the Triton kernel handles this call; otherwise warns once and the caller uses the torch path."""
+    if m not in SUPPORTED_M:
+        warn_once(f"{op}-m{m}", f"hlru_lm Triton {op}: m={m} not in {SUPPORTED_M}; falling back to the torch scan")
+        return False
+    if v.dtype == torch.float64:
+        warn_once(f"{op}-f64", f"hlru_lm Triton {op}: float64 inputs use the torch scan (kernels accumulate in fp32)")
+        return False
+    if not v.is_cuda and not interpret_mode():
+        warn_once(f"{op}-cpu", f"hlru_lm Triton {op}: CPU tensor without TRITON_INTERPRET=1; using the torch scan")
+        return False
+    return True
+
+
+def num_sms(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 4
+
+
+@triton.jit
+def _norm_rows(zA, za, NORM: tl.constexpr, AX: tl.constexpr):
+    """phi over rows made of zA[..., :] (last axis) and za[...]: returns (pA, pa, inv) with inv = 1/row-sum term."""
+    if NORM == 0:  # softmax via exp2, one reciprocal per row
+        mx = tl.maximum(tl.max(zA, axis=AX), za)
+        eA = tl.exp2((zA - tl.expand_dims(mx, AX)) * 1.4426950408889634)
+        ea = tl.exp2((za - mx) * 1.4426950408889634)
+        inv = 1.0 / (tl.sum(eA, axis=AX) + ea)
+        pA = eA * tl.expand_dims(inv, AX)
+        pa = ea * inv
+    elif NORM == 1:  # sigmoid_l1
+        sA = 1.0 / (1.0 + tl.exp2(-zA * 1.4426950408889634))
+        sa = 1.0 / (1.0 + tl.exp2(-za * 1.4426950408889634))
+        inv = 1.0 / (tl.sum(sA, axis=AX) + sa)
+        pA = sA * tl.expand_dims(inv, AX)
+        pa = sa * inv
+    elif NORM == 2:  # relu_l1
+        rA = tl.maximum(zA, 0.0)
+        ra = tl.maximum(za, 0.0)
+        inv = 1.0 / (tl.sum(rA, axis=AX) + ra + 1e-6)
+        pA = rA * tl.expand_dims(inv, AX)
+        pa = ra * inv
+    else:
+        inv = za * 0.0 + 1.0
+        pA = zA
+        pa = za
+    return pA, pa, inv
+
+
+@triton.jit
+def _norm_rows_bwd(zA, za, pA, pa, inv, dpA, dpa, NORM: tl.constexpr, AX: tl.constexpr):
+    """Closed-form adjoint of _norm_rows: (dzA, dza) from dP."""
+    if NORM == 3:
+        dzA = dpA
+        dza = dpa
+    else:
+        dot = tl.sum(pA * dpA, axis=AX) + pa * dpa
+        dotx = tl.expand_dims(dot, AX)
+        if NORM == 0:
+            dzA = pA * (dpA - dotx)
+            dza = pa * (dpa - dot)
+        elif NORM == 1:
+            # p = s / S: ds = (dp - <p, dp>) / S; dz = ds * s (1 - s), s = sigmoid(z)
+            sA = 1.0 / (1.0 + tl.exp2(-zA * 1.4426950408889634))
+            sa = 1.0 / (1.0 + tl.exp2(-za * 1.4426950408889634))
+            invx = tl.expand_dims(inv, AX)
+            dzA = (dpA - dotx) * invx * sA * (1.0 - sA)
+            dza = (dpa - dot) * inv * sa * (1.0 - sa)
+        else:
+            invx = tl.expand_dims(inv, AX)
+            dzA = tl.where(zA > 0.0, (dpA - dotx) * invx, 0.0)
+            dza = tl.where(za > 0.0, (dpa - dot) * inv, 0.0)
+    return dzA, dza

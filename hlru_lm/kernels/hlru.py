@@ -1,0 +1,149 @@
+"""Fused-gate H-LRU scan (companion form, O(m) per step).
+
+x_t = sum_{k=1..m} P_t[k-1] x_{t-k} + P_t[m] v_t; y_t = (x_t, ..., x_{t-m+1}).
+The lag window lives in registers in *time-slot order*: x_s sits in slot s mod m. A step then only overwrites one slot
+(no shift): the gate logits are loaded with permuted offsets so that the coefficient of each slot lines up, and y_t is
+stored with permuted offsets. The backward runs the transposed companion recurrence in the same slot order.
+One program per (batch, channel tile), sequential over T (no time chunking yet: parallelism is B*N channels).
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from .common import NORM_IDS, _norm_rows, _norm_rows_bwd
+
+
+@triton.jit
+def _hlru_fwd_kernel(
+    z_ptr, v_ptr, h0_ptr, y_ptr, final_ptr, T, N, NT,
+    M: tl.constexpr, BN: tl.constexpr, NORM: tl.constexpr, UNROLL: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    b = pid // NT
+    n = (pid % NT) * BN + tl.arange(0, BN)
+    slot = tl.arange(0, M)
+    nmask = n < N
+    mask2 = nmask[:, None] & (slot[None, :] < M)
+    # h0[j] = x_{-1-j} sits in slot (-1-j) mod m
+    jinit = (-1 - slot) & (M - 1)
+    win = tl.load(h0_ptr + (b * N + n[:, None]).to(tl.int64) * M + jinit[None, :], mask=mask2, other=0.0)
+    for k0 in range(0, T, UNROLL):
+        for kk in tl.static_range(UNROLL):
+            t = k0 + kk
+            tm = t < T
+            row = (b * T + t).to(tl.int64)
+            kidx = (t - 1 - slot) & (M - 1)  # slot s holds x_{t-1-kidx}: coefficient P[kidx]
+            zl = tl.load(z_ptr + row * (N * (M + 1)) + n[:, None] * (M + 1) + kidx[None, :], mask=(mask2 & tm) != 0, other=0.0)
+            zv = tl.load(z_ptr + row * (N * (M + 1)) + n * (M + 1) + M, mask=(nmask & tm) != 0, other=0.0)
+            vv = tl.load(v_ptr + row * N + n, mask=(nmask & tm) != 0, other=0.0).to(tl.float32)
+            pl, pv, inv = _norm_rows(zl.to(tl.float32), zv.to(tl.float32), NORM, 1)
+            x = tl.sum(pl * win, axis=1) + pv * vv
+            win = tl.where(((slot[None, :] == (t & (M - 1))) & tm) != 0, x[:, None], win)
+            kout = (t - slot) & (M - 1)  # slot s holds x_{t-kout} = y_t[kout]
+            tl.store(y_ptr + (row * N + n[:, None]) * M + kout[None, :], win.to(y_ptr.dtype.element_ty), mask=(mask2 & tm) != 0)
+    jfin = (T - 1 - slot) & (M - 1)
+    tl.store(final_ptr + (b * N + n[:, None]).to(tl.int64) * M + jfin[None, :], win, mask=mask2)
+
+
+@triton.jit
+def _hlru_bwd_kernel(
+    z_ptr, v_ptr, y_ptr, h0_ptr, g_ptr, dfinal_ptr, dz_ptr, dv_ptr, dh0_ptr, T, N, NT,
+    M: tl.constexpr, BN: tl.constexpr, NORM: tl.constexpr, UNROLL: tl.constexpr, HAS_G: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    b = pid // NT
+    n = (pid % NT) * BN + tl.arange(0, BN)
+    slot = tl.arange(0, M)
+    nmask = n < N
+    mask2 = nmask[:, None] & (slot[None, :] < M)
+    sbase = (b * N + n[:, None]).to(tl.int64) * M
+    # W[slot] = adjoint of the x that lives in that slot; starts as dL/d final state
+    W = tl.load(dfinal_ptr + sbase + ((T - 1 - slot) & (M - 1))[None, :], mask=mask2, other=0.0)
+    for k0 in range(0, T, UNROLL):
+        for kk in tl.static_range(UNROLL):
+            t = T - 1 - k0 - kk
+            tm = t >= 0
+            row = (b * T + t).to(tl.int64)
+            if HAS_G:
+                jg = (t - slot) & (M - 1)
+                g = tl.load(g_ptr + (row * N + n[:, None]) * M + jg[None, :], mask=(mask2 & tm) != 0, other=0.0)
+                W = W + g.to(tl.float32)
+            cur = slot[None, :] == (t & (M - 1))
+            lam = tl.sum(tl.where(cur, W, 0.0), axis=1)  # dL/dx_t
+            kidx = (t - 1 - slot) & (M - 1)
+            zoff = row * (N * (M + 1)) + n[:, None] * (M + 1) + kidx[None, :]
+            zvoff = row * (N * (M + 1)) + n * (M + 1) + M
+            zl = tl.load(z_ptr + zoff, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
+            zv = tl.load(z_ptr + zvoff, mask=(nmask & tm) != 0, other=0.0).to(tl.float32)
+            vv = tl.load(v_ptr + row * N + n, mask=(nmask & tm) != 0, other=0.0).to(tl.float32)
+            # lags x_{t-1-kidx}: y_{t-1}[kidx], or h0[kidx] at t = 0
+            xl = tl.load(y_ptr + ((row - 1) * N + n[:, None]) * M + kidx[None, :], mask=(mask2 & tm & (t > 0)) != 0, other=0.0)
+            xh = tl.load(h0_ptr + sbase + kidx[None, :], mask=(mask2 & tm & (t == 0)) != 0, other=0.0)
+            xl = tl.where(t > 0, xl.to(tl.float32), xh)
+            pl, pv, inv = _norm_rows(zl, zv, NORM, 1)
+            dpl = lam[:, None] * xl
+            dpv = lam * vv
+            dzl, dzv = _norm_rows_bwd(zl, zv, pl, pv, inv, dpl, dpv, NORM, 1)
+            tl.store(dz_ptr + zoff, dzl.to(dz_ptr.dtype.element_ty), mask=(mask2 & tm) != 0)
+            tl.store(dz_ptr + zvoff, dzv.to(dz_ptr.dtype.element_ty), mask=(nmask & tm) != 0)
+            tl.store(dv_ptr + row * N + n, (lam * pv).to(dv_ptr.dtype.element_ty), mask=(nmask & tm) != 0)
+            W_new = tl.where(cur, 0.0, W) + pl * lam[:, None]
+            W = tl.where(tm, W_new, W)
+    # W[slot] is now dL/dx_s for s = -1..-m: h0[j] = x_{-1-j}
+    tl.store(dh0_ptr + sbase + ((-1 - slot) & (M - 1))[None, :], W, mask=mask2)
+
+
+def _cfg(nch: int, m: int, bwd: bool):
+    bn = max(1, min(triton.next_power_of_2(nch), (128 if bwd else 256) // max(1, m // 4)))
+    warps = 4 if bn * m >= 512 else (2 if bn * m >= 128 else 1)
+    return bn, triton.cdiv(nch, bn), warps
+
+
+def hlru_fwd(z, v, h0, norm: str):
+    bsz, seqlen, nch = v.shape
+    m = h0.shape[-1]
+    bn, nt, warps = _cfg(nch, m, False)
+    y = torch.empty(bsz, seqlen, nch, m, dtype=v.dtype, device=v.device)
+    final = torch.empty(bsz, nch, m, dtype=torch.float32, device=v.device)
+    _hlru_fwd_kernel[(bsz * nt,)](
+        z, v, h0, y, final, seqlen, nch, nt, M=m, BN=bn, NORM=NORM_IDS[norm], UNROLL=4, num_warps=warps
+    )
+    return y, final
+
+
+def hlru_bwd(z, v, h0, y, dy, dfinal, norm: str):
+    bsz, seqlen, nch = v.shape
+    m = h0.shape[-1]
+    bn, nt, warps = _cfg(nch, m, True)
+    has_g = dy is not None
+    g = dy.contiguous() if has_g else y
+    if dfinal is None:
+        dfinal = torch.zeros(bsz, nch, m, dtype=torch.float32, device=v.device)
+    dfinal = dfinal.float().contiguous()
+    dz = torch.empty_like(z)
+    dv = torch.empty_like(v)
+    dh0 = torch.empty(bsz, nch, m, dtype=torch.float32, device=v.device)
+    _hlru_bwd_kernel[(bsz * nt,)](
+        z, v, y, h0, g, dfinal, dz, dv, dh0, seqlen, nch, nt,
+        M=m, BN=bn, NORM=NORM_IDS[norm], UNROLL=4, HAS_G=has_g, num_warps=warps,
+    )
+    return dz, dv, dh0
+
+
+class HLRUScanFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, v, h0, norm):
+        z = z.contiguous()
+        v = v.contiguous()
+        h0 = h0.contiguous()
+        y, final = hlru_fwd(z, v, h0, norm)
+        ctx.save_for_backward(z, v, h0, y)
+        ctx.norm = norm
+        return y, final
+
+    @staticmethod
+    def backward(ctx, dy, dfinal):
+        z, v, h0, y = ctx.saved_tensors
+        dz, dv, dh0 = hlru_bwd(z, v, h0, y, dy, dfinal, ctx.norm)
+        return dz, dv, dh0, None
