@@ -103,3 +103,15 @@ def test_model_input_errors():
         model()
     with pytest.raises(ValueError, match="HLRUCache"):
         model(torch.ones(1, 3, dtype=torch.long), cache=object())
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    model = tiny_model().train()
+    ids = torch.randint(3, 96, (2, 10))
+    model(ids, labels=ids).loss.backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model(ids, labels=ids).loss.backward()
+    for a, p in zip(plain, model.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, a)
