@@ -1,0 +1,420 @@
+"""Helpers of ``scripts/train.py``: config schema + overrides, run-directory guards, checkpoints, schedule, batches."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+# Every key a training config may hold; a key outside this schema (or outside HLRUConfig's fields for `model`) is an
+# error. `model` values are HLRUConfig fields; `vocab_size: auto` = the tokenizer's size rounded up to a multiple of 64,
+# `max_position_embeddings` defaults to data.context_length.
+DEFAULTS: dict[str, dict] = {
+    "model": {},
+    "tokenizer": {
+        "name": None,  # any AutoTokenizer name/path; null = train a byte-level BPE on the corpus
+        "train_vocab_size": 4096,
+        "min_frequency": 2,
+    },
+    "data": {
+        "source": "embedded",  # "embedded", a data file/dir, a save_to_disk dir, or a Hub dataset name
+        "config_name": None,
+        "split": "train",
+        "validation_split": None,  # use this split as validation instead of a hashed document split
+        "text_field": "text",
+        "sample_by": "paragraph",  # for .txt files: line | paragraph | document
+        "streaming": False,
+        "val_fraction": 0.05,
+        "val_documents": 1000,  # streaming only: the first N documents are the validation split
+        "max_documents": None,
+        "max_train_tokens": None,
+        "context_length": 256,
+        "num_proc": None,
+        "cache_dir": None,  # default $HLRU_CACHE or ~/.cache/hlru_lm
+    },
+    "training": {
+        "output_dir": "runs/tiny",
+        "resume": False,  # true = continue from the latest checkpoint in output_dir (if any); or a checkpoint path
+        "seed": 1234,
+        "max_steps": 200,
+        "batch_size": 16,  # per process, per micro-step
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 3.0e-3,
+        "min_learning_rate": 1.0e-5,
+        "warmup_ratio": 0.1,
+        "weight_decay": 0.1,
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.95,
+        "adam_epsilon": 1.0e-8,
+        "max_grad_norm": 1.0,
+        "mixed_precision": "auto",  # auto = bf16 on a GPU that supports it, else no
+        "gradient_checkpointing": False,
+        "log_interval": 10,
+        "eval_interval": 100,
+        "eval_batches": 8,
+        "save_interval": 100,
+        "keep_last_checkpoints": 2,
+        "report_to": "auto",  # auto = tensorboard when installed; none; or a tracker name / list
+    },
+}
+# Keys that do not change what is trained: may differ between a run and its resumption.
+RUN_CONTROL_KEYS = {
+    "output_dir",
+    "resume",
+    "log_interval",
+    "eval_interval",
+    "eval_batches",
+    "save_interval",
+    "keep_last_checkpoints",
+    "report_to",
+    "num_proc",
+    "cache_dir",
+}
+RUN_FILE = "hlru_run.json"
+CKPT_META = "hlru_checkpoint.json"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def model_fields() -> list[str]:
+    from .configuration_hlru import HLRUConfig
+
+    fields = []
+    for klass in reversed(HLRUConfig.__mro__):
+        if klass.__module__.startswith("hlru_lm"):
+            fields += [k for k in getattr(klass, "__annotations__", {}) if not k.startswith("_")]
+    return list(dict.fromkeys(fields))
+
+
+def _check_keys(cfg: dict, where: str) -> None:
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{where}: the config must be a mapping of sections, got {type(cfg).__name__}")
+    for section, values in cfg.items():
+        if section not in DEFAULTS:
+            raise ConfigError(f"{where}: unknown config section {section!r} (known: {sorted(DEFAULTS)})")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: section {section!r} must be a mapping")
+        allowed = model_fields() if section == "model" else list(DEFAULTS[section])
+        for key in values:
+            if key not in allowed:
+                hint = _closest(key, allowed)
+                raise ConfigError(
+                    f"{where}: unknown config key {section}.{key}" + (f" (did you mean {section}.{hint}?)" if hint else "")
+                )
+
+
+def _closest(key: str, options) -> str | None:
+    import difflib
+
+    m = difflib.get_close_matches(key, list(options), n=1)
+    return m[0] if m else None
+
+
+def _parse_value(text: str, default):
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    if isinstance(value, str):
+        try:
+            value = float(value) if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", value) else value
+        except ValueError:
+            pass
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value
+
+
+def _leaf_index() -> dict[str, list[str]]:
+    idx: dict[str, list[str]] = {}
+    for section, values in DEFAULTS.items():
+        keys = model_fields() if section == "model" else values
+        for k in keys:
+            idx.setdefault(k, []).append(section)
+    return idx
+
+
+def load_config(path: str | None, overrides: list[str]) -> dict:
+    """Defaults <- YAML file <- ``--key value`` / ``--section.key value`` / ``--key=value`` overrides.
+
+    Unknown or ambiguous keys raise :class:`ConfigError`.
+    """
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {path!r} not found")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        _check_keys(loaded, str(path))
+        for section, values in loaded.items():
+            cfg[section].update(values or {})
+    leaf = _leaf_index()
+    i = 0
+    while i < len(overrides):
+        arg = overrides[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument {arg!r}; overrides look like --key value")
+        name = arg[2:]
+        if "=" in name:
+            name, raw = name.split("=", 1)
+            i += 1
+        elif i + 1 < len(overrides) and not overrides[i + 1].startswith("--"):
+            raw = overrides[i + 1]
+            i += 2
+        else:  # a bare flag: --resume
+            raw = "true"
+            i += 1
+        name = name.replace("-", "_")
+        if "." in name:
+            section, key = name.split(".", 1)
+        else:
+            sections = leaf.get(name, [])
+            if not sections:
+                hint = _closest(name, list(leaf))
+                raise ConfigError(f"unknown config key {name!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+            if len(sections) > 1:
+                raise ConfigError(f"ambiguous key {name!r}: write one of " + ", ".join(f"--{s}.{name}" for s in sections))
+            section, key = sections[0], name
+        _check_keys({section: {key: None}}, "command line")
+        cfg[section][key] = _parse_value(raw, DEFAULTS.get(section, {}).get(key))
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: dict) -> None:
+    t, d = cfg["training"], cfg["data"]
+    for key in ("max_steps", "batch_size", "gradient_accumulation_steps", "log_interval", "eval_interval",
+                "save_interval", "keep_last_checkpoints", "eval_batches"):
+        v = t[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "eval_batches" else 1):
+            raise ConfigError(f"training.{key} must be a positive integer, got {v!r}")
+    if not isinstance(d["context_length"], int) or d["context_length"] < 2:
+        raise ConfigError(f"data.context_length must be an integer >= 2, got {d['context_length']!r}")
+    if not 0 <= float(d["val_fraction"]) < 1:
+        raise ConfigError(f"data.val_fraction must be in [0, 1), got {d['val_fraction']!r}")
+    if t["mixed_precision"] not in ("auto", "no", "bf16", "fp16", "fp8"):
+        raise ConfigError(f"training.mixed_precision must be auto, no, bf16, fp16 or fp8, got {t['mixed_precision']!r}")
+    for key in ("learning_rate", "min_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm"):
+        if not isinstance(t[key], (int, float)) or isinstance(t[key], bool) or t[key] < 0:
+            raise ConfigError(f"training.{key} must be a non-negative number, got {t[key]!r}")
+
+
+def parse_args(argv=None) -> tuple[argparse.Namespace, dict]:
+    parser = argparse.ArgumentParser(
+        description="Pretrain a BD-LRU / H-LRU language model (run with `accelerate launch` or plain python).",
+        epilog="Any config key can be overridden: --max_steps 100, --training.learning_rate 1e-3, --model.hidden_size 64.",
+    )
+    parser.add_argument("--config", default=None, help="YAML config (sections: model, tokenizer, data, training)")
+    args, rest = parser.parse_known_args(argv)
+    return args, load_config(args.config, rest)
+
+
+def identity(cfg: dict) -> dict:
+    """The part of the config that defines what is trained (run-control keys removed)."""
+    return {s: {k: v for k, v in vals.items() if k not in RUN_CONTROL_KEYS} for s, vals in cfg.items()}
+
+
+def config_hash(cfg: dict) -> str:
+    return hashlib.sha256(json.dumps(identity(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Output directory and checkpoints
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def checkpoints_dir(output_dir: Path) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints (``step_<k>`` with their metadata file), oldest first. ``.tmp_*`` dirs never count."""
+    root = checkpoints_dir(output_dir)
+    out = []
+    if root.is_dir():
+        for p in root.iterdir():
+            m = re.fullmatch(r"step_(\d+)", p.name)
+            if m and p.is_dir() and (p / CKPT_META).is_file():
+                out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def check_output_dir(cfg: dict) -> Path | None:
+    """Refuse an output_dir that holds another run (different config) or, without --resume, any checkpoints.
+
+    Returns the checkpoint to resume from (None = start from scratch). Writes nothing.
+    """
+    t = cfg["training"]
+    out = Path(t["output_dir"])
+    resume = t["resume"]
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output_dir {str(out)!r} exists and is not a directory")
+    run_file = out / RUN_FILE
+    if out.is_dir() and any(out.iterdir()):
+        if not run_file.is_file():
+            raise ConfigError(
+                f"output_dir {str(out)!r} is not empty and holds no hlru training run ({RUN_FILE} missing); "
+                "refusing to overwrite it: choose another --output_dir"
+            )
+        previous = json.loads(run_file.read_text())
+        if previous.get("config_hash") != config_hash(cfg):
+            diff = _diff(previous.get("identity", {}), identity(cfg))
+            raise ConfigError(
+                f"output_dir {str(out)!r} holds another run's checkpoints (different config: {diff}); "
+                "nothing was overwritten: choose another --output_dir"
+            )
+        ckpts = list_checkpoints(out)
+        if ckpts and not resume:
+            raise ConfigError(
+                f"output_dir {str(out)!r} already holds checkpoints up to step {ckpts[-1][0]}; "
+                "pass --resume to continue that run or choose another --output_dir"
+            )
+    if resume and resume is not True and str(resume).lower() not in ("true", "latest", "auto"):
+        p = Path(str(resume))
+        if not (p / CKPT_META).is_file():
+            raise ConfigError(f"--resume {resume!r} is not a complete checkpoint directory")
+        return p
+    if resume:
+        ckpts = list_checkpoints(out)
+        return ckpts[-1][1] if ckpts else None
+    return None
+
+
+def _diff(a: dict, b: dict) -> str:
+    diffs = []
+    for s in sorted(set(a) | set(b)):
+        for k in sorted(set(a.get(s, {})) | set(b.get(s, {}))):
+            va, vb = a.get(s, {}).get(k), b.get(s, {}).get(k)
+            if va != vb:
+                diffs.append(f"{s}.{k}: {va!r} -> {vb!r}")
+    return ", ".join(diffs[:5]) + (" ..." if len(diffs) > 5 else "") or "unknown"
+
+
+def write_run_file(cfg: dict, extra: dict | None = None) -> None:
+    out = Path(cfg["training"]["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    body = {"config_hash": config_hash(cfg), "identity": identity(cfg), "config": cfg, **(extra or {})}
+    tmp = out / (RUN_FILE + ".tmp")
+    tmp.write_text(json.dumps(body, indent=1, default=str))
+    os.replace(tmp, out / RUN_FILE)
+
+
+def clean_partial_checkpoints(output_dir: Path) -> list[Path]:
+    root = checkpoints_dir(output_dir)
+    removed = []
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.name.startswith(".tmp_"):
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+    return removed
+
+
+def prune_checkpoints(output_dir: Path, keep: int) -> None:
+    for _, p in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def publish_checkpoint(tmp: Path, final: Path, meta: dict) -> None:
+    """Mark a fully written temp checkpoint complete and rename it into place (atomic on POSIX filesystems)."""
+    for f in tmp.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    (tmp / CKPT_META).write_text(json.dumps(meta, indent=1))
+    _fsync_dir(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _fsync_dir(final.parent)
+
+
+class TrainState:
+    """Step counter and data cursor, registered with ``accelerator.register_for_checkpointing``."""
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.samples_seen = 0
+        self.tokens_seen = 0
+        self.config_hash = ""
+
+    def state_dict(self) -> dict:
+        return dict(vars(self))
+
+    def load_state_dict(self, sd: dict) -> None:
+        for k, v in sd.items():
+            setattr(self, k, v)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Schedule and batches
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def lr_lambda(max_steps: int, warmup_ratio: float, lr: float, min_lr: float):
+    """Linear warmup over ``warmup_ratio * max_steps`` then cosine decay to ``min_lr`` (as a factor of ``lr``)."""
+    warmup = max(1, int(round(warmup_ratio * max_steps))) if warmup_ratio > 0 else 0
+    floor = min_lr / lr if lr > 0 else 0.0
+
+    def f(step: int) -> float:  # `step` = optimizer steps already taken
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+class BatchSchedule:
+    """Deterministic sample order: a fresh permutation of the training blocks per epoch, seeded by (seed, epoch).
+
+    Global micro-step ``g`` covers stream positions ``[g * W * b, (g + 1) * W * b)``; process ``r`` reads the
+    sub-range ``r * b .. (r + 1) * b``. W processes with batch b therefore see exactly the samples of one process with
+    batch W * b, and the data position is a pure function of the step (resume needs no sampler state).
+    """
+
+    def __init__(self, num_blocks: int, seed: int) -> None:
+        if num_blocks < 1:
+            raise ValueError("no training blocks")
+        self.n, self.seed = num_blocks, seed
+        self._epoch, self._perm = -1, None
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            self._epoch = epoch
+        return self._perm
+
+    def indices(self, start: int, count: int) -> list[int]:
+        out = []
+        for pos in range(start, start + count):
+            out.append(int(self._permutation(pos // self.n)[pos % self.n]))
+        return out
