@@ -1,8 +1,8 @@
 """Fused-gate BD-LRU scan: h_t = A_t h_{t-1} + a0_t * v_t with [A_t | a0_t] = phi(logits_t) row-wise.
 
 Time-parallel chunked scan (three launches, each reading only logits and v from HBM):
-  1. `_bdlru_chunk_fwd_kernel`: per (batch, block tile, chunk) the chunk's affine map from a zero start: end state e_c and
-     transition product M_c = A_{t1-1} ... A_{t0} (skipped when one chunk suffices).
+  1. `_bdlru_chunk_fwd_kernel`: per (batch, block tile, chunk) the chunk's affine map from a zero start: end state e_c
+     and transition product M_c = A_{t1-1} ... A_{t0} (skipped when one chunk suffices).
   2. `_chunk_carry_kernel`: a short sequential pass over chunks, start_{c+1} = M_c start_c + e_c.
   3. `_bdlru_fwd_kernel`: recompute each chunk from its true start state, write h (v.dtype) and the final state (fp32).
 The gates are normalised in registers (softmax with exp2, one reciprocal per row); A and a0*v never touch HBM.
@@ -37,8 +37,19 @@ def _tile_offsets(pid_nt, NT, N, M: tl.constexpr, BN: tl.constexpr):
 
 @triton.jit
 def _bdlru_chunk_fwd_kernel(
-    z_ptr, v_ptr, e_ptr, mat_ptr, T, N, NT, NC, CL,
-    M: tl.constexpr, BN: tl.constexpr, NORM: tl.constexpr, UNROLL: tl.constexpr,
+    z_ptr,
+    v_ptr,
+    e_ptr,
+    mat_ptr,
+    T,
+    N,
+    NT,
+    NC,
+    CL,
+    M: tl.constexpr,
+    BN: tl.constexpr,
+    NORM: tl.constexpr,
+    UNROLL: tl.constexpr,
 ):
     pid_nt = tl.program_id(0)
     c = tl.program_id(1)  # chunks 0 .. NC-2 (the last chunk's map is never needed)
@@ -68,8 +79,16 @@ def _bdlru_chunk_fwd_kernel(
 
 @triton.jit
 def _chunk_carry_kernel(
-    e_ptr, mat_ptr, init_ptr, out_ptr, N, NT, NC,
-    M: tl.constexpr, BN: tl.constexpr, REVERSE: tl.constexpr,
+    e_ptr,
+    mat_ptr,
+    init_ptr,
+    out_ptr,
+    N,
+    NT,
+    NC,
+    M: tl.constexpr,
+    BN: tl.constexpr,
+    REVERSE: tl.constexpr,
 ):
     """Forward: out[c] = start of chunk c, start_0 = init, start_{c+1} = M_c start_c + e_c.
     Reverse: out[c] = adjoint entering chunk c from the future, out[NC-1] = init, out[c-1] = M_c out[c] + e_c."""
@@ -95,8 +114,20 @@ def _chunk_carry_kernel(
 
 @triton.jit
 def _bdlru_fwd_kernel(
-    z_ptr, v_ptr, start_ptr, h_ptr, final_ptr, T, N, NT, NC, CL,
-    M: tl.constexpr, BN: tl.constexpr, NORM: tl.constexpr, UNROLL: tl.constexpr,
+    z_ptr,
+    v_ptr,
+    start_ptr,
+    h_ptr,
+    final_ptr,
+    T,
+    N,
+    NT,
+    NC,
+    CL,
+    M: tl.constexpr,
+    BN: tl.constexpr,
+    NORM: tl.constexpr,
+    UNROLL: tl.constexpr,
 ):
     pid_nt = tl.program_id(0)
     c = tl.program_id(1)
@@ -121,8 +152,20 @@ def _bdlru_fwd_kernel(
 
 @triton.jit
 def _bdlru_chunk_bwd_kernel(
-    z_ptr, g_ptr, f_ptr, mat_ptr, T, N, NT, NC, CL,
-    M: tl.constexpr, BN: tl.constexpr, NORM: tl.constexpr, UNROLL: tl.constexpr, HAS_G: tl.constexpr,
+    z_ptr,
+    g_ptr,
+    f_ptr,
+    mat_ptr,
+    T,
+    N,
+    NT,
+    NC,
+    CL,
+    M: tl.constexpr,
+    BN: tl.constexpr,
+    NORM: tl.constexpr,
+    UNROLL: tl.constexpr,
+    HAS_G: tl.constexpr,
 ):
     """Reverse local adjoint of chunk c (1..NC-1): mu_out = A_{t0}^T (g_{t0} + ... A_{t1-1}^T (g_{t1-1} + mu_in))."""
     pid_nt = tl.program_id(0)
@@ -156,8 +199,25 @@ def _bdlru_chunk_bwd_kernel(
 
 @triton.jit
 def _bdlru_bwd_kernel(
-    z_ptr, v_ptr, h_ptr, h0_ptr, g_ptr, carry_ptr, dz_ptr, dv_ptr, dh0_ptr, T, N, NT, NC, CL,
-    M: tl.constexpr, BN: tl.constexpr, NORM: tl.constexpr, UNROLL: tl.constexpr, HAS_G: tl.constexpr,
+    z_ptr,
+    v_ptr,
+    h_ptr,
+    h0_ptr,
+    g_ptr,
+    carry_ptr,
+    dz_ptr,
+    dv_ptr,
+    dh0_ptr,
+    T,
+    N,
+    NT,
+    NC,
+    CL,
+    M: tl.constexpr,
+    BN: tl.constexpr,
+    NORM: tl.constexpr,
+    UNROLL: tl.constexpr,
+    HAS_G: tl.constexpr,
 ):
     pid_nt = tl.program_id(0)
     c = tl.program_id(1)
@@ -222,7 +282,7 @@ def _config(bsz: int, seqlen: int, nblocks: int, m: int, device: torch.device, b
 def _aux_bn(nblocks: int, m: int) -> tuple[int, int]:
     """Block tile and warps for the chunk-map kernels (they hold an m x m x m product per block)."""
     bn = max(1, min(triton.next_power_of_2(nblocks), 2048 // (m * m * m)))
-    warps = 8 if bn * m ** 3 >= 2048 else 4
+    warps = 8 if bn * m**3 >= 2048 else 4
     return bn, warps
 
 
@@ -278,16 +338,49 @@ def bdlru_bwd(z, v, h0, h, dh, dfinal, norm: str, chunk_len: int | None = None):
         bna, wa = _aux_bn(nblocks, m)
         nta = triton.cdiv(nblocks, bna)
         _bdlru_chunk_bwd_kernel[(bsz * nta, nc - 1)](
-            z, g, f, mat, seqlen, nblocks, nta, nc, cl, M=m, BN=bna, NORM=norm_id, UNROLL=unroll, HAS_G=has_g,
+            z,
+            g,
+            f,
+            mat,
+            seqlen,
+            nblocks,
+            nta,
+            nc,
+            cl,
+            M=m,
+            BN=bna,
+            NORM=norm_id,
+            UNROLL=unroll,
+            HAS_G=has_g,
             num_warps=wa,
         )
         carry = torch.empty(bsz, nc, nblocks, m, dtype=torch.float32, device=v.device)
         bnc = max(1, min(triton.next_power_of_2(nblocks), 1024 // (m * m)))
         ntc = triton.cdiv(nblocks, bnc)
-        _chunk_carry_kernel[(bsz * ntc,)](f, mat, dfinal, carry, nblocks, ntc, nc, M=m, BN=bnc, REVERSE=True, num_warps=4)
+        _chunk_carry_kernel[(bsz * ntc,)](
+            f, mat, dfinal, carry, nblocks, ntc, nc, M=m, BN=bnc, REVERSE=True, num_warps=4
+        )
     _bdlru_bwd_kernel[(bsz * nt, nc)](
-        z, v, h, h0, g, carry, dz, dv, dh0, seqlen, nblocks, nt, nc, cl,
-        M=m, BN=bn, NORM=norm_id, UNROLL=unroll, HAS_G=has_g, num_warps=warps,
+        z,
+        v,
+        h,
+        h0,
+        g,
+        carry,
+        dz,
+        dv,
+        dh0,
+        seqlen,
+        nblocks,
+        nt,
+        nc,
+        cl,
+        M=m,
+        BN=bn,
+        NORM=norm_id,
+        UNROLL=unroll,
+        HAS_G=has_g,
+        num_warps=warps,
     )
     return dz, dv, dh0
 

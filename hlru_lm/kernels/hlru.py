@@ -16,8 +16,18 @@ from .common import NORM_IDS, _norm_rows, _norm_rows_bwd
 
 @triton.jit
 def _hlru_fwd_kernel(
-    z_ptr, v_ptr, h0_ptr, y_ptr, final_ptr, T, N, NT,
-    M: tl.constexpr, BN: tl.constexpr, NORM: tl.constexpr, UNROLL: tl.constexpr,
+    z_ptr,
+    v_ptr,
+    h0_ptr,
+    y_ptr,
+    final_ptr,
+    T,
+    N,
+    NT,
+    M: tl.constexpr,
+    BN: tl.constexpr,
+    NORM: tl.constexpr,
+    UNROLL: tl.constexpr,
 ):
     pid = tl.program_id(0)
     b = pid // NT
@@ -34,22 +44,43 @@ def _hlru_fwd_kernel(
             tm = t < T
             row = (b * T + t).to(tl.int64)
             kidx = (t - 1 - slot) & (M - 1)  # slot s holds x_{t-1-kidx}: coefficient P[kidx]
-            zl = tl.load(z_ptr + row * (N * (M + 1)) + n[:, None] * (M + 1) + kidx[None, :], mask=(mask2 & tm) != 0, other=0.0)
+            zl = tl.load(
+                z_ptr + row * (N * (M + 1)) + n[:, None] * (M + 1) + kidx[None, :], mask=(mask2 & tm) != 0, other=0.0
+            )
             zv = tl.load(z_ptr + row * (N * (M + 1)) + n * (M + 1) + M, mask=(nmask & tm) != 0, other=0.0)
             vv = tl.load(v_ptr + row * N + n, mask=(nmask & tm) != 0, other=0.0).to(tl.float32)
             pl, pv, inv = _norm_rows(zl.to(tl.float32), zv.to(tl.float32), NORM, 1)
             x = tl.sum(pl * win, axis=1) + pv * vv
             win = tl.where(((slot[None, :] == (t & (M - 1))) & tm) != 0, x[:, None], win)
             kout = (t - slot) & (M - 1)  # slot s holds x_{t-kout} = y_t[kout]
-            tl.store(y_ptr + (row * N + n[:, None]) * M + kout[None, :], win.to(y_ptr.dtype.element_ty), mask=(mask2 & tm) != 0)
+            tl.store(
+                y_ptr + (row * N + n[:, None]) * M + kout[None, :],
+                win.to(y_ptr.dtype.element_ty),
+                mask=(mask2 & tm) != 0,
+            )
     jfin = (T - 1 - slot) & (M - 1)
     tl.store(final_ptr + (b * N + n[:, None]).to(tl.int64) * M + jfin[None, :], win, mask=mask2)
 
 
 @triton.jit
 def _hlru_bwd_kernel(
-    z_ptr, v_ptr, y_ptr, h0_ptr, g_ptr, dfinal_ptr, dz_ptr, dv_ptr, dh0_ptr, T, N, NT,
-    M: tl.constexpr, BN: tl.constexpr, NORM: tl.constexpr, UNROLL: tl.constexpr, HAS_G: tl.constexpr,
+    z_ptr,
+    v_ptr,
+    y_ptr,
+    h0_ptr,
+    g_ptr,
+    dfinal_ptr,
+    dz_ptr,
+    dv_ptr,
+    dh0_ptr,
+    T,
+    N,
+    NT,
+    M: tl.constexpr,
+    BN: tl.constexpr,
+    NORM: tl.constexpr,
+    UNROLL: tl.constexpr,
+    HAS_G: tl.constexpr,
 ):
     pid = tl.program_id(0)
     b = pid // NT
@@ -78,7 +109,9 @@ def _hlru_bwd_kernel(
             zv = tl.load(z_ptr + zvoff, mask=(nmask & tm) != 0, other=0.0).to(tl.float32)
             vv = tl.load(v_ptr + row * N + n, mask=(nmask & tm) != 0, other=0.0).to(tl.float32)
             # lags x_{t-1-kidx}: y_{t-1}[kidx], or h0[kidx] at t = 0
-            xl = tl.load(y_ptr + ((row - 1) * N + n[:, None]) * M + kidx[None, :], mask=(mask2 & tm & (t > 0)) != 0, other=0.0)
+            xl = tl.load(
+                y_ptr + ((row - 1) * N + n[:, None]) * M + kidx[None, :], mask=(mask2 & tm & (t > 0)) != 0, other=0.0
+            )
             xh = tl.load(h0_ptr + sbase + kidx[None, :], mask=(mask2 & tm & (t == 0)) != 0, other=0.0)
             xl = tl.where(t > 0, xl.to(tl.float32), xh)
             pl, pv, inv = _norm_rows(zl, zv, NORM, 1)
@@ -125,8 +158,24 @@ def hlru_bwd(z, v, h0, y, dy, dfinal, norm: str):
     dv = torch.empty_like(v)
     dh0 = torch.empty(bsz, nch, m, dtype=torch.float32, device=v.device)
     _hlru_bwd_kernel[(bsz * nt,)](
-        z, v, y, h0, g, dfinal, dz, dv, dh0, seqlen, nch, nt,
-        M=m, BN=bn, NORM=NORM_IDS[norm], UNROLL=4, HAS_G=has_g, num_warps=warps,
+        z,
+        v,
+        y,
+        h0,
+        g,
+        dfinal,
+        dz,
+        dv,
+        dh0,
+        seqlen,
+        nch,
+        nt,
+        M=m,
+        BN=bn,
+        NORM=NORM_IDS[norm],
+        UNROLL=4,
+        HAS_G=has_g,
+        num_warps=warps,
     )
     return dz, dv, dh0
 

@@ -1,0 +1,142 @@
+"""Triton kernels vs the float64 loop reference, on CPU through TRITON_INTERPRET=1 (tiny shapes).
+
+T is not a multiple of the chunk length and several chunks are forced (HLRU_CHUNK), so the chunk-map, carry and
+recompute kernels of the forward and backward are all exercised.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+triton = pytest.importorskip("triton")
+
+from hlru_lm.ops import bdlru_scan, bdlru_step, hlru_scan, hlru_step  # noqa: E402
+
+# Triton fixes interpreter mode when it is first imported (torch imports it), so TRITON_INTERPRET must be in the
+# environment before Python starts. If it was not, one test re-runs this file in a subprocess with it set.
+INTERPRETED = type(triton.language.standard.zeros).__name__ == "InterpretedFunction"
+if not INTERPRETED and os.environ.get("HLRU_TRITON_SUBPROCESS") == "1":
+    raise RuntimeError("TRITON_INTERPRET=1 did not take effect in the subprocess")
+DEV = "cpu" if INTERPRETED else "cuda"
+NORMS = ("softmax", "sigmoid_l1", "relu_l1", "none")
+TOL = 1e-5
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
+
+
+def _inputs(shape_z, shape_v, shape_h, norm, seed):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(shape_z, generator=g)
+    if norm == "none":
+        z = z * 0.3  # keep the un-normalised recurrence bounded
+    v = torch.randn(shape_v, generator=g)
+    h0 = torch.randn(shape_h, generator=g)
+    return z, v, h0
+
+
+def _check(fn, z, v, h0, norm, grads=True):
+    leaves = [
+        [x.clone().to(DEV).requires_grad_(grads) for x in (z, v, h0)],
+        [x.double().requires_grad_(grads) for x in (z, v, h0)],
+    ]
+    out_t = fn(*leaves[0], gate_norm=norm, backend="triton")
+    out_r = fn(*leaves[1], gate_norm=norm, backend="naive")
+    assert out_t[0].dtype == v.dtype and out_t[1].dtype == torch.float32
+    assert rel(out_t[0].cpu(), out_r[0]) < TOL
+    assert rel(out_t[1].cpu(), out_r[1]) < TOL
+    if not grads:
+        return
+    g = torch.Generator().manual_seed(1)
+    gh = torch.randn(out_r[0].shape, generator=g, dtype=torch.float64)
+    gf = torch.randn(out_r[1].shape, generator=g, dtype=torch.float64)
+    for h, f in (out_t, out_r):
+        ((h * gh.to(h.device, h.dtype)).sum() + (f * gf.to(f.device, f.dtype)).sum()).backward()
+    for a, b in zip(leaves[0], leaves[1], strict=True):
+        assert rel(a.grad.cpu(), b.grad) < 20 * TOL
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setenv("HLRU_CHUNK", "8")
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("m", [1, 2, 4, 8])
+def test_bdlru_scan(small_chunks, m, norm):
+    b, t, n = 2, 37, 3
+    z, v, h0 = _inputs((b, t, n, m, m + 1), (b, t, n, m), (b, n, m), norm, seed=m)
+    _check(bdlru_scan, z, v, h0, norm)
+
+
+def test_bdlru_scan_m16(small_chunks):
+    z, v, h0 = _inputs((1, 19, 2, 16, 17), (1, 19, 2, 16), (1, 2, 16), "softmax", seed=16)
+    _check(bdlru_scan, z, v, h0, "softmax")
+
+
+def test_bdlru_single_chunk_no_grad_out():
+    """One chunk (no carry kernels) and a loss on the final state only (dh is None in backward)."""
+    z, v, h0 = _inputs((2, 21, 3, 2, 3), (2, 21, 3, 2), (2, 3, 2), "softmax", seed=5)
+    zt, vt, ht = (x.clone().requires_grad_() for x in (z, v, h0))
+    zr, vr, hr = (x.double().requires_grad_() for x in (z, v, h0))
+    bdlru_scan(zt, vt, ht, backend="triton")[1].sum().backward()
+    bdlru_scan(zr, vr, hr, backend="naive")[1].sum().backward()
+    for a, b in ((zt, zr), (vt, vr), (ht, hr)):
+        assert rel(a.grad, b.grad) < 20 * TOL
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("m", [1, 2, 4, 16])
+def test_hlru_scan(m, norm):
+    b, t, n = 2, 37, 3
+    z, v, h0 = _inputs((b, t, n, m + 1), (b, t, n), (b, n, m), norm, seed=100 + m)
+    _check(hlru_scan, z, v, h0, norm)
+
+
+@pytest.mark.parametrize("m", [1, 4])
+def test_steps(m):
+    z, v, s = _inputs((2, 3, m, m + 1), (2, 3, m), (2, 3, m), "softmax", seed=7)
+    _check(bdlru_step, z, v, s, "softmax")
+    z, v, s = _inputs((2, 3, m + 1), (2, 3), (2, 3, m), "sigmoid_l1", seed=8)
+    _check(hlru_step, z, v, s, "sigmoid_l1")
+
+
+def test_bf16_inputs(small_chunks):
+    z, v, h0 = _inputs((2, 33, 2, 4, 5), (2, 33, 2, 4), (2, 2, 4), "softmax", seed=9)
+    h, f = bdlru_scan(z.bfloat16().to(DEV), v.bfloat16().to(DEV), h0.to(DEV), backend="triton")
+    hr, fr = bdlru_scan(z.double(), v.double(), h0.double(), backend="naive")
+    assert h.dtype == torch.bfloat16 and f.dtype == torch.float32
+    assert rel(h.cpu(), hr) < 1e-2 and rel(f.cpu(), fr) < 1e-2
+
+
+def test_unsupported_m_falls_back():
+    from hlru_lm.kernels import common
+
+    common._warned.clear()
+    z, v, h0 = _inputs((1, 9, 2, 3, 4), (1, 9, 2, 3), (1, 2, 3), "softmax", seed=3)
+    with pytest.warns(UserWarning, match="m=3"):
+        h, f = bdlru_scan(z.to(DEV), v.to(DEV), h0.to(DEV), backend="triton")
+    hr, fr = bdlru_scan(z.double(), v.double(), h0.double(), backend="naive")
+    assert rel(h.cpu(), hr) < TOL and rel(f.cpu(), fr) < TOL
+    z, v, h0 = _inputs((1, 9, 2, 4), (1, 9, 2), (1, 2, 3), "softmax", seed=4)
+    with pytest.warns(UserWarning, match="m=3"):
+        y, _ = hlru_scan(z.to(DEV), v.to(DEV), h0.to(DEV), backend="triton")
+    assert rel(y.cpu(), hlru_scan(z.double(), v.double(), h0.double(), backend="naive")[0]) < TOL
+
+
+if not INTERPRETED and not torch.cuda.is_available():
+
+    def test_in_interpreter_subprocess():
+        env = dict(os.environ, TRITON_INTERPRET="1", HLRU_TRITON_SUBPROCESS="1")
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__]
+        res = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__))
+        )
+        assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+
+    for _name in [k for k in globals() if k.startswith("test_") and k != "test_in_interpreter_subprocess"]:
+        del globals()[_name]
