@@ -1,0 +1,70 @@
+"""Evaluate a model with lm-evaluation-harness; every lm-eval option works.
+
+    python scripts/evaluate.py --model runs/tiny --tasks hlru_offline
+    python scripts/evaluate.py --model runs/tiny --tasks hlru_pydoc_ppl --limit 10 --batch_size 8 --output_path out/
+    python scripts/evaluate.py --model runs/tiny --tasks wikitext,lambada_openai,hellaswag     # needs the Hub
+
+This imports ``hlru_lm`` (registering the model with the Auto classes and ``--model hlru`` with lm-eval), then runs
+lm-eval's own CLI with these rewrites:
+  * ``--model <dir>`` (a directory)  ->  ``--model hlru --model_args pretrained=<dir>[,<your --model_args>]``;
+  * ``--include_path`` gains the package's offline task directory (tasks ``hlru_pydoc_ppl``,
+    ``hlru_pydoc_continuation``, tag ``hlru_offline``).
+``--model hf``/``hlru`` with ``--model_args pretrained=...`` are passed through untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def rewrite_argv(argv: list[str]) -> list[str]:
+    from hlru_lm.lm_eval_model import TASK_DIR
+
+    args = list(argv)
+    if args and args[0] in ("run", "ls", "validate"):
+        command, args = args[0], args[1:]
+    else:
+        command = "run"
+
+    def pop(name: str) -> str | None:
+        for i, a in enumerate(args):
+            if a == name and i + 1 < len(args):
+                value = args[i + 1]
+                del args[i : i + 2]
+                return value
+            if a.startswith(name + "="):
+                del args[i]
+                return a.split("=", 1)[1]
+        return None
+
+    model = pop("--model")
+    model_args = pop("--model_args")
+    if model is not None and (os.path.isdir(model) or os.sep in model or model.startswith(".")):
+        if not os.path.isdir(model):
+            raise SystemExit(f"error: model directory {model!r} not found")
+        extra = f",{model_args}" if model_args else ""
+        model_args, model = f"pretrained={model}{extra}", "hlru"
+    if model is not None:
+        args += ["--model", model]
+    if model_args is not None:
+        args += ["--model_args", model_args]
+    include = pop("--include_path")
+    include = f"{include}{os.pathsep if include else ''}{TASK_DIR}" if include else str(TASK_DIR)
+    if command in ("run", "ls", "validate"):
+        args += ["--include_path", include]
+    return [command, *args]
+
+
+def main(argv: list[str] | None = None) -> None:
+    import hlru_lm  # noqa: F401
+    import hlru_lm.lm_eval_model  # noqa: F401  (registers --model hlru)
+    from lm_eval.__main__ import cli_evaluate
+
+    argv = sys.argv[1:] if argv is None else argv
+    sys.argv = ["lm-eval", *rewrite_argv(argv)]
+    cli_evaluate()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Stream text from a trained model, token by token.
+
+    python scripts/generate.py --model runs/tiny --prompt "The import statement"
+    python scripts/generate.py --model runs/tiny --prompt "def " --greedy --max_new_tokens 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from threading import Thread
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
+
+import hlru_lm  # noqa: F401  (registers model_type "hlru" with the Auto classes)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="directory written by scripts/train.py (or any hlru checkpoint)")
+    p.add_argument("--prompt", action="append", required=True, help="prompt text; repeat for several prompts")
+    p.add_argument("--max_new_tokens", type=int, default=80)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top_k", type=int, default=50)
+    p.add_argument("--top_p", type=float, default=0.95)
+    p.add_argument("--repetition_penalty", type=float, default=1.1)
+    p.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the next token before giving up")
+    args = p.parse_args(argv)
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model).to(device).eval()
+    torch.manual_seed(args.seed)
+
+    for prompt in args.prompt:
+        inputs = tokenizer(prompt, return_tensors="pt").to(device)
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=args.timeout)
+        gen_kwargs = dict(
+            **inputs,
+            streamer=streamer,
+            max_new_tokens=args.max_new_tokens,
+            do_sample=not args.greedy,
+            repetition_penalty=args.repetition_penalty,
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        )
+        if not args.greedy:
+            gen_kwargs.update(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+        error: list[BaseException] = []
+
+        def run(kw=gen_kwargs, err=error):
+            try:
+                with torch.no_grad():
+                    model.generate(**kw)
+            except BaseException as e:  # surfaced below; the streamer's timeout ends the loop
+                err.append(e)
+                streamer.end()
+
+        thread = Thread(target=run, daemon=True)
+        thread.start()
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+        for text in streamer:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        thread.join()
+        sys.stdout.write("\n")
+        if error:
+            raise error[0]
+        if len(args.prompt) > 1:
+            sys.stdout.write("-" * 60 + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
