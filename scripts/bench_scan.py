@@ -1,0 +1,331 @@
+# ruff: noqa: B023
+"""GPU benchmark of the fused-gate Triton scans (issue 3): correctness first, then timings, JSON + PNG under --out.
+
+One run: measures device-to-device copy bandwidth, checks the kernels against a float64 reference, then times
+(triton.testing.do_bench, median) forward and forward+backward for the grid B x T x D x m with bf16 inputs, and the
+baselines (a) materialise A in torch + the chunked torch scan, (b) fla chunk_hgrn (m = 1 only, if fla is importable),
+(c) our own m = 1 kernel at the same B, T, D.
+
+    PYTHONPATH=. python scripts/bench_scan.py --out benchmarks/results [--quick] [--sweep]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+
+import torch
+import triton
+from triton.testing import do_bench
+
+from hlru_lm.kernels import triton_bdlru_scan, triton_hlru_scan
+from hlru_lm.ops import bdlru_scan, hlru_scan
+from hlru_lm.ops.chunk import chunk_bdlru_scan
+
+MS = (1, 2, 4, 8, 16)
+
+
+def rel(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
+
+
+def bench(fn, rep=100, grad_to_none=None):
+    return do_bench(fn, warmup=25, rep=rep, grad_to_none=grad_to_none, return_mode="median")
+
+
+def copy_bandwidth():
+    x = torch.randn(2**28, device="cuda", dtype=torch.bfloat16)  # 512 MiB
+    y = torch.empty_like(x)
+    ms = bench(lambda: y.copy_(x))
+    return 2 * x.numel() * x.element_size() / ms / 1e6  # GB/s, bytes read + written
+
+
+def correctness(log):
+    """Triton vs float64 torch reference on the GPU: values, grads, final state, all norms, both mixers."""
+    rows, ok = [], True
+    for mixer in ("bdlru", "hlru"):
+        for m in MS:
+            for norm in ("softmax", "sigmoid_l1", "relu_l1", "none"):
+                for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 1e-2)):
+                    # every m with softmax in fp32; bf16 at m = 1, 4, 16; the other norms at m = 4 (compile time)
+                    if dtype == torch.bfloat16 and (norm != "softmax" or m not in (1, 4, 16)):
+                        continue
+                    if norm != "softmax" and m != 4:
+                        continue
+                    b, t = 2, 3000
+                    n = 384 // m if mixer == "bdlru" else 96
+                    g = torch.Generator(device="cuda").manual_seed(m)
+                    if mixer == "bdlru":
+                        shapes, fn = [(b, t, n, m, m + 1), (b, t, n, m), (b, n, m)], bdlru_scan
+                    else:
+                        shapes, fn = [(b, t, n, m + 1), (b, t, n), (b, n, m)], hlru_scan
+                    z, v, h0 = (torch.randn(s, generator=g, device="cuda") for s in shapes)
+                    if norm == "none":
+                        z = z * 0.3
+                    lt = [z.to(dtype).requires_grad_(), v.to(dtype).requires_grad_(), h0.clone().requires_grad_()]
+                    lr = [x.detach().double().requires_grad_() for x in lt]
+                    torch.cuda.synchronize()
+                    ot = fn(*lt, gate_norm=norm, backend="triton")
+                    orf = fn(*lr, gate_norm=norm, backend="torch")
+                    gh = torch.randn(orf[0].shape, generator=g, device="cuda", dtype=torch.float64)
+                    gf = torch.randn(orf[1].shape, generator=g, device="cuda", dtype=torch.float64)
+                    for h, f in (ot, orf):
+                        ((h * gh.to(h.dtype)).float().sum() + (f * gf.to(f.dtype)).sum()).backward()
+                    errs = {
+                        "h": rel(ot[0], orf[0]),
+                        "final": rel(ot[1], orf[1]),
+                        "d_logits": rel(lt[0].grad, lr[0].grad),
+                        "d_v": rel(lt[1].grad, lr[1].grad),
+                        "d_h0": rel(lt[2].grad, lr[2].grad),
+                    }
+                    limit = {"h": tol, "final": tol}
+                    good = all(e == e and e < limit.get(k, 10 * tol) for k, e in errs.items())
+                    ok &= good
+                    rows.append(dict(mixer=mixer, m=m, norm=norm, dtype=str(dtype), ok=good, **errs))
+                    log(
+                        f"check {mixer} m={m:2d} {norm:10s} {str(dtype):15s} {'OK ' if good else 'BAD'} "
+                        + " ".join(f"{k}={e:.1e}" for k, e in errs.items())
+                    )
+    # long sequence, bf16, no NaN
+    for m in (1, 4, 16):
+        z = torch.randn(1, 65536, 1536 // m, m, m + 1, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+        v = torch.randn(1, 65536, 1536 // m, m, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+        h, f = triton_bdlru_scan(z, v, torch.zeros(1, 1536 // m, m, device="cuda"), "softmax")
+        (h.float().sum() + f.sum()).backward()
+        finite = bool(torch.isfinite(h).all() and torch.isfinite(z.grad).all() and torch.isfinite(v.grad).all())
+        ok &= finite
+        rows.append(dict(mixer="bdlru", m=m, check="T=65536 bf16 finite", ok=finite))
+        log(f"check T=65536 m={m} finite={finite}")
+        del z, v, h, f
+    return ok, rows
+
+
+def make_inputs(b, t, d, m, dtype=torch.bfloat16):
+    n = d // m
+    z = torch.randn(b, t, n, m, m + 1, device="cuda", dtype=dtype)
+    v = torch.randn(b, t, n, m, device="cuda", dtype=dtype)
+    h0 = torch.zeros(b, n, m, device="cuda")
+    return z, v, h0
+
+
+def time_op(fn, z, v, h0, rep=100):
+    """(fwd ms, fwd+bwd ms) of fn(z, v, h0) -> (h, final)."""
+    fwd = bench(lambda: fn(z, v, h0), rep=rep)
+    zg, vg = z.detach().requires_grad_(), v.detach().requires_grad_()
+    gh = torch.randn_like(v)
+
+    def fb():
+        h, _ = fn(zg, vg, h0)
+        h.backward(gh)
+
+    fwdbwd = bench(fb, rep=rep, grad_to_none=[zg, vg])
+    return fwd, fwdbwd
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--tag", default="v1")
+    ap.add_argument("--quick", action="store_true", help="B=8, T=8192, D=1536 only")
+    ap.add_argument("--sweep", action="store_true", help="also sweep launch knobs at B=8, T=8192, D=1536")
+    ap.add_argument("--no-check", action="store_true")
+    ap.add_argument("--budget-s", type=float, default=420.0, help="stop timing new configs after this many seconds")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    t_start = time.time()
+    lines = []
+
+    def log(s):
+        print(s, flush=True)
+        lines.append(s)
+
+    props = torch.cuda.get_device_properties(0)
+    res = dict(
+        device=props.name,
+        sms=props.multi_processor_count,
+        torch=torch.__version__,
+        triton=triton.__version__,
+        python=platform.python_version(),
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        git_commit=os.environ.get("HLRU_GIT_COMMIT", "unknown"),
+        tag=args.tag,
+        byte_floor="2*(m^2+3m) bytes per block-token forward (bf16 logits + v in, h out)",
+    )
+    out_json = os.path.join(args.out, f"bench_scan_{args.tag}.json")
+
+    def dump():
+        res["elapsed_s"] = time.time() - t_start
+        with open(out_json, "w") as fh:
+            json.dump(res, fh, indent=1)
+
+    res["copy_GBps"] = copy_bw = copy_bandwidth()
+    log(f"device {props.name}: copy {copy_bw:.0f} GB/s (read+write)")
+    if not args.no_check:
+        ok, rows = correctness(log)
+        res["correct"], res["checks"] = ok, rows
+        log(f"correctness: {'ALL OK' if ok else 'FAILURES'} ({time.time() - t_start:.0f}s)")
+        dump()
+
+    try:
+        from fla.ops.hgrn import chunk_hgrn
+    except Exception as exc:  # noqa: BLE001
+        chunk_hgrn = None
+        log(f"fla not importable: {exc!r}")
+
+    if args.sweep:
+        sweep = []
+        knobs = [
+            {},
+            {"HLRU_UNROLL": "2"},
+            {"HLRU_UNROLL": "8"},
+            {"HLRU_TILE_ELEMS": "512"},
+            {"HLRU_TILE_ELEMS": "2048"},
+            {"HLRU_TARGET_PROGRAMS": "264"},
+            {"HLRU_TARGET_PROGRAMS": "1056"},
+            {"HLRU_TARGET_PROGRAMS": "1"},
+        ]
+        for m in (1, 4, 16):
+            z, v, h0 = make_inputs(8, 8192, 1536, m)
+            floor = 8 * 8192 * (1536 // m) * 2 * (m * m + 3 * m)
+            for kn in knobs:
+                os.environ.update(kn)
+                fwd = bench(lambda: triton_bdlru_scan(z, v, h0, "softmax"))
+                for k in kn:
+                    del os.environ[k]
+                row = dict(m=m, knobs=kn, fwd_ms=fwd, pct_copy=floor / fwd / 1e6 / copy_bw * 100)
+                sweep.append(row)
+                log(f"sweep m={m:2d} {kn!s:34s} fwd {fwd:.3f} ms  {row['pct_copy']:.0f}% of copy")
+        res["sweep"] = sweep
+        dump()
+
+    if args.quick:
+        shapes = [(8, 8192, 1536)]
+    else:  # most informative shapes first, in case the time budget cuts the grid
+        first = [(8, 8192, 1536), (1, 8192, 1536), (8, 8192, 2048), (8, 2048, 1536), (1, 32768, 1536)]
+        rest = [(b, t, d) for b in (1, 8) for t in (2048, 8192, 32768) for d in (1536, 2048)]
+        shapes = first + [s for s in rest if s not in first]
+    grid = [(b, t, d, m) for b, t, d in shapes for m in MS]
+    rows = []
+    res["rows"] = rows
+    m1 = {}
+    for b, t, d, m in grid:
+        if time.time() - t_start > args.budget_s:
+            log(f"time budget reached: skipped {b, t, d, m} and later")
+            res.setdefault("skipped", []).append([b, t, d, m])
+            continue
+        z, v, h0 = make_inputs(b, t, d, m)
+        floor = b * t * (d // m) * 2 * (m * m + 3 * m)
+        fwd, fb = time_op(lambda z, v, h0: triton_bdlru_scan(z, v, h0, "softmax"), z, v, h0)
+        row = dict(
+            B=b,
+            T=t,
+            D=d,
+            m=m,
+            fwd_ms=fwd,
+            fwdbwd_ms=fb,
+            floor_bytes=floor,
+            fwd_GBps=floor / fwd / 1e6,
+            pct_copy=floor / fwd / 1e6 / copy_bw * 100,
+        )
+        if m == 1:
+            m1[(b, t, d)] = (fwd, fb)
+        if (b, t, d) in m1:
+            row["vs_own_m1_fwd"] = fwd / m1[(b, t, d)][0]
+            row["vs_own_m1_fwdbwd"] = fb / m1[(b, t, d)][1]
+        if b * t <= 65536:
+            try:
+                tf, tfb = time_op(lambda z, v, h0: chunk_bdlru_scan(z, v, h0, "softmax"), z, v, h0, rep=50)
+                row.update(
+                    torch_ms_fwd=tf,
+                    torch_ms_fwdbwd=tfb,
+                    speedup_vs_torch_fwd=tf / fwd,
+                    speedup_vs_torch_fwdbwd=tfb / fb,
+                )
+            except torch.OutOfMemoryError:
+                row["torch"] = "OOM"
+            torch.cuda.empty_cache()
+        if m == 1 and chunk_hgrn is not None:
+            x = torch.randn(b, t, d, device="cuda", dtype=torch.bfloat16)
+            gl = torch.nn.functional.logsigmoid(torch.randn(b, t, d, device="cuda")).to(torch.bfloat16)
+
+            gl_g = gl.detach().requires_grad_()
+            ff = bench(lambda: chunk_hgrn(x, gl))
+            xg = x.detach().requires_grad_()
+            go = torch.randn_like(x)
+
+            def fla_fb():
+                o, _ = chunk_hgrn(xg, gl_g)
+                o.backward(go)
+
+            ffb = bench(fla_fb, grad_to_none=[xg, gl_g])
+            row.update(fla_ms_fwd=ff, fla_ms_fwdbwd=ffb, speedup_vs_fla_fwd=ff / fwd, speedup_vs_fla_fwdbwd=ffb / fb)
+        rows.append(row)
+        extra = ""
+        if "speedup_vs_torch_fwd" in row:
+            extra += f" | vs torch x{row['speedup_vs_torch_fwd']:.1f}/x{row['speedup_vs_torch_fwdbwd']:.1f}"
+        if "speedup_vs_fla_fwd" in row:
+            extra += f" | vs fla x{row['speedup_vs_fla_fwd']:.2f}/x{row['speedup_vs_fla_fwdbwd']:.2f}"
+        if "vs_own_m1_fwd" in row and m > 1:
+            extra += f" | /m1 {row['vs_own_m1_fwd']:.2f}/{row['vs_own_m1_fwdbwd']:.2f}"
+        log(
+            f"B={b} T={t:5d} D={d} m={m:2d}: fwd {fwd:7.3f} ms ({row['pct_copy']:4.0f}% copy) fwd+bwd {fb:7.3f} ms"
+            + extra
+        )
+        del z, v, h0
+        dump()
+
+    # H-LRU at one size
+    hrows = []
+    for m in (1, 4, 16):
+        if time.time() - t_start > args.budget_s + 60:
+            break
+        b, t, d = 8, 8192, 1536
+        n = d // m
+        z = torch.randn(b, t, n, m + 1, device="cuda", dtype=torch.bfloat16)
+        v = torch.randn(b, t, n, device="cuda", dtype=torch.bfloat16)
+        h0 = torch.zeros(b, n, m, device="cuda")
+        fwd, fb = time_op(lambda z, v, h0: triton_hlru_scan(z, v, h0, "softmax"), z, v, h0)
+        floor = b * t * n * 2 * ((m + 1) + 1 + m)
+        hrows.append(dict(B=b, T=t, D=d, m=m, fwd_ms=fwd, fwdbwd_ms=fb, pct_copy=floor / fwd / 1e6 / copy_bw * 100))
+        log(f"hlru B={b} T={t} D={d} m={m:2d}: fwd {fwd:.3f} ms ({hrows[-1]['pct_copy']:.0f}% copy) fwd+bwd {fb:.3f}")
+    res["hlru_rows"] = hrows
+    dump()
+    with open(os.path.join(args.out, f"bench_scan_{args.tag}.log"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    try:
+        plot(res, os.path.join(args.out, f"bench_scan_{args.tag}.png"))
+    except Exception as exc:  # noqa: BLE001
+        log(f"plot failed: {exc!r}")
+    log(f"done in {time.time() - t_start:.0f}s -> {out_json}")
+    return 0 if res.get("correct", True) else 1
+
+
+def plot(res, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    series = {}
+    for r in res["rows"]:
+        series.setdefault((r["B"], r["T"], r["D"]), []).append((r["m"], r["pct_copy"]))
+    for (b, t, d), pts in sorted(series.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"B={b} T={t} D={d}")
+    ax.axhline(70, color="grey", ls="--", lw=0.8)
+    ax.axhline(50, color="grey", ls=":", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("block size m")
+    ax.set_ylabel("% of measured copy bandwidth (fwd, vs byte floor)")
+    ax.set_title(f"fused BD-LRU forward, bf16, {res['device']}")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
