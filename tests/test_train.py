@@ -1,0 +1,298 @@
+"""scripts/train.py end to end on CPU: `accelerate launch` runs, SIGKILL + resume, bad inputs (issue 4)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ROOT / "scripts" / "train.py"
+
+TINY = {
+    "model": {"vocab_size": "auto", "hidden_size": 32, "num_hidden_layers": 2, "intermediate_size": 64,
+              "mixer_type": "bdlru", "block_size": 2, "num_blocks": 16},
+    "tokenizer": {"train_vocab_size": 384},
+    "data": {"source": "embedded", "max_documents": 24, "context_length": 64, "num_proc": 1},
+    "training": {"max_steps": 6, "batch_size": 8, "learning_rate": 3.0e-3, "log_interval": 1, "eval_interval": 3,
+                 "eval_batches": 2, "save_interval": 2, "keep_last_checkpoints": 2, "report_to": "none"},
+}
+
+
+def _env(cache: Path) -> dict:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HLRU_CACHE=str(cache),
+               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    env.pop("HLRU_DEBUG_KILL", None)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def accelerate_cmd(num_processes: int = 1) -> list[str]:
+    return [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(num_processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+def launch(config: Path, out: Path, cache: Path, *extra: str, nproc: int = 1, kill: str | None = None,
+           check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = _env(cache)
+    if kill:
+        env["HLRU_DEBUG_KILL"] = kill
+    cmd = [*accelerate_cmd(nproc), str(TRAIN), "--config", str(config), "--output_dir", str(out), *extra]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"train failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def losses(out: Path) -> dict[int, float]:
+    """step -> training loss; a step logged twice (before a kill and after the resume) keeps the later value."""
+    rec = {}
+    for line in (out / "train_log.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if "loss" in r:
+            rec[r["step"]] = r["loss"]
+    return rec
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("train")
+
+
+@pytest.fixture(scope="session")
+def cache(workdir) -> Path:
+    return workdir / "cache"
+
+
+@pytest.fixture(scope="session")
+def tiny_yaml(workdir) -> Path:
+    return write_config(workdir / "tiny.yaml", TINY)
+
+
+@pytest.fixture(scope="session")
+def reference_run(workdir, tiny_yaml, cache) -> Path:
+    """One uninterrupted single-process run (batch 8, 6 steps) shared by the tests of this file and the 2-process tests."""
+    out = workdir / "reference"
+    launch(tiny_yaml, out, cache)
+    return out
+
+
+def test_launch_produces_loadable_model(reference_run, cache):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import hlru_lm  # noqa: F401
+
+    out = reference_run
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    assert type(model).__name__ == "HLRUForCausalLM"
+    assert model.config.max_position_embeddings == 64 and model.config.vocab_size >= len(tok)
+    assert model.config.eos_token_id == tok.eos_token_id
+    ids = tok("def f(x):\n    return x", return_tensors="pt").input_ids
+    with torch.no_grad():
+        logits = model(ids).logits
+    assert logits.shape == (1, ids.shape[1], model.config.vocab_size) and torch.isfinite(logits).all()
+
+    curve = losses(out)
+    assert sorted(curve) == [1, 2, 3, 4, 5, 6]
+    assert curve[6] < curve[1] - 0.1, curve  # it learns
+    vals = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines() if "val_loss" in x]
+    assert [v["step"] for v in vals] == [3, 6] and all(v["val_ppl"] > 1 for v in vals)
+    results = json.loads((out / "train_results.json").read_text())
+    assert results["step"] == 6 and results["val_ppl"] == pytest.approx(vals[-1]["val_ppl"])
+    # keep_last_checkpoints=2, complete and atomic: no temp dirs, every checkpoint has its marker
+    ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert ckpts == ["step_4", "step_6"], ckpts
+    assert all((out / "checkpoints" / c / "hlru_checkpoint.json").is_file() for c in ckpts)
+    # the tokenised corpus is cached once, keyed by corpus + tokenizer
+    assert len(list((cache / "tokens").iterdir())) == 1
+    assert len(list((cache / "tokenizers").iterdir())) == 1
+
+
+def test_sigkill_mid_save_then_resume_reproduces_losses(reference_run, workdir, tiny_yaml, cache):
+    out = workdir / "killed"
+    proc = launch(tiny_yaml, out, cache, kill="mid_save:4", check=False)
+    assert proc.returncode != 0
+    ckdir = out / "checkpoints"
+    # killed after save_state wrote step 4 into its temp dir but before the rename: only step_2 is a checkpoint
+    assert sorted(p.name for p in ckdir.iterdir()) == [".tmp_step_4", "step_2"]
+    assert not (out / "model.safetensors").exists()
+
+    proc = launch(tiny_yaml, out, cache, "--resume")
+    assert "resumed from" in proc.stdout + proc.stderr and "step_2" in proc.stdout + proc.stderr
+    assert not (ckdir / ".tmp_step_4").exists()
+    ref, got = losses(reference_run), losses(out)
+    assert sorted(got) == [1, 2, 3, 4, 5, 6]
+    for step in range(1, 7):  # same data position, optimizer, scheduler, RNG: identical losses
+        assert got[step] == pytest.approx(ref[step], rel=1e-6, abs=1e-6), (step, got, ref)
+    assert (out / "model.safetensors").is_file()
+
+    # --resume on a finished run is a no-op that keeps the final state; resume of a fresh dir starts from scratch
+    launch(tiny_yaml, out, cache, "--resume")
+    assert losses(out) == got
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Bad inputs: a clear error before any work, nothing overwritten
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _run_plain(args: list[str], cache: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TRAIN), *args], env=_env(cache), capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+
+
+def _tree_digest(path: Path) -> dict[str, str]:
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def train_main():
+    """scripts/train.py's main(), imported in-process (the bad-input checks need no subprocess)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hlru_train_script", TRAIN)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+def test_unknown_config_key_cli(tmp_path, tiny_yaml, cache):
+    proc = _run_plain(["--config", str(tiny_yaml), "--output_dir", str(tmp_path / "o"), "--max_stepz", "3"], cache)
+    assert proc.returncode == 2
+    assert "unknown config key 'max_stepz'" in proc.stderr and "max_steps" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c["training"].update(lerning_rate=1.0), "unknown config key training.lerning_rate"),
+        (lambda c: c["model"].update(hidden_sise=8), "unknown config key model.hidden_sise"),
+        (lambda c: c.update(optimizer={"lr": 1}), "unknown config section 'optimizer'"),
+    ],
+)
+def test_unknown_config_key_yaml(train_main, tmp_path, cache, capsys, mutate, message):
+    cfg = json.loads(json.dumps(TINY))
+    mutate(cfg)
+    path = write_config(tmp_path / "bad.yaml", cfg)
+    assert train_main(["--config", str(path), "--output_dir", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_ambiguous_and_dotted_overrides():
+    from hlru_lm.training import ConfigError, load_config
+
+    cfg = load_config(None, ["--training.learning_rate", "1e-3", "--max_steps=7", "--resume", "--model.hidden_size",
+                             "48"])
+    assert cfg["training"]["learning_rate"] == 1e-3 and cfg["training"]["max_steps"] == 7
+    assert cfg["training"]["resume"] is True and cfg["model"]["hidden_size"] == 48
+    assert load_config(None, ["--vocab_size", "100"])["model"]["vocab_size"] == 100
+    with pytest.raises(ConfigError, match="unknown config key 'hiden_size'.*hidden_size"):
+        load_config(None, ["--hiden_size", "100"])
+    with pytest.raises(ConfigError, match="max_steps must be a positive integer"):
+        load_config(None, ["--max_steps", "0"])
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty_txt", "blank_jsonl"])
+def test_missing_or_empty_corpus(train_main, tmp_path, tiny_yaml, cache, capsys, kind):
+    if kind == "missing":
+        source, message = tmp_path / "nope.txt", "corpus not found"
+    elif kind == "empty_txt":
+        source, message = tmp_path / "empty.txt", "is empty"
+        source.write_text("")
+    else:
+        source, message = tmp_path / "blank.jsonl", "is empty"
+        source.write_text('{"text": ""}\n{"text": "   "}\n')
+    out = tmp_path / "o"
+    rc = train_main(["--config", str(tiny_yaml), "--output_dir", str(out), "--data.source", str(source),
+                     "--data.cache_dir", str(cache)])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "model.safetensors").exists() and not (out / "checkpoints").exists()
+
+
+def test_tokenizer_vocab_exceeds_model(train_main, reference_run, tmp_path, tiny_yaml, cache, capsys):
+    # a trained tokenizer larger than the model's vocabulary: refused before training it
+    out = tmp_path / "o"
+    rc = train_main(["--config", str(tiny_yaml), "--output_dir", str(out), "--model.vocab_size", "256",
+                     "--data.cache_dir", str(cache)])
+    assert rc == 2 and "exceeds model.vocab_size=256" in capsys.readouterr().err
+    # an existing tokenizer (the reference run's, 384 tokens) larger than the model's vocabulary
+    rc = train_main(["--config", str(tiny_yaml), "--output_dir", str(out), "--model.vocab_size", "128",
+                     "--tokenizer.name", str(reference_run), "--data.cache_dir", str(cache)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "tokens but model.vocab_size=128" in err, err
+    assert not (out / "model.safetensors").exists() and not (out / "checkpoints").exists()
+
+
+def test_foreign_output_dir_is_refused(train_main, reference_run, tmp_path, tiny_yaml, cache, capsys):
+    before = _tree_digest(reference_run)
+    # another config (different width), with or without --resume
+    for extra in ([], ["--resume"]):
+        rc = train_main(["--config", str(tiny_yaml), "--output_dir", str(reference_run), "--model.hidden_size", "48",
+                         "--data.cache_dir", str(cache), *extra])
+        err = capsys.readouterr().err
+        assert rc == 2 and "holds another run's checkpoints" in err and "model.hidden_size: 32 -> 48" in err, err
+    # the same config without --resume: refused too (would silently restart over existing checkpoints)
+    rc = train_main(["--config", str(tiny_yaml), "--output_dir", str(reference_run), "--data.cache_dir", str(cache)])
+    assert rc == 2 and "pass --resume" in capsys.readouterr().err
+    # a non-empty directory that is no training run at all
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("precious")
+    rc = train_main(["--config", str(tiny_yaml), "--output_dir", str(other), "--data.cache_dir", str(cache)])
+    assert rc == 2 and "refusing to overwrite" in capsys.readouterr().err
+    assert [p.name for p in other.iterdir()] == ["keep.txt"]
+    assert _tree_digest(reference_run) == before
+
+
+def test_local_jsonl_corpus_and_token_cache_reuse(tmp_path):
+    """Any `datasets` source: a local jsonl with another text column, split, tokenised, packed and cached once."""
+    from hlru_lm import data as D
+
+    rows = [{"body": f"document {i}: " + " ".join(f"word{j % 37}" for j in range(i, i + 60))} for i in range(200)]
+    src = tmp_path / "corpus.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows))
+    cfg = {"source": str(src), "text_field": "body", "val_fraction": 0.1, "num_proc": 2}
+    corpus = D.load_corpus(cfg)
+    assert len(corpus.train) + len(corpus.validation) == 200 and 5 <= len(corpus.validation) <= 40
+    tok = D.get_tokenizer({"train_vocab_size": 300}, corpus, tmp_path / "c")
+    cache = D.build_token_cache(corpus, tok, cfg, tmp_path / "c")
+    n_docs_tokens = sum(len(tok(t)["input_ids"]) + 1 for t in corpus.train["text"])
+    assert cache.n_train == n_docs_tokens  # every document + its EOS
+    blocks = D.TokenBlocks(cache.train_path, cache.dtype, cache.n_train, 32)
+    first = blocks.get([0])[0]
+    assert tok.decode(first).startswith(corpus.train[0]["text"][:10])
+    assert (first == tok.eos_token_id).sum() <= 1
+    mtime = cache.train_path.stat().st_mtime_ns
+    again = D.build_token_cache(D.load_corpus(cfg), tok, cfg, tmp_path / "c")
+    assert again.directory == cache.directory and cache.train_path.stat().st_mtime_ns == mtime
+    shutil.rmtree(tmp_path / "c")
+
+
+def test_embedded_corpus_is_deterministic_and_split():
+    from hlru_lm import data as D
+
+    a = D.embedded_corpus("all", max_documents=60)
+    b = D.embedded_corpus("all", max_documents=60)
+    assert a == b and len(a) == 60 and a[0]["id"].startswith("topic:")
+    train = {d["id"] for d in D.embedded_corpus("train", max_documents=60)}
+    val = {d["id"] for d in D.embedded_corpus("validation", max_documents=60)}
+    assert train and val and not train & val and train | val == {d["id"] for d in a}
