@@ -57,7 +57,12 @@ def main(argv=None) -> int:
         report_to = ["tensorboard"] if is_tensorboard_available() else None
     elif report_to in (None, "none", False):
         report_to = None
+    # No accelerator device: run on CPU, which also makes `accelerate launch --multi_gpu --num_processes 2` (torchrun)
+    # a gloo DDP run (accelerate 1.15's `--cpu` flag alone uses its single-process / mpirun launcher).
+    has_device = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()) or (
+        torch.backends.mps.is_available())
     accelerator = Accelerator(
+        cpu=not has_device,
         mixed_precision=mp,
         gradient_accumulation_steps=tcfg["gradient_accumulation_steps"],
         log_with=report_to,

@@ -36,7 +36,10 @@ def _env(cache: Path) -> dict:
 
 
 def accelerate_cmd(num_processes: int = 1) -> list[str]:
-    return [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(num_processes),
+    """CPU launch. accelerate 1.15 sends `--cpu` to its single-process (or mpirun) launcher, so several CPU processes
+    go through `--multi_gpu` (torchrun); train.py then builds a CPU Accelerator, which uses gloo DDP."""
+    mode = ["--multi_gpu"] if num_processes > 1 else ["--cpu"]
+    return [sys.executable, "-m", "accelerate.commands.launch", *mode, "--num_processes", str(num_processes),
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 
 
