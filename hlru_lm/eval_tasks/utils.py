@@ -33,7 +33,7 @@ def _clean_lines(text: str) -> list[str]:
 
 
 def _good_target(line: str) -> bool:
-    return 30 <= len(line) <= 160 and sum(c.isalpha() for c in line) >= 0.6 * len(line)
+    return 30 <= len(line) <= 120 and sum(c.isalpha() for c in line) >= 0.6 * len(line)
 
 
 def pydoc_continuation(

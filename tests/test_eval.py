@@ -1,0 +1,127 @@
+"""lm-eval on the offline tasks (simple_evaluate and the scripts/evaluate.py CLI) and streaming generation."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A random tiny model + a BPE trained on a few embedded-corpus training documents, saved like train.py does."""
+    import torch
+
+    import hlru_lm
+    from hlru_lm import data as D
+
+    texts = [d["text"] for d in D.embedded_corpus("train", max_documents=12)]
+    tok = D.train_bpe_tokenizer([texts], vocab_size=320)
+    torch.manual_seed(0)
+    cfg = hlru_lm.HLRUConfig(vocab_size=320, hidden_size=32, num_hidden_layers=2, intermediate_size=64, block_size=2,
+                             num_blocks=16, max_position_embeddings=128, pad_token_id=tok.pad_token_id,
+                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    out = tmp_path_factory.mktemp("evalmodel")
+    hlru_lm.HLRUForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_offline_task_data_is_heldout_and_deterministic():
+    sys.path.insert(0, str(ROOT / "hlru_lm" / "eval_tasks"))
+    try:
+        import utils
+    finally:
+        sys.path.pop(0)
+    from hlru_lm import data as D
+
+    ppl = utils.pydoc_ppl()["test"]
+    val_docs = {d["id"]: d["text"] for d in D.embedded_corpus("validation")}
+    val_ids = set(val_docs)
+    assert len(ppl) > 5 and set(ppl["id"]) == val_ids
+    mc1, mc2 = utils.pydoc_continuation(num_items=50)["test"], utils.pydoc_continuation(num_items=50)["test"]
+    assert mc1.to_list() == mc2.to_list() and len(mc1) == 50
+    for row in mc1:
+        doc_id = row["id"].split("#")[0]
+        assert doc_id in val_ids and len(row["choices"]) == 4 and len(set(row["choices"])) == 4
+        gold = row["choices"][row["label"]]
+        text = " ".join(val_docs[doc_id].split())
+        assert " ".join(gold.split()) in text
+    # the package ships no absolute paths: the YAMLs build their data at run time
+    for y in (ROOT / "hlru_lm" / "eval_tasks").glob("*.yaml"):
+        assert "/work/" not in y.read_text() and "custom_dataset: !function utils." in y.read_text()
+
+
+def test_simple_evaluate_with_hflm(tiny_model_dir):
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hlru_lm.lm_eval_model import task_manager
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    lm = HFLM(pretrained=model, tokenizer=tok, backend="causal", batch_size=8, device="cpu")
+    assert lm.max_length == 128  # the training context (config.max_position_embeddings)
+    res = lm_eval.simple_evaluate(model=lm, tasks=["hlru_offline"], limit=6, task_manager=task_manager())
+    ppl, mc = res["results"]["hlru_pydoc_ppl"], res["results"]["hlru_pydoc_continuation"]
+    # an untrained model over ~320 tokens: about log2(320)/~3 bytes per token bits per byte, far from perfect
+    assert 1.0 < ppl["bits_per_byte,none"] < 10 and math.isfinite(ppl["word_perplexity,none"]), ppl
+    assert ppl["byte_perplexity,none"] == pytest.approx(2 ** ppl["bits_per_byte,none"], rel=1e-6)
+    assert 0.0 <= mc["acc,none"] <= 1.0 and 0.0 <= mc["acc_norm,none"] <= 1.0
+
+
+def test_evaluate_cli(tiny_model_dir, tmp_path):
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--model", str(tiny_model_dir), "--tasks",
+         "hlru_offline", "--limit", "4", "--batch_size", "4", "--output_path", str(out), "--model_args", "dtype=float32"],
+        env=_env(), capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    table = proc.stdout
+    assert "hlru_pydoc_ppl" in table and "bits_per_byte" in table and "hlru_pydoc_continuation" in table
+    files = list(out.rglob("results_*.json"))
+    assert len(files) == 1
+    res = json.loads(files[0].read_text())["results"]
+    assert res["hlru_pydoc_ppl"]["bits_per_byte,none"] > 0
+
+
+def test_evaluate_argv_rewrite(tiny_model_dir):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from evaluate import rewrite_argv
+    finally:
+        sys.path.pop(0)
+    from hlru_lm.lm_eval_model import TASK_DIR
+
+    argv = rewrite_argv(["--model", str(tiny_model_dir), "--tasks", "x", "--model_args", "max_length=32"])
+    assert argv[0] == "run" and argv[argv.index("--model") + 1] == "hlru"
+    assert argv[argv.index("--model_args") + 1] == f"pretrained={tiny_model_dir},max_length=32"
+    assert argv[argv.index("--include_path") + 1] == str(TASK_DIR)
+    argv = rewrite_argv(["--model", "hf", "--model_args", "pretrained=gpt2", "--include_path", "/t"])
+    assert argv[argv.index("--model") + 1] == "hf" and argv[argv.index("--include_path") + 1] == f"/t:{TASK_DIR}"
+
+
+def test_generate_streams(tiny_model_dir):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "generate.py"), "--model", str(tiny_model_dir), "--prompt",
+         "The import statement", "--max_new_tokens", "12", "--greedy"],
+        env=_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("The import statement") and len(proc.stdout.strip()) > len("The import statement")
