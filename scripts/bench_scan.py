@@ -115,7 +115,7 @@ def time_op(fn, z, v, h0, rep=100):
     """(fwd ms, fwd+bwd ms) of fn(z, v, h0) -> (h, final)."""
     fwd = bench(lambda: fn(z, v, h0), rep=rep)
     zg, vg = z.detach().requires_grad_(), v.detach().requires_grad_()
-    gh = torch.randn_like(v)
+    gh = torch.randn_like(fn(z, v, h0)[0])
 
     def fb():
         h, _ = fn(zg, vg, h0)
@@ -177,20 +177,42 @@ def main():
 
     if args.sweep:
         sweep = []
-        knobs = [
-            {},
-            {"HLRU_UNROLL": "2"},
-            {"HLRU_UNROLL": "8"},
-            {"HLRU_TILE_ELEMS": "512"},
-            {"HLRU_TILE_ELEMS": "2048"},
-            {"HLRU_TARGET_PROGRAMS": "264"},
-            {"HLRU_TARGET_PROGRAMS": "1056"},
-            {"HLRU_TARGET_PROGRAMS": "1"},
-        ]
+        knobs = {
+            1: [
+                {},
+                {"HLRU_SLAB_BD": "32"},
+                {"HLRU_SLAB_BD": "128"},
+                {"HLRU_SLAB_BT": "16"},
+                {"HLRU_SLAB_BT": "64"},
+                {"HLRU_TARGET_PROGRAMS": "1"},
+                {"HLRU_TARGET_PROGRAMS": "264"},
+                {"HLRU_M1_SLAB": "0"},
+            ],
+            4: [
+                {},
+                {"HLRU_UNROLL": "1"},
+                {"HLRU_UNROLL": "4"},
+                {"HLRU_WARPS": "1"},
+                {"HLRU_WARPS": "2"},
+                {"HLRU_TILE_ELEMS": "256"},
+                {"HLRU_TILE_ELEMS": "512"},
+                {"HLRU_TILE_ELEMS": "256", "HLRU_WARPS": "1"},
+            ],
+            16: [
+                {},
+                {"HLRU_WARPS": "1"},
+                {"HLRU_WARPS": "2"},
+                {"HLRU_WARPS": "8"},
+                {"HLRU_TILE_ELEMS": "256"},
+                {"HLRU_TILE_ELEMS": "512"},
+                {"HLRU_TILE_ELEMS": "256", "HLRU_WARPS": "1"},
+                {"HLRU_UNROLL": "1"},
+            ],
+        }
         for m in (1, 4, 16):
             z, v, h0 = make_inputs(8, 8192, 1536, m)
             floor = 8 * 8192 * (1536 // m) * 2 * (m * m + 3 * m)
-            for kn in knobs:
+            for kn in knobs[m]:
                 os.environ.update(kn)
                 fwd = bench(lambda: triton_bdlru_scan(z, v, h0, "softmax"))
                 for k in kn:

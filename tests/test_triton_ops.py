@@ -63,6 +63,7 @@ def _check(fn, z, v, h0, norm, grads=True):
 @pytest.fixture
 def small_chunks(monkeypatch):
     monkeypatch.setenv("HLRU_CHUNK", "8")
+    monkeypatch.setenv("HLRU_SLAB_BT", "8")  # m = 1 slab kernels: several time tiles per chunk
 
 
 @pytest.mark.parametrize("norm", NORMS)
@@ -76,6 +77,13 @@ def test_bdlru_scan(small_chunks, m, norm):
 def test_bdlru_scan_m16(small_chunks):
     z, v, h0 = _inputs((1, 19, 2, 16, 17), (1, 19, 2, 16), (1, 2, 16), "softmax", seed=16)
     _check(bdlru_scan, z, v, h0, "softmax")
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_bdlru_m1_slab_single_chunk(monkeypatch, norm):
+    monkeypatch.setenv("HLRU_SLAB_BT", "16")
+    z, v, h0 = _inputs((2, 37, 3, 1, 2), (2, 37, 3, 1), (2, 3, 1), norm, seed=11)
+    _check(bdlru_scan, z, v, h0, norm)
 
 
 def test_bdlru_single_chunk_no_grad_out():

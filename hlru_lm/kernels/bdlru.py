@@ -17,22 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import NORM_IDS, _norm_rows, _norm_rows_bwd, num_sms
-
-
-@triton.jit
-def _tile_offsets(pid_nt, NT, N, M: tl.constexpr, BN: tl.constexpr):
-    b = pid_nt // NT
-    n = (pid_nt % NT) * BN + tl.arange(0, BN)
-    ii = tl.arange(0, M)
-    jj = tl.arange(0, M)
-    nmask = n < N
-    offA = n[:, None, None] * (M * (M + 1)) + ii[None, :, None] * (M + 1) + jj[None, None, :]
-    offa = n[:, None] * (M * (M + 1)) + ii[None, :] * (M + 1) + M
-    offv = n[:, None] * M + ii[None, :]
-    mask3 = nmask[:, None, None] & (jj[None, None, :] < M)
-    mask2 = nmask[:, None] & (ii[None, :] < M)
-    return b, ii, jj, offA, offa, offv, mask3, mask2
+from .bdlru1 import bdlru1_bwd, bdlru1_fwd
+from .common import NORM_IDS, _chunk_carry_kernel, _env_int, _norm_rows, _norm_rows_bwd, _tile_offsets, num_sms
 
 
 @triton.jit
@@ -75,41 +61,6 @@ def _bdlru_chunk_fwd_kernel(
     tl.store(e_ptr + soff, e, mask=mask2)
     moff = ((b * NC + c) * N).to(tl.int64) * (M * M) + (offv * M)[:, :, None] + jj[None, None, :]
     tl.store(mat_ptr + moff, mat, mask=mask3)
-
-
-@triton.jit
-def _chunk_carry_kernel(
-    e_ptr,
-    mat_ptr,
-    init_ptr,
-    out_ptr,
-    N,
-    NT,
-    NC,
-    M: tl.constexpr,
-    BN: tl.constexpr,
-    REVERSE: tl.constexpr,
-):
-    """Forward: out[c] = start of chunk c, start_0 = init, start_{c+1} = M_c start_c + e_c.
-    Reverse: out[c] = adjoint entering chunk c from the future, out[NC-1] = init, out[c-1] = M_c out[c] + e_c."""
-    pid_nt = tl.program_id(0)
-    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN)
-    s = tl.load(init_ptr + (b * N).to(tl.int64) * M + offv, mask=mask2, other=0.0)
-    for k in range(0, NC):
-        if REVERSE:
-            c = NC - 1 - k
-        else:
-            c = k
-        base = ((b * NC + c) * N).to(tl.int64) * M
-        tl.store(out_ptr + base + offv, s, mask=mask2)
-        if REVERSE:
-            last = c == 0
-        else:
-            last = c == NC - 1
-        if not last:
-            mat = tl.load(mat_ptr + base * M + (offv * M)[:, :, None] + jj[None, None, :], mask=mask3, other=0.0)
-            e = tl.load(e_ptr + base + offv, mask=mask2, other=0.0)
-            s = tl.sum(mat * s[:, None, :], axis=2) + e
 
 
 @triton.jit
@@ -257,25 +208,22 @@ def _bdlru_bwd_kernel(
 # launch configuration
 
 
-def _env_int(name: str, default: int) -> int:
-    val = os.environ.get(name)
-    return int(val) if val else default
-
-
 def _config(bsz: int, seqlen: int, nblocks: int, m: int, device: torch.device, bwd: bool = False):
     """Block tile (BN), chunk length (CL), chunk count (NC), unroll, warps, for the main (recompute) kernels."""
     elems = _env_int("HLRU_TILE_ELEMS", 512 if bwd else 1024)  # m*m*BN elements of A per program and step
     bn = max(1, min(triton.next_power_of_2(nblocks), elems // (m * m)))
-    unroll = _env_int("HLRU_UNROLL", 4)
+    unroll = _env_int("HLRU_UNROLL", 2)
     nt = triton.cdiv(nblocks, bn)
     target = _env_int("HLRU_TARGET_PROGRAMS", 4 * num_sms(device))
     min_chunk = _env_int("HLRU_MIN_CHUNK", 64)
     nc = max(1, min(triton.cdiv(target, bsz * nt), triton.cdiv(seqlen, min_chunk)))
+    if m > _env_int("HLRU_CHUNK_MAX_M", 4):  # the chunk map costs m^3 per step: measured far slower at m = 16
+        nc = 1
     forced = _env_int("HLRU_CHUNK", 0)
     cl = forced if forced else triton.cdiv(seqlen, nc)
     cl = triton.cdiv(cl, unroll) * unroll
     nc = triton.cdiv(seqlen, cl)
-    warps = 4 if bn * m * m >= 512 else (2 if bn * m * m >= 128 else 1)
+    warps = _env_int("HLRU_WARPS", 4 if bn * m * m >= 512 else (2 if bn * m * m >= 128 else 1))
     return bn, nt, cl, nc, unroll, warps
 
 
@@ -385,13 +333,19 @@ def bdlru_bwd(z, v, h0, h, dh, dfinal, norm: str, chunk_len: int | None = None):
     return dz, dv, dh0
 
 
+def _use_slab(v):
+    """m = 1 uses the slab associative-scan kernels (bdlru1.py) unless HLRU_M1_SLAB=0."""
+    return v.shape[-1] == 1 and os.environ.get("HLRU_M1_SLAB", "1") == "1"
+
+
 class BDLRUScanFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, v, h0, norm, chunk_len=None):
         z = z.contiguous()
         v = v.contiguous()
         h0 = h0.contiguous()
-        h, final = bdlru_fwd(z, v, h0, norm, chunk_len)
+        fwd = bdlru1_fwd if _use_slab(v) else bdlru_fwd
+        h, final = fwd(z, v, h0, norm, chunk_len)
         ctx.save_for_backward(z, v, h0, h)
         ctx.norm = norm
         ctx.chunk_len = chunk_len
@@ -400,5 +354,6 @@ class BDLRUScanFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dh, dfinal):
         z, v, h0, h = ctx.saved_tensors
-        dz, dv, dh0 = bdlru_bwd(z, v, h0, h, dh, dfinal, ctx.norm, ctx.chunk_len)
+        bwd = bdlru1_bwd if _use_slab(v) else bdlru_bwd
+        dz, dv, dh0 = bwd(z, v, h0, h, dh, dfinal, ctx.norm, ctx.chunk_len)
         return dz, dv, dh0, None, None

@@ -98,3 +98,58 @@ def _norm_rows_bwd(zA, za, pA, pa, inv, dpA, dpa, NORM: tl.constexpr, AX: tl.con
             dzA = tl.where(zA > 0.0, (dpA - dotx) * invx, 0.0)
             dza = tl.where(za > 0.0, (dpa - dot) * inv, 0.0)
     return dzA, dza
+
+
+def _env_int(name: str, default: int) -> int:
+    val = os.environ.get(name)
+    return int(val) if val else default
+
+
+@triton.jit
+def _tile_offsets(pid_nt, NT, N, M: tl.constexpr, BN: tl.constexpr):
+    b = pid_nt // NT
+    n = (pid_nt % NT) * BN + tl.arange(0, BN)
+    ii = tl.arange(0, M)
+    jj = tl.arange(0, M)
+    nmask = n < N
+    offA = n[:, None, None] * (M * (M + 1)) + ii[None, :, None] * (M + 1) + jj[None, None, :]
+    offa = n[:, None] * (M * (M + 1)) + ii[None, :] * (M + 1) + M
+    offv = n[:, None] * M + ii[None, :]
+    mask3 = nmask[:, None, None] & (jj[None, None, :] < M)
+    mask2 = nmask[:, None] & (ii[None, :] < M)
+    return b, ii, jj, offA, offa, offv, mask3, mask2
+
+
+@triton.jit
+def _chunk_carry_kernel(
+    e_ptr,
+    mat_ptr,
+    init_ptr,
+    out_ptr,
+    N,
+    NT,
+    NC,
+    M: tl.constexpr,
+    BN: tl.constexpr,
+    REVERSE: tl.constexpr,
+):
+    """Forward: out[c] = start of chunk c, start_0 = init, start_{c+1} = M_c start_c + e_c.
+    Reverse: out[c] = adjoint entering chunk c from the future, out[NC-1] = init, out[c-1] = M_c out[c] + e_c."""
+    pid_nt = tl.program_id(0)
+    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN)
+    s = tl.load(init_ptr + (b * N).to(tl.int64) * M + offv, mask=mask2, other=0.0)
+    for k in range(0, NC):
+        if REVERSE:
+            c = NC - 1 - k
+        else:
+            c = k
+        base = ((b * NC + c) * N).to(tl.int64) * M
+        tl.store(out_ptr + base + offv, s, mask=mask2)
+        if REVERSE:
+            last = c == 0
+        else:
+            last = c == NC - 1
+        if not last:
+            mat = tl.load(mat_ptr + base * M + (offv * M)[:, :, None] + jj[None, None, :], mask=mask3, other=0.0)
+            e = tl.load(e_ptr + base + offv, mask=mask2, other=0.0)
+            s = tl.sum(mat * s[:, None, :], axis=2) + e
