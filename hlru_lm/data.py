@@ -1,7 +1,7 @@
 """Corpus loading, tokenizer training and the packed token cache used by ``scripts/train.py``.
 
-Pipeline: a ``datasets`` source (local text/json/jsonl/parquet/csv files, a ``save_to_disk`` directory, a Hub name, or the
-embedded default corpus) -> document-level train/validation split -> tokenise with ``datasets.map`` (``num_proc``
+Pipeline: a ``datasets`` source (local text/json/jsonl/parquet/csv files, a ``save_to_disk`` directory, a Hub name,
+or the embedded default corpus) -> document-level train/validation split -> tokenise with ``datasets.map`` (``num_proc``
 workers), append EOS -> one flat ``np.memmap`` token file per split, cached on disk under a key derived from the corpus
 and the tokenizer (reused by the next run) -> fixed-length blocks read by :class:`TokenBlocks`.
 
@@ -124,9 +124,7 @@ def iter_embedded_documents(max_documents: int | None = None) -> Iterator[tuple[
                 return
     root = Path(sysconfig.get_paths()["stdlib"])
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(
-            d for d in dirnames if d not in _SKIP_STDLIB_DIRS and not d.startswith((".", "config-"))
-        )
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_STDLIB_DIRS and not d.startswith((".", "config-")))
         for fname in sorted(filenames):
             if not fname.endswith(".py"):
                 continue
@@ -180,7 +178,9 @@ class Corpus:
 
 
 def _looks_like_path(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or Path(source).suffix.lower() in DATA_FILE_BUILDERS or Path(source).exists()
+    return (
+        source.startswith((".", "/", "~")) or Path(source).suffix.lower() in DATA_FILE_BUILDERS or Path(source).exists()
+    )
 
 
 def _count_nonempty(ds, text_field: str) -> int:
@@ -205,12 +205,11 @@ def load_corpus(data_cfg: dict) -> Corpus:
             raise DataError("the embedded corpus is empty on this Python installation")
         train = [{"text": t} for k, t in docs if not is_validation(k, val_fraction)]
         val = [{"text": t} for k, t in docs if is_validation(k, val_fraction)]
-        fp = _sha(
-            json.dumps(["embedded", sys.version_info[:3], val_fraction, [(k, _sha(t)) for k, t in docs]]), 32
-        )
+        fp = _sha(json.dumps(["embedded", sys.version_info[:3], val_fraction, [(k, _sha(t)) for k, t in docs]]), 32)
         empty = datasets.Dataset.from_dict({"text": []})
-        return Corpus(datasets.Dataset.from_list(train) if train else empty,
-                      datasets.Dataset.from_list(val) if val else empty, fp)
+        return Corpus(
+            datasets.Dataset.from_list(train) if train else empty, datasets.Dataset.from_list(val) if val else empty, fp
+        )
 
     split = data_cfg.get("split") or "train"
     path = Path(source).expanduser()
@@ -228,7 +227,9 @@ def load_corpus(data_cfg: dict) -> Corpus:
         if path.is_file():
             builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
             if builder is None:
-                raise DataError(f"unsupported corpus file type {path.suffix!r} (use one of {sorted(DATA_FILE_BUILDERS)})")
+                raise DataError(
+                    f"unsupported corpus file type {path.suffix!r} (use one of {sorted(DATA_FILE_BUILDERS)})"
+                )
             if path.stat().st_size == 0:
                 raise DataError(f"corpus file {source!r} is empty")
             kwargs = {"data_files": {"train": str(path)}}
@@ -244,10 +245,14 @@ def load_corpus(data_cfg: dict) -> Corpus:
         ds = datasets.load_dataset(source, data_cfg.get("config_name"), split=split, streaming=streaming)
 
     if not streaming and text_field not in ds.column_names:
-        raise DataError(f"corpus {source!r} has no column {text_field!r} (columns: {ds.column_names}); set data.text_field")
+        raise DataError(
+            f"corpus {source!r} has no column {text_field!r} (columns: {ds.column_names}); set data.text_field"
+        )
     if text_field != "text":
         ds = ds.rename_column(text_field, "text") if not streaming else ds.map(lambda e: {"text": e[text_field]})
-    keep_text = (lambda e: bool(e["text"]) and bool(str(e["text"]).strip()))
+
+    def keep_text(e):
+        return bool(e["text"]) and bool(str(e["text"]).strip())
 
     if streaming:
         n_val = int(data_cfg.get("val_documents") or 0)
@@ -257,8 +262,20 @@ def load_corpus(data_cfg: dict) -> Corpus:
         train = ds.skip(n_val)
         if max_documents is not None:
             train = train.take(int(max_documents))
-        fp = _sha(json.dumps(["stream", source, data_cfg.get("config_name"), split, n_val, max_documents,
-                              data_cfg.get("max_train_tokens")]), 32)
+        fp = _sha(
+            json.dumps(
+                [
+                    "stream",
+                    source,
+                    data_cfg.get("config_name"),
+                    split,
+                    n_val,
+                    max_documents,
+                    data_cfg.get("max_train_tokens"),
+                ]
+            ),
+            32,
+        )
         return Corpus(train, val, fp, streaming=True)
 
     ds = ds.select_columns(["text"])
@@ -273,8 +290,9 @@ def load_corpus(data_cfg: dict) -> Corpus:
         if path.is_dir() and (path / "dataset_dict.json").exists():
             val = datasets.load_from_disk(str(path))[val_split]
         else:
-            val = datasets.load_dataset(source if not path.exists() else str(path), data_cfg.get("config_name"),
-                                        split=val_split)
+            val = datasets.load_dataset(
+                source if not path.exists() else str(path), data_cfg.get("config_name"), split=val_split
+            )
         val = val.rename_column(text_field, "text") if text_field != "text" else val
         return Corpus(ds, val.select_columns(["text"]).filter(keep_text), fp)
     flags = [is_validation(f"{i}:{_sha(t)}", val_fraction) for i, t in enumerate(ds["text"])]
@@ -322,7 +340,11 @@ def train_bpe_tokenizer(texts: Iterable[list[str]], vocab_size: int, min_frequen
     )
     tok.train_from_iterator((t for batch in texts for t in batch), trainer=trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=EOS_TOKEN, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN, clean_up_tokenization_spaces=False
+        tokenizer_object=tok,
+        bos_token=EOS_TOKEN,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        clean_up_tokenization_spaces=False,
     )
 
 
@@ -476,11 +498,18 @@ def build_token_cache(corpus: Corpus, tokenizer, data_cfg: dict, cache_dir: Path
         num_proc = min(os.cpu_count() or 1, 8)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=_mkdir(out.parent)))
     try:
-        n_train = _write_split(corpus.train, tmp / "train.bin", dtype, tokenizer, num_proc, corpus.streaming,
-                               max_train_tokens)
+        n_train = _write_split(
+            corpus.train, tmp / "train.bin", dtype, tokenizer, num_proc, corpus.streaming, max_train_tokens
+        )
         n_val = _write_split(corpus.validation, tmp / "val.bin", dtype, tokenizer, num_proc, corpus.streaming, None)
-        meta = {"dtype": dtype, "n_train": n_train, "n_val": n_val, "corpus": corpus.fingerprint,
-                "tokenizer": tokenizer_fingerprint(tokenizer), "version": CACHE_VERSION}
+        meta = {
+            "dtype": dtype,
+            "n_train": n_train,
+            "n_val": n_val,
+            "corpus": corpus.fingerprint,
+            "tokenizer": tokenizer_fingerprint(tokenizer),
+            "version": CACHE_VERSION,
+        }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         _atomic_publish(tmp, out)
     except BaseException:

@@ -112,7 +112,8 @@ def _check_keys(cfg: dict, where: str) -> None:
             if key not in allowed:
                 hint = _closest(key, allowed)
                 raise ConfigError(
-                    f"{where}: unknown config key {section}.{key}" + (f" (did you mean {section}.{hint}?)" if hint else "")
+                    f"{where}: unknown config key {section}.{key}"
+                    + (f" (did you mean {section}.{hint}?)" if hint else "")
                 )
 
 
@@ -188,7 +189,9 @@ def load_config(path: str | None, overrides: list[str]) -> dict:
                 hint = _closest(name, list(leaf))
                 raise ConfigError(f"unknown config key {name!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
             if len(sections) > 1:
-                raise ConfigError(f"ambiguous key {name!r}: write one of " + ", ".join(f"--{s}.{name}" for s in sections))
+                raise ConfigError(
+                    f"ambiguous key {name!r}: write one of " + ", ".join(f"--{s}.{name}" for s in sections)
+                )
             section, key = sections[0], name
         _check_keys({section: {key: None}}, "command line")
         cfg[section][key] = _parse_value(raw, DEFAULTS.get(section, {}).get(key))
@@ -198,8 +201,16 @@ def load_config(path: str | None, overrides: list[str]) -> dict:
 
 def _validate(cfg: dict) -> None:
     t, d = cfg["training"], cfg["data"]
-    for key in ("max_steps", "batch_size", "gradient_accumulation_steps", "log_interval", "eval_interval",
-                "save_interval", "keep_last_checkpoints", "eval_batches"):
+    for key in (
+        "max_steps",
+        "batch_size",
+        "gradient_accumulation_steps",
+        "log_interval",
+        "eval_interval",
+        "save_interval",
+        "keep_last_checkpoints",
+        "eval_batches",
+    ):
         v = t[key]
         if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "eval_batches" else 1):
             raise ConfigError(f"training.{key} must be a positive integer, got {v!r}")
@@ -217,7 +228,8 @@ def _validate(cfg: dict) -> None:
 def parse_args(argv=None) -> tuple[argparse.Namespace, dict]:
     parser = argparse.ArgumentParser(
         description="Pretrain a BD-LRU / H-LRU language model (run with `accelerate launch` or plain python).",
-        epilog="Any config key can be overridden: --max_steps 100, --training.learning_rate 1e-3, --model.hidden_size 64.",
+        epilog="Any config key can be overridden: --max_steps 100, --training.learning_rate 1e-3, "
+        "--model.hidden_size 64.",
     )
     parser.add_argument("--config", default=None, help="YAML config (sections: model, tokenizer, data, training)")
     args, rest = parser.parse_known_args(argv)

@@ -57,9 +57,10 @@ def rewrite_argv(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from lm_eval.__main__ import cli_evaluate
+
     import hlru_lm  # noqa: F401
     import hlru_lm.lm_eval_model  # noqa: F401  (registers --model hlru)
-    from lm_eval.__main__ import cli_evaluate
 
     argv = sys.argv[1:] if argv is None else argv
     sys.argv = ["lm-eval", *rewrite_argv(argv)]

@@ -1,7 +1,7 @@
 """Stream text from a trained model, token by token.
 
-    python scripts/generate.py --model runs/tiny --prompt "The import statement"
-    python scripts/generate.py --model runs/tiny --prompt "def " --greedy --max_new_tokens 60
+python scripts/generate.py --model runs/tiny --prompt "The import statement"
+python scripts/generate.py --model runs/tiny --prompt "def " --greedy --max_new_tokens 60
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
             gen_kwargs.update(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
         error: list[BaseException] = []
 
-        def run(kw=gen_kwargs, err=error):
+        def run(kw=gen_kwargs, err=error, streamer=streamer):
             try:
                 with torch.no_grad():
                     model.generate(**kw)

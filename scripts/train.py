@@ -59,8 +59,11 @@ def main(argv=None) -> int:
         report_to = None
     # No accelerator device: run on CPU, which also makes `accelerate launch --multi_gpu --num_processes 2` (torchrun)
     # a gloo DDP run (accelerate 1.15's `--cpu` flag alone uses its single-process / mpirun launcher).
-    has_device = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()) or (
-        torch.backends.mps.is_available())
+    has_device = (
+        torch.cuda.is_available()
+        or (hasattr(torch, "xpu") and torch.xpu.is_available())
+        or (torch.backends.mps.is_available())
+    )
     accelerator = Accelerator(
         cpu=not has_device,
         mixed_precision=mp,
@@ -127,7 +130,8 @@ def main(argv=None) -> int:
     )
     # The scheduler is stepped by hand once per optimizer step (a prepared scheduler would step W times per step).
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, T.lr_lambda(tcfg["max_steps"], tcfg["warmup_ratio"], tcfg["learning_rate"], tcfg["min_learning_rate"])
+        optimizer,
+        T.lr_lambda(tcfg["max_steps"], tcfg["warmup_ratio"], tcfg["learning_rate"], tcfg["min_learning_rate"]),
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     state = T.TrainState()
@@ -158,8 +162,11 @@ def main(argv=None) -> int:
         f"precision {mp} | device {accelerator.device}"
     )
     if report_to:
-        flat = {f"{s}.{k}": (v if isinstance(v, (int, float, str, bool)) else str(v))
-                for s, vals in cfg.items() for k, v in vals.items()}
+        flat = {
+            f"{s}.{k}": (v if isinstance(v, (int, float, str, bool)) else str(v))
+            for s, vals in cfg.items()
+            for k, v in vals.items()
+        }
         accelerator.init_trackers("hlru_lm", config=flat)
 
     schedule = T.BatchSchedule(len(train_blocks), tcfg["seed"])
@@ -185,8 +192,9 @@ def main(argv=None) -> int:
             x = torch.from_numpy(val_blocks.get(mine[i : i + b])).to(accelerator.device)
             with accelerator.autocast():
                 loss = model(input_ids=x, labels=x, use_cache=False).loss
-            total += torch.stack([loss.double() * x.shape[0], torch.tensor(float(x.shape[0]), device=total.device,
-                                                                             dtype=torch.float64)])
+            total += torch.stack(
+                [loss.double() * x.shape[0], torch.tensor(float(x.shape[0]), device=total.device, dtype=torch.float64)]
+            )
         model.train()
         total = accelerator.reduce(total, reduction="sum")
         val_loss = (total[0] / total[1]).item()
@@ -210,8 +218,9 @@ def main(argv=None) -> int:
     from tqdm.auto import tqdm
 
     max_steps = tcfg["max_steps"]
-    pbar = tqdm(total=max_steps, initial=state.step, disable=not main_proc, desc="train", dynamic_ncols=True,
-                mininterval=1.0)
+    pbar = tqdm(
+        total=max_steps, initial=state.step, disable=not main_proc, desc="train", dynamic_ncols=True, mininterval=1.0
+    )
     model.train()
     val_loss = val_ppl = float("nan")
     t_last, tokens_last = time.perf_counter(), 0
@@ -246,14 +255,20 @@ def main(argv=None) -> int:
             t_last, tokens_last = now, 0
             lr = scheduler.get_last_lr()[0]
             pbar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
-            rec = {"step": state.step, "loss": train_loss, "lr": lr, "tokens_per_s": tok_s,
-                   "tokens_seen": state.tokens_seen}
+            rec = {
+                "step": state.step,
+                "loss": train_loss,
+                "lr": lr,
+                "tokens_per_s": tok_s,
+                "tokens_seen": state.tokens_seen,
+            }
             if grad_norm is not None:
                 rec["grad_norm"] = float(grad_norm)
             log(rec)
             if main_proc:
-                pbar.write(f"step {state.step:>6}/{max_steps} | loss {train_loss:.4f} | lr {lr:.2e} | "
-                           f"{tok_s:,.0f} tok/s")
+                pbar.write(
+                    f"step {state.step:>6}/{max_steps} | loss {train_loss:.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s"
+                )
         if state.step % tcfg["eval_interval"] == 0 or last:
             val_loss, val_ppl = evaluate()
             log({"step": state.step, "val_loss": val_loss, "val_ppl": val_ppl})
@@ -274,11 +289,17 @@ def main(argv=None) -> int:
     unwrapped.save_pretrained(out_dir, is_main_process=main_proc, state_dict=state_dict, save_function=accelerator.save)
     if main_proc:
         tokenizer.save_pretrained(out_dir)
-        results = {"step": state.step, "tokens_seen": state.tokens_seen, "val_loss": val_loss, "val_ppl": val_ppl,
-                   "num_parameters": n_params}
+        results = {
+            "step": state.step,
+            "tokens_seen": state.tokens_seen,
+            "val_loss": val_loss,
+            "val_ppl": val_ppl,
+            "num_parameters": n_params,
+        }
         (out_dir / "train_results.json").write_text(json.dumps(results, indent=1))
-        accelerator.print(f"saved model and tokenizer to {out_dir} | final val loss {val_loss:.4f} | "
-                          f"val ppl {val_ppl:.2f}")
+        accelerator.print(
+            f"saved model and tokenizer to {out_dir} | final val loss {val_loss:.4f} | val ppl {val_ppl:.2f}"
+        )
     accelerator.end_training()
     return 0
 

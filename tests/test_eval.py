@@ -32,9 +32,18 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     texts = [d["text"] for d in D.embedded_corpus("train", max_documents=12)]
     tok = D.train_bpe_tokenizer([texts], vocab_size=320)
     torch.manual_seed(0)
-    cfg = hlru_lm.HLRUConfig(vocab_size=320, hidden_size=32, num_hidden_layers=2, intermediate_size=64, block_size=2,
-                             num_blocks=16, max_position_embeddings=128, pad_token_id=tok.pad_token_id,
-                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    cfg = hlru_lm.HLRUConfig(
+        vocab_size=320,
+        hidden_size=32,
+        num_hidden_layers=2,
+        intermediate_size=64,
+        block_size=2,
+        num_blocks=16,
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     out = tmp_path_factory.mktemp("evalmodel")
     hlru_lm.HLRUForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
@@ -88,9 +97,27 @@ def test_simple_evaluate_with_hflm(tiny_model_dir):
 def test_evaluate_cli(tiny_model_dir, tmp_path):
     out = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--model", str(tiny_model_dir), "--tasks",
-         "hlru_offline", "--limit", "4", "--batch_size", "4", "--output_path", str(out), "--model_args", "dtype=float32"],
-        env=_env(), capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "evaluate.py"),
+            "--model",
+            str(tiny_model_dir),
+            "--tasks",
+            "hlru_offline",
+            "--limit",
+            "4",
+            "--batch_size",
+            "4",
+            "--output_path",
+            str(out),
+            "--model_args",
+            "dtype=float32",
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     table = proc.stdout
@@ -119,9 +146,21 @@ def test_evaluate_argv_rewrite(tiny_model_dir):
 
 def test_generate_streams(tiny_model_dir):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "generate.py"), "--model", str(tiny_model_dir), "--prompt",
-         "The import statement", "--max_new_tokens", "12", "--greedy"],
-        env=_env(), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "generate.py"),
+            "--model",
+            str(tiny_model_dir),
+            "--prompt",
+            "The import statement",
+            "--max_new_tokens",
+            "12",
+            "--greedy",
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("The import statement") and len(proc.stdout.strip()) > len("The import statement")

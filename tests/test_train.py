@@ -17,19 +17,41 @@ ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "scripts" / "train.py"
 
 TINY = {
-    "model": {"vocab_size": "auto", "hidden_size": 32, "num_hidden_layers": 2, "intermediate_size": 64,
-              "mixer_type": "bdlru", "block_size": 2, "num_blocks": 16},
+    "model": {
+        "vocab_size": "auto",
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "intermediate_size": 64,
+        "mixer_type": "bdlru",
+        "block_size": 2,
+        "num_blocks": 16,
+    },
     "tokenizer": {"train_vocab_size": 384},
     "data": {"source": "embedded", "max_documents": 24, "context_length": 64, "num_proc": 1},
-    "training": {"max_steps": 6, "batch_size": 8, "learning_rate": 3.0e-3, "log_interval": 1, "eval_interval": 3,
-                 "eval_batches": 2, "save_interval": 2, "keep_last_checkpoints": 2, "report_to": "none"},
+    "training": {
+        "max_steps": 6,
+        "batch_size": 8,
+        "learning_rate": 3.0e-3,
+        "log_interval": 1,
+        "eval_interval": 3,
+        "eval_batches": 2,
+        "save_interval": 2,
+        "keep_last_checkpoints": 2,
+        "report_to": "none",
+    },
 }
 
 
 def _env(cache: Path) -> dict:
     env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HLRU_CACHE=str(cache),
-               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HLRU_CACHE=str(cache),
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+    )
     env.pop("HLRU_DEBUG_KILL", None)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
@@ -39,12 +61,32 @@ def accelerate_cmd(num_processes: int = 1) -> list[str]:
     """CPU launch. accelerate 1.15 sends `--cpu` to its single-process (or mpirun) launcher, so several CPU processes
     go through `--multi_gpu` (torchrun); train.py then builds a CPU Accelerator, which uses gloo DDP."""
     mode = ["--multi_gpu"] if num_processes > 1 else ["--cpu"]
-    return [sys.executable, "-m", "accelerate.commands.launch", *mode, "--num_processes", str(num_processes),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        *mode,
+        "--num_processes",
+        str(num_processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
 
 
-def launch(config: Path, out: Path, cache: Path, *extra: str, nproc: int = 1, kill: str | None = None,
-           check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+def launch(
+    config: Path,
+    out: Path,
+    cache: Path,
+    *extra: str,
+    nproc: int = 1,
+    kill: str | None = None,
+    check: bool = True,
+    timeout: int = 300,
+) -> subprocess.CompletedProcess:
     env = _env(cache)
     if kill:
         env["HLRU_DEBUG_KILL"] = kill
@@ -87,7 +129,7 @@ def tiny_yaml(workdir) -> Path:
 
 @pytest.fixture(scope="session")
 def reference_run(workdir, tiny_yaml, cache) -> Path:
-    """One uninterrupted single-process run (batch 8, 6 steps) shared by the tests of this file and the 2-process tests."""
+    """One uninterrupted single-process run (batch 8, 6 steps), shared with the 2-process tests."""
     out = workdir / "reference"
     launch(tiny_yaml, out, cache)
     return out
@@ -155,13 +197,17 @@ def test_sigkill_mid_save_then_resume_reproduces_losses(reference_run, workdir, 
 
 
 def _run_plain(args: list[str], cache: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(TRAIN), *args], env=_env(cache), capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(TRAIN), *args], env=_env(cache), capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
 
 
 def _tree_digest(path: Path) -> dict[str, str]:
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -202,8 +248,9 @@ def test_unknown_config_key_yaml(train_main, tmp_path, cache, capsys, mutate, me
 def test_ambiguous_and_dotted_overrides():
     from hlru_lm.training import ConfigError, load_config
 
-    cfg = load_config(None, ["--training.learning_rate", "1e-3", "--max_steps=7", "--resume", "--model.hidden_size",
-                             "48"])
+    cfg = load_config(
+        None, ["--training.learning_rate", "1e-3", "--max_steps=7", "--resume", "--model.hidden_size", "48"]
+    )
     assert cfg["training"]["learning_rate"] == 1e-3 and cfg["training"]["max_steps"] == 7
     assert cfg["training"]["resume"] is True and cfg["model"]["hidden_size"] == 48
     assert load_config(None, ["--vocab_size", "100"])["model"]["vocab_size"] == 100
@@ -224,8 +271,18 @@ def test_missing_or_empty_corpus(train_main, tmp_path, tiny_yaml, cache, capsys,
         source, message = tmp_path / "blank.jsonl", "is empty"
         source.write_text('{"text": ""}\n{"text": "   "}\n')
     out = tmp_path / "o"
-    rc = train_main(["--config", str(tiny_yaml), "--output_dir", str(out), "--data.source", str(source),
-                     "--data.cache_dir", str(cache)])
+    rc = train_main(
+        [
+            "--config",
+            str(tiny_yaml),
+            "--output_dir",
+            str(out),
+            "--data.source",
+            str(source),
+            "--data.cache_dir",
+            str(cache),
+        ]
+    )
     assert rc == 2
     assert message in capsys.readouterr().err
     assert not (out / "model.safetensors").exists() and not (out / "checkpoints").exists()
@@ -234,12 +291,34 @@ def test_missing_or_empty_corpus(train_main, tmp_path, tiny_yaml, cache, capsys,
 def test_tokenizer_vocab_exceeds_model(train_main, reference_run, tmp_path, tiny_yaml, cache, capsys):
     # a trained tokenizer larger than the model's vocabulary: refused before training it
     out = tmp_path / "o"
-    rc = train_main(["--config", str(tiny_yaml), "--output_dir", str(out), "--model.vocab_size", "256",
-                     "--data.cache_dir", str(cache)])
+    rc = train_main(
+        [
+            "--config",
+            str(tiny_yaml),
+            "--output_dir",
+            str(out),
+            "--model.vocab_size",
+            "256",
+            "--data.cache_dir",
+            str(cache),
+        ]
+    )
     assert rc == 2 and "exceeds model.vocab_size=256" in capsys.readouterr().err
     # an existing tokenizer (the reference run's, 384 tokens) larger than the model's vocabulary
-    rc = train_main(["--config", str(tiny_yaml), "--output_dir", str(out), "--model.vocab_size", "128",
-                     "--tokenizer.name", str(reference_run), "--data.cache_dir", str(cache)])
+    rc = train_main(
+        [
+            "--config",
+            str(tiny_yaml),
+            "--output_dir",
+            str(out),
+            "--model.vocab_size",
+            "128",
+            "--tokenizer.name",
+            str(reference_run),
+            "--data.cache_dir",
+            str(cache),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "tokens but model.vocab_size=128" in err, err
     assert not (out / "model.safetensors").exists() and not (out / "checkpoints").exists()
@@ -249,8 +328,19 @@ def test_foreign_output_dir_is_refused(train_main, reference_run, tmp_path, tiny
     before = _tree_digest(reference_run)
     # another config (different width), with or without --resume
     for extra in ([], ["--resume"]):
-        rc = train_main(["--config", str(tiny_yaml), "--output_dir", str(reference_run), "--model.hidden_size", "48",
-                         "--data.cache_dir", str(cache), *extra])
+        rc = train_main(
+            [
+                "--config",
+                str(tiny_yaml),
+                "--output_dir",
+                str(reference_run),
+                "--model.hidden_size",
+                "48",
+                "--data.cache_dir",
+                str(cache),
+                *extra,
+            ]
+        )
         err = capsys.readouterr().err
         assert rc == 2 and "holds another run's checkpoints" in err and "model.hidden_size: 32 -> 48" in err, err
     # the same config without --resume: refused too (would silently restart over existing checkpoints)

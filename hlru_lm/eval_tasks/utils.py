@@ -37,7 +37,11 @@ def _good_target(line: str) -> bool:
 
 
 def pydoc_continuation(
-    val_fraction: float = 0.05, num_items: int = 300, num_choices: int = 4, context_chars: int = 400, seed: int = 1234,
+    val_fraction: float = 0.05,
+    num_items: int = 300,
+    num_choices: int = 4,
+    context_chars: int = 200,
+    seed: int = 1234,
     **kwargs,
 ) -> dict:
     """Multiple choice: given a passage of a held-out document, pick the true next line among ``num_choices - 1``
@@ -47,9 +51,7 @@ def pydoc_continuation(
     rng = random.Random(int(seed))
     docs = [(d["id"], _clean_lines(d["text"])) for d in _heldout(val_fraction)]
     pool = [(i, ln) for i, (_, lines) in enumerate(docs) for ln in lines if _good_target(ln)]
-    candidates = [
-        (i, j) for i, (_, lines) in enumerate(docs) for j in range(2, len(lines)) if _good_target(lines[j])
-    ]
+    candidates = [(i, j) for i, (_, lines) in enumerate(docs) for j in range(2, len(lines)) if _good_target(lines[j])]
     rng.shuffle(candidates)
     rows = []
     for i, j in candidates:
