@@ -13,6 +13,7 @@ It is deterministic for a given Python version.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -111,7 +112,17 @@ def iter_embedded_documents(max_documents: int | None = None) -> Iterator[tuple[
     """Yield ``(doc_id, text)``: every ``pydoc_data.topics`` topic, then one document per standard-library module.
 
     Order and content depend only on the Python installation (sorted walk, no imports of the modules themselves).
+    Parsed once per process and memoised.
     """
+    yield from _embedded_documents(max_documents)
+
+
+@functools.lru_cache(maxsize=4)
+def _embedded_documents(max_documents: int | None) -> tuple[tuple[str, str], ...]:
+    return tuple(_walk_embedded_documents(max_documents))
+
+
+def _walk_embedded_documents(max_documents: int | None = None) -> Iterator[tuple[str, str]]:
     import pydoc_data.topics
 
     n = 0
