@@ -178,36 +178,9 @@ def main():
     if args.sweep:
         sweep = []
         knobs = {
-            1: [
-                {},
-                {"HLRU_SLAB_BD": "32"},
-                {"HLRU_SLAB_BD": "128"},
-                {"HLRU_SLAB_BT": "16"},
-                {"HLRU_SLAB_BT": "64"},
-                {"HLRU_TARGET_PROGRAMS": "1"},
-                {"HLRU_TARGET_PROGRAMS": "264"},
-                {"HLRU_M1_SLAB": "0"},
-            ],
-            4: [
-                {},
-                {"HLRU_UNROLL": "1"},
-                {"HLRU_UNROLL": "4"},
-                {"HLRU_WARPS": "1"},
-                {"HLRU_WARPS": "2"},
-                {"HLRU_TILE_ELEMS": "256"},
-                {"HLRU_TILE_ELEMS": "512"},
-                {"HLRU_TILE_ELEMS": "256", "HLRU_WARPS": "1"},
-            ],
-            16: [
-                {},
-                {"HLRU_WARPS": "1"},
-                {"HLRU_WARPS": "2"},
-                {"HLRU_WARPS": "8"},
-                {"HLRU_TILE_ELEMS": "256"},
-                {"HLRU_TILE_ELEMS": "512"},
-                {"HLRU_TILE_ELEMS": "256", "HLRU_WARPS": "1"},
-                {"HLRU_UNROLL": "1"},
-            ],
+            1: [{}, {"HLRU_TARGET_PROGRAMS": "1056"}, {"HLRU_TILE_ELEMS": "2048"}, {"HLRU_M1_SLAB": "1"}],
+            4: [{}, {"HLRU_UNROLL": "1"}, {"HLRU_TILE_ELEMS": "512"}, {"HLRU_TARGET_PROGRAMS": "1"}],
+            16: [{}, {"HLRU_TILE_ELEMS": "256"}, {"HLRU_WARPS": "8"}, {"HLRU_CHUNK_MAX_M": "16"}],
         }
         for m in (1, 4, 16):
             z, v, h0 = make_inputs(8, 8192, 1536, m)

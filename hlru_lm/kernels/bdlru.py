@@ -64,6 +64,24 @@ def _bdlru_chunk_fwd_kernel(
 
 
 @triton.jit
+def _ld_fwd(z_ptr, v_ptr, b, T, N, t0, k, n_steps, offA, offa, offv, mask3, mask2, M: tl.constexpr):
+    tm = k < n_steps
+    row = (b * T + t0 + k).to(tl.int64)
+    zA = tl.load(z_ptr + row * (N * M * (M + 1)) + offA, mask=(mask3 & tm) != 0, other=0.0).to(tl.float32)
+    za = tl.load(z_ptr + row * (N * M * (M + 1)) + offa, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
+    vv = tl.load(v_ptr + row * (N * M) + offv, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
+    return zA, za, vv, tm, row
+
+
+@triton.jit
+def _step_fwd(h, zA, za, vv, tm, row, h_ptr, N, offv, mask2, M: tl.constexpr, NORM: tl.constexpr):
+    pA, pa, inv = _norm_rows(zA, za, NORM, 2)
+    h_new = tl.sum(pA * h[:, None, :], axis=2) + pa * vv
+    tl.store(h_ptr + row * (N * M) + offv, h_new.to(h_ptr.dtype.element_ty), mask=(mask2 & tm) != 0)
+    return tl.where(tm, h_new, h)
+
+
+@triton.jit
 def _bdlru_fwd_kernel(
     z_ptr,
     v_ptr,
@@ -80,23 +98,23 @@ def _bdlru_fwd_kernel(
     NORM: tl.constexpr,
     UNROLL: tl.constexpr,
 ):
+    """Recompute pass. The loads of 4 steps are issued before any store of h: the compiler cannot move a load above
+    a store that may alias it, so per-step loads would otherwise each pay the full memory latency."""
     pid_nt = tl.program_id(0)
     c = tl.program_id(1)
     b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN)
     t0 = c * CL
     n_steps = tl.minimum(CL, T - t0)
     h = tl.load(start_ptr + ((b * NC + c) * N).to(tl.int64) * M + offv, mask=mask2, other=0.0)
-    for k0 in range(0, n_steps, UNROLL):
-        for kk in tl.static_range(UNROLL):
-            tm = (k0 + kk) < n_steps
-            row = (b * T + t0 + k0 + kk).to(tl.int64)
-            zA = tl.load(z_ptr + row * (N * M * (M + 1)) + offA, mask=(mask3 & tm) != 0, other=0.0).to(tl.float32)
-            za = tl.load(z_ptr + row * (N * M * (M + 1)) + offa, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
-            vv = tl.load(v_ptr + row * (N * M) + offv, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
-            pA, pa, inv = _norm_rows(zA, za, NORM, 2)
-            h_new = tl.sum(pA * h[:, None, :], axis=2) + pa * vv
-            tl.store(h_ptr + row * (N * M) + offv, h_new.to(h_ptr.dtype.element_ty), mask=(mask2 & tm) != 0)
-            h = tl.where(tm, h_new, h)
+    for k0 in range(0, n_steps, 4):
+        zA0, za0, v0, tm0, r0 = _ld_fwd(z_ptr, v_ptr, b, T, N, t0, k0, n_steps, offA, offa, offv, mask3, mask2, M)
+        zA1, za1, v1, tm1, r1 = _ld_fwd(z_ptr, v_ptr, b, T, N, t0, k0 + 1, n_steps, offA, offa, offv, mask3, mask2, M)
+        zA2, za2, v2, tm2, r2 = _ld_fwd(z_ptr, v_ptr, b, T, N, t0, k0 + 2, n_steps, offA, offa, offv, mask3, mask2, M)
+        zA3, za3, v3, tm3, r3 = _ld_fwd(z_ptr, v_ptr, b, T, N, t0, k0 + 3, n_steps, offA, offa, offv, mask3, mask2, M)
+        h = _step_fwd(h, zA0, za0, v0, tm0, r0, h_ptr, N, offv, mask2, M, NORM)
+        h = _step_fwd(h, zA1, za1, v1, tm1, r1, h_ptr, N, offv, mask2, M, NORM)
+        h = _step_fwd(h, zA2, za2, v2, tm2, r2, h_ptr, N, offv, mask2, M, NORM)
+        h = _step_fwd(h, zA3, za3, v3, tm3, r3, h_ptr, N, offv, mask2, M, NORM)
     if c == NC - 1:
         tl.store(final_ptr + (b * N).to(tl.int64) * M + offv, h, mask=mask2)
 
@@ -149,6 +167,75 @@ def _bdlru_chunk_bwd_kernel(
 
 
 @triton.jit
+def _ld_bwd(
+    z_ptr,
+    v_ptr,
+    h_ptr,
+    g_ptr,
+    h0,
+    b,
+    T,
+    N,
+    t0,
+    k,
+    n_steps,
+    offA,
+    offa,
+    offv,
+    mask3,
+    mask2,
+    M: tl.constexpr,
+    HAS_G: tl.constexpr,
+):
+    tm = k < n_steps
+    t = t0 + n_steps - 1 - k
+    row = (b * T + t).to(tl.int64)
+    zA = tl.load(z_ptr + row * (N * M * (M + 1)) + offA, mask=(mask3 & tm) != 0, other=0.0).to(tl.float32)
+    za = tl.load(z_ptr + row * (N * M * (M + 1)) + offa, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
+    vv = tl.load(v_ptr + row * (N * M) + offv, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
+    hp = tl.load(h_ptr + (row - 1) * (N * M) + offv, mask=(mask2 & tm & (t > 0)) != 0, other=0.0).to(tl.float32)
+    hp = tl.where(t > 0, hp, h0)
+    if HAS_G:
+        g = tl.load(g_ptr + row * (N * M) + offv, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
+    else:
+        g = vv * 0.0
+    return zA, za, vv, hp, g, tm, row
+
+
+@triton.jit
+def _step_bwd(
+    mu,
+    zA,
+    za,
+    vv,
+    hp,
+    g,
+    tm,
+    row,
+    dz_ptr,
+    dv_ptr,
+    N,
+    offA,
+    offa,
+    offv,
+    mask3,
+    mask2,
+    M: tl.constexpr,
+    NORM: tl.constexpr,
+):
+    lam = mu + g
+    pA, pa, inv = _norm_rows(zA, za, NORM, 2)
+    dpA = lam[:, :, None] * hp[:, None, :]
+    dpa = lam * vv
+    dzA, dza = _norm_rows_bwd(zA, za, pA, pa, inv, dpA, dpa, NORM, 2)
+    zrow = row * (N * M * (M + 1))
+    tl.store(dz_ptr + zrow + offA, dzA.to(dz_ptr.dtype.element_ty), mask=(mask3 & tm) != 0)
+    tl.store(dz_ptr + zrow + offa, dza.to(dz_ptr.dtype.element_ty), mask=(mask2 & tm) != 0)
+    tl.store(dv_ptr + row * (N * M) + offv, (lam * pa).to(dv_ptr.dtype.element_ty), mask=(mask2 & tm) != 0)
+    return tl.where(tm, tl.sum(pA * lam[:, :, None], axis=1), mu)
+
+
+@triton.jit
 def _bdlru_bwd_kernel(
     z_ptr,
     v_ptr,
@@ -177,29 +264,15 @@ def _bdlru_bwd_kernel(
     n_steps = tl.minimum(CL, T - t0)
     mu = tl.load(carry_ptr + ((b * NC + c) * N).to(tl.int64) * M + offv, mask=mask2, other=0.0)
     h0 = tl.load(h0_ptr + (b * N).to(tl.int64) * M + offv, mask=mask2, other=0.0)
-    for k0 in range(0, n_steps, UNROLL):
-        for kk in tl.static_range(UNROLL):
-            tm = (k0 + kk) < n_steps
-            t = t0 + n_steps - 1 - k0 - kk
-            row = (b * T + t).to(tl.int64)
-            zA = tl.load(z_ptr + row * (N * M * (M + 1)) + offA, mask=(mask3 & tm) != 0, other=0.0).to(tl.float32)
-            za = tl.load(z_ptr + row * (N * M * (M + 1)) + offa, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
-            vv = tl.load(v_ptr + row * (N * M) + offv, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
-            hp = tl.load(h_ptr + (row - 1) * (N * M) + offv, mask=(mask2 & tm & (t > 0)) != 0, other=0.0).to(tl.float32)
-            hp = tl.where(t > 0, hp, h0)
-            if HAS_G:
-                lam = mu + tl.load(g_ptr + row * (N * M) + offv, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
-            else:
-                lam = mu
-            pA, pa, inv = _norm_rows(zA, za, NORM, 2)
-            dpA = lam[:, :, None] * hp[:, None, :]
-            dpa = lam * vv
-            dzA, dza = _norm_rows_bwd(zA, za, pA, pa, inv, dpA, dpa, NORM, 2)
-            zrow = row * (N * M * (M + 1))
-            tl.store(dz_ptr + zrow + offA, dzA.to(dz_ptr.dtype.element_ty), mask=(mask3 & tm) != 0)
-            tl.store(dz_ptr + zrow + offa, dza.to(dz_ptr.dtype.element_ty), mask=(mask2 & tm) != 0)
-            tl.store(dv_ptr + row * (N * M) + offv, (lam * pa).to(dv_ptr.dtype.element_ty), mask=(mask2 & tm) != 0)
-            mu = tl.where(tm, tl.sum(pA * lam[:, :, None], axis=1), mu)
+    for k0 in range(0, n_steps, 2):
+        zA0, za0, v0, hp0, g0, tm0, r0 = _ld_bwd(
+            z_ptr, v_ptr, h_ptr, g_ptr, h0, b, T, N, t0, k0, n_steps, offA, offa, offv, mask3, mask2, M, HAS_G
+        )
+        zA1, za1, v1, hp1, g1, tm1, r1 = _ld_bwd(
+            z_ptr, v_ptr, h_ptr, g_ptr, h0, b, T, N, t0, k0 + 1, n_steps, offA, offa, offv, mask3, mask2, M, HAS_G
+        )
+        mu = _step_bwd(mu, zA0, za0, v0, hp0, g0, tm0, r0, dz_ptr, dv_ptr, N, offA, offa, offv, mask3, mask2, M, NORM)
+        mu = _step_bwd(mu, zA1, za1, v1, hp1, g1, tm1, r1, dz_ptr, dv_ptr, N, offA, offa, offv, mask3, mask2, M, NORM)
     if c == 0:
         tl.store(dh0_ptr + (b * N).to(tl.int64) * M + offv, mu, mask=mask2)
 
@@ -210,7 +283,7 @@ def _bdlru_bwd_kernel(
 
 def _config(bsz: int, seqlen: int, nblocks: int, m: int, device: torch.device, bwd: bool = False):
     """Block tile (BN), chunk length (CL), chunk count (NC), unroll, warps, for the main (recompute) kernels."""
-    elems = _env_int("HLRU_TILE_ELEMS", 512 if bwd else 1024)  # m*m*BN elements of A per program and step
+    elems = _env_int("HLRU_TILE_ELEMS", 512 if (bwd or m >= 8) else 1024)  # m*m*BN elements of A per program and step
     bn = max(1, min(triton.next_power_of_2(nblocks), elems // (m * m)))
     unroll = _env_int("HLRU_UNROLL", 2)
     nt = triton.cdiv(nblocks, bn)
@@ -334,8 +407,8 @@ def bdlru_bwd(z, v, h0, h, dh, dfinal, norm: str, chunk_len: int | None = None):
 
 
 def _use_slab(v):
-    """m = 1 uses the slab associative-scan kernels (bdlru1.py) unless HLRU_M1_SLAB=0."""
-    return v.shape[-1] == 1 and os.environ.get("HLRU_M1_SLAB", "1") == "1"
+    """m = 1 slab associative-scan kernels (bdlru1.py) with HLRU_M1_SLAB=1 (measured slower than the generic path)."""
+    return v.shape[-1] == 1 and os.environ.get("HLRU_M1_SLAB", "0") == "1"
 
 
 class BDLRUScanFn(torch.autograd.Function):
