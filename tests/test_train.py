@@ -389,3 +389,24 @@ def test_embedded_corpus_is_deterministic_and_split():
     train = {d["id"] for d in D.embedded_corpus("train", max_documents=60)}
     val = {d["id"] for d in D.embedded_corpus("validation", max_documents=60)}
     assert train and val and not train & val and train | val == {d["id"] for d in a}
+
+
+@pytest.mark.parametrize("kind", ["parquet", "save_to_disk", "txt"])
+def test_other_local_sources(tmp_path, kind):
+    import datasets
+
+    from hlru_lm import data as D
+
+    texts = [f"paragraph {i} about recurrences and gates number {i * 7}." for i in range(60)]
+    if kind == "parquet":
+        src = tmp_path / "c.parquet"
+        datasets.Dataset.from_dict({"text": texts}).to_parquet(str(src))
+    elif kind == "save_to_disk":
+        src = tmp_path / "saved"
+        datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": texts})}).save_to_disk(str(src))
+    else:
+        src = tmp_path / "c.txt"
+        src.write_text("\n\n".join(texts))
+    corpus = D.load_corpus({"source": str(src), "val_fraction": 0.1})
+    got = sorted(list(corpus.train["text"]) + list(corpus.validation["text"]))
+    assert got == sorted(t.strip() for t in texts) and len(corpus.validation) >= 1
