@@ -132,6 +132,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="B=8, T=8192, D=1536 only")
     ap.add_argument("--sweep", action="store_true", help="also sweep launch knobs at B=8, T=8192, D=1536")
     ap.add_argument("--no-check", action="store_true")
+    ap.add_argument("--no-torch", action="store_true", help="skip baseline (a), the slow materialise + torch scan")
     ap.add_argument("--budget-s", type=float, default=420.0, help="stop timing new configs after this many seconds")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -230,7 +231,7 @@ def main():
         if (b, t, d) in m1:
             row["vs_own_m1_fwd"] = fwd / m1[(b, t, d)][0]
             row["vs_own_m1_fwdbwd"] = fb / m1[(b, t, d)][1]
-        if b * t <= 65536:
+        if b * t <= 65536 and not args.no_torch:
             try:
                 tf, tfb = time_op(lambda z, v, h0: chunk_bdlru_scan(z, v, h0, "softmax"), z, v, h0, rep=50)
                 row.update(

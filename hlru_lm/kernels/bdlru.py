@@ -283,7 +283,9 @@ def _bdlru_bwd_kernel(
 
 def _config(bsz: int, seqlen: int, nblocks: int, m: int, device: torch.device, bwd: bool = False):
     """Block tile (BN), chunk length (CL), chunk count (NC), unroll, warps, for the main (recompute) kernels."""
-    elems = _env_int("HLRU_TILE_ELEMS", 512 if (bwd or m >= 8) else 1024)  # m*m*BN elements of A per program and step
+    elems = _env_int(
+        "HLRU_TILE_ELEMS", 512 if (bwd or m >= 4) else 1024
+    )  # v3 sweep: m=4 512 < 1024  # m*m*BN elements of A per program and step
     bn = max(1, min(triton.next_power_of_2(nblocks), elems // (m * m)))
     unroll = _env_int("HLRU_UNROLL", 2)
     nt = triton.cdiv(nblocks, bn)

@@ -15,6 +15,29 @@ from .common import NORM_IDS, _norm_rows, _norm_rows_bwd
 
 
 @triton.jit
+def _ld_hfwd(z_ptr, v_ptr, b, T, N, t, n, slot, nmask, mask2, M: tl.constexpr):
+    tm = t < T
+    row = (b * T + t).to(tl.int64)
+    kidx = (t - 1 - slot) & (M - 1)  # slot s holds x_{t-1-kidx}: coefficient P[kidx]
+    zoff = row * (N * (M + 1)) + n[:, None] * (M + 1) + kidx[None, :]
+    zl = tl.load(z_ptr + zoff, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
+    zv = tl.load(z_ptr + row * (N * (M + 1)) + n * (M + 1) + M, mask=(nmask & tm) != 0, other=0.0).to(tl.float32)
+    vv = tl.load(v_ptr + row * N + n, mask=(nmask & tm) != 0, other=0.0).to(tl.float32)
+    return zl, zv, vv, tm, row
+
+
+@triton.jit
+def _step_hfwd(win, zl, zv, vv, tm, row, t, y_ptr, N, n, slot, mask2, M: tl.constexpr, NORM: tl.constexpr):
+    pl, pv, inv = _norm_rows(zl, zv, NORM, 1)
+    x = tl.sum(pl * win, axis=1) + pv * vv
+    win = tl.where(((slot[None, :] == (t & (M - 1))) & tm) != 0, x[:, None], win)
+    kout = (t - slot) & (M - 1)  # slot s holds x_{t-kout} = y_t[kout]
+    yoff = (row * N + n[:, None]) * M + kout[None, :]
+    tl.store(y_ptr + yoff, win.to(y_ptr.dtype.element_ty), mask=(mask2 & tm) != 0)
+    return win
+
+
+@triton.jit
 def _hlru_fwd_kernel(
     z_ptr,
     v_ptr,
@@ -38,26 +61,15 @@ def _hlru_fwd_kernel(
     # h0[j] = x_{-1-j} sits in slot (-1-j) mod m
     jinit = (-1 - slot) & (M - 1)
     win = tl.load(h0_ptr + (b * N + n[:, None]).to(tl.int64) * M + jinit[None, :], mask=mask2, other=0.0)
-    for k0 in range(0, T, UNROLL):
-        for kk in tl.static_range(UNROLL):
-            t = k0 + kk
-            tm = t < T
-            row = (b * T + t).to(tl.int64)
-            kidx = (t - 1 - slot) & (M - 1)  # slot s holds x_{t-1-kidx}: coefficient P[kidx]
-            zl = tl.load(
-                z_ptr + row * (N * (M + 1)) + n[:, None] * (M + 1) + kidx[None, :], mask=(mask2 & tm) != 0, other=0.0
-            )
-            zv = tl.load(z_ptr + row * (N * (M + 1)) + n * (M + 1) + M, mask=(nmask & tm) != 0, other=0.0)
-            vv = tl.load(v_ptr + row * N + n, mask=(nmask & tm) != 0, other=0.0).to(tl.float32)
-            pl, pv, inv = _norm_rows(zl.to(tl.float32), zv.to(tl.float32), NORM, 1)
-            x = tl.sum(pl * win, axis=1) + pv * vv
-            win = tl.where(((slot[None, :] == (t & (M - 1))) & tm) != 0, x[:, None], win)
-            kout = (t - slot) & (M - 1)  # slot s holds x_{t-kout} = y_t[kout]
-            tl.store(
-                y_ptr + (row * N + n[:, None]) * M + kout[None, :],
-                win.to(y_ptr.dtype.element_ty),
-                mask=(mask2 & tm) != 0,
-            )
+    for k0 in range(0, T, 4):  # the loads of 4 steps go out before any store of y (stores may alias loads)
+        zl0, zv0, v0, tm0, r0 = _ld_hfwd(z_ptr, v_ptr, b, T, N, k0, n, slot, nmask, mask2, M)
+        zl1, zv1, v1, tm1, r1 = _ld_hfwd(z_ptr, v_ptr, b, T, N, k0 + 1, n, slot, nmask, mask2, M)
+        zl2, zv2, v2, tm2, r2 = _ld_hfwd(z_ptr, v_ptr, b, T, N, k0 + 2, n, slot, nmask, mask2, M)
+        zl3, zv3, v3, tm3, r3 = _ld_hfwd(z_ptr, v_ptr, b, T, N, k0 + 3, n, slot, nmask, mask2, M)
+        win = _step_hfwd(win, zl0, zv0, v0, tm0, r0, k0, y_ptr, N, n, slot, mask2, M, NORM)
+        win = _step_hfwd(win, zl1, zv1, v1, tm1, r1, k0 + 1, y_ptr, N, n, slot, mask2, M, NORM)
+        win = _step_hfwd(win, zl2, zv2, v2, tm2, r2, k0 + 2, y_ptr, N, n, slot, mask2, M, NORM)
+        win = _step_hfwd(win, zl3, zv3, v3, tm3, r3, k0 + 3, y_ptr, N, n, slot, mask2, M, NORM)
     jfin = (T - 1 - slot) & (M - 1)
     tl.store(final_ptr + (b * N + n[:, None]).to(tl.int64) * M + jfin[None, :], win, mask=mask2)
 
