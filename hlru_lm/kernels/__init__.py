@@ -20,19 +20,25 @@ def _state_in(h0: torch.Tensor) -> torch.Tensor:
     return h0.float().contiguous()
 
 
-def triton_bdlru_scan(gate_logits, v, h0, gate_norm="softmax"):
+def triton_bdlru_scan(
+    gate_logits: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, gate_norm: str = "softmax"
+) -> tuple[torch.Tensor, torch.Tensor]:
     if not triton_usable(v, v.shape[-1], "bdlru_scan"):
         return chunk_bdlru_scan(gate_logits, v, h0, gate_norm)
     return BDLRUScanFn.apply(gate_logits, v, _state_in(h0), gate_norm)
 
 
-def triton_hlru_scan(gate_logits, v, h0, gate_norm="softmax"):
+def triton_hlru_scan(
+    gate_logits: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, gate_norm: str = "softmax"
+) -> tuple[torch.Tensor, torch.Tensor]:
     if not triton_usable(v, h0.shape[-1], "hlru_scan"):
         return chunk_hlru_scan(gate_logits, v, h0, gate_norm)
     return HLRUScanFn.apply(gate_logits, v, _state_in(h0), gate_norm)
 
 
-def triton_bdlru_step(gate_logits, v, state, gate_norm="softmax"):
+def triton_bdlru_step(
+    gate_logits: torch.Tensor, v: torch.Tensor, state: torch.Tensor, gate_norm: str = "softmax"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One decoding token: the fused scan kernel launched with T = 1 (one launch, state stays fp32)."""
     if not triton_usable(v, v.shape[-1], "bdlru_step"):
         return naive_bdlru_step(gate_logits, v, state, gate_norm)
@@ -40,7 +46,9 @@ def triton_bdlru_step(gate_logits, v, state, gate_norm="softmax"):
     return h.squeeze(1), new_state
 
 
-def triton_hlru_step(gate_logits, v, state, gate_norm="softmax"):
+def triton_hlru_step(
+    gate_logits: torch.Tensor, v: torch.Tensor, state: torch.Tensor, gate_norm: str = "softmax"
+) -> tuple[torch.Tensor, torch.Tensor]:
     if not triton_usable(v, state.shape[-1], "hlru_step"):
         return naive_hlru_step(gate_logits, v, state, gate_norm)
     y, new_state = HLRUScanFn.apply(gate_logits.unsqueeze(1), v.unsqueeze(1), _state_in(state), gate_norm)
