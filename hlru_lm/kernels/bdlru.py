@@ -11,13 +11,10 @@ Backward mirrors it with the reverse adjoint scan lam_t = g_t + A_{t+1}^T lam_{t
 h_{t-1}; the closed-form adjoint of phi gives the logit gradients.
 """
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-from .bdlru1 import bdlru1_bwd, bdlru1_fwd
 from .common import NORM_IDS, _chunk_carry_kernel, _env_int, _norm_rows, _norm_rows_bwd, _tile_offsets, num_sms
 
 
@@ -408,19 +405,13 @@ def bdlru_bwd(z, v, h0, h, dh, dfinal, norm: str, chunk_len: int | None = None):
     return dz, dv, dh0
 
 
-def _use_slab(v):
-    """m = 1 slab associative-scan kernels (bdlru1.py) with HLRU_M1_SLAB=1 (measured slower than the generic path)."""
-    return v.shape[-1] == 1 and os.environ.get("HLRU_M1_SLAB", "0") == "1"
-
-
 class BDLRUScanFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, v, h0, norm, chunk_len=None):
         z = z.contiguous()
         v = v.contiguous()
         h0 = h0.contiguous()
-        fwd = bdlru1_fwd if _use_slab(v) else bdlru_fwd
-        h, final = fwd(z, v, h0, norm, chunk_len)
+        h, final = bdlru_fwd(z, v, h0, norm, chunk_len)
         ctx.save_for_backward(z, v, h0, h)
         ctx.norm = norm
         ctx.chunk_len = chunk_len
@@ -429,6 +420,5 @@ class BDLRUScanFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dh, dfinal):
         z, v, h0, h = ctx.saved_tensors
-        bwd = bdlru1_bwd if _use_slab(v) else bdlru_bwd
-        dz, dv, dh0 = bwd(z, v, h0, h, dh, dfinal, ctx.norm, ctx.chunk_len)
+        dz, dv, dh0 = bdlru_bwd(z, v, h0, h, dh, dfinal, ctx.norm, ctx.chunk_len)
         return dz, dv, dh0, None, None
