@@ -178,22 +178,24 @@ def main():
 
     if args.sweep:
         sweep = []
-        knobs = {
-            1: [{}, {"HLRU_TARGET_PROGRAMS": "1056"}, {"HLRU_TILE_ELEMS": "2048"}, {"HLRU_M1_SLAB": "1"}],
-            4: [{}, {"HLRU_UNROLL": "1"}, {"HLRU_TILE_ELEMS": "512"}, {"HLRU_TARGET_PROGRAMS": "1"}],
-            16: [{}, {"HLRU_TILE_ELEMS": "256"}, {"HLRU_WARPS": "8"}, {"HLRU_CHUNK_MAX_M": "16"}],
-        }
-        for m in (1, 4, 16):
+        chain = [
+            {"HLRU_CHAIN_BT": bt, "HLRU_CHAIN_BN": bn, "HLRU_CHAIN_WARPS": w}
+            for bt, bn, w in [("32", "32", "4"), ("64", "32", "4"), ("128", "32", "4"), ("64", "64", "4"),
+                              ("128", "64", "4"), ("64", "128", "4"), ("128", "32", "8"), ("64", "32", "2"),
+                              ("128", "128", "8"), ("256", "32", "8")]
+        ]  # fmt: skip
+        knobs = {1: [{"HLRU_CHAIN": "0"}, *chain], 2: [{"HLRU_CHAIN": "0"}, *chain]}
+        for m in knobs:
             z, v, h0 = make_inputs(8, 8192, 1536, m)
             floor = 8 * 8192 * (1536 // m) * 2 * (m * m + 3 * m)
             for kn in knobs[m]:
                 os.environ.update(kn)
-                fwd = bench(lambda: triton_bdlru_scan(z, v, h0, "softmax"))
+                fwd, fb = time_op(lambda z, v, h0: triton_bdlru_scan(z, v, h0, "softmax"), z, v, h0)
                 for k in kn:
                     del os.environ[k]
-                row = dict(m=m, knobs=kn, fwd_ms=fwd, pct_copy=floor / fwd / 1e6 / copy_bw * 100)
+                row = dict(m=m, knobs=kn, fwd_ms=fwd, fwdbwd_ms=fb, pct_copy=floor / fwd / 1e6 / copy_bw * 100)
                 sweep.append(row)
-                log(f"sweep m={m:2d} {kn!s:34s} fwd {fwd:.3f} ms  {row['pct_copy']:.0f}% of copy")
+                log(f"sweep m={m:2d} {kn!s:80s} fwd {fwd:.3f} ms ({row['pct_copy']:.0f}% copy) fwd+bwd {fb:.3f} ms")
         res["sweep"] = sweep
         dump()
 

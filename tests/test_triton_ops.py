@@ -1,7 +1,8 @@
 """Triton kernels vs the float64 loop reference, on CPU through TRITON_INTERPRET=1 (tiny shapes).
 
 T is not a multiple of the chunk length and several chunks are forced (HLRU_CHUNK), so the chunk-map, carry and
-recompute kernels of the forward and backward are all exercised.
+recompute kernels of the forward and backward are all exercised; for m = 1, 2 several time tiles (HLRU_CHAIN_BT) run
+the chained kernels' carry path, and HLRU_CHAIN=0 runs the generic kernels at those m too.
 """
 
 import os
@@ -63,7 +64,7 @@ def _check(fn, z, v, h0, norm, grads=True):
 @pytest.fixture
 def small_chunks(monkeypatch):
     monkeypatch.setenv("HLRU_CHUNK", "8")
-    monkeypatch.setenv("HLRU_SLAB_BT", "8")  # m = 1 slab kernels: several time tiles per chunk
+    monkeypatch.setenv("HLRU_CHAIN_BT", "16")  # m = 1, 2 chained kernels: 3 time tiles, the last one partial
 
 
 @pytest.mark.parametrize("norm", NORMS)
@@ -80,10 +81,21 @@ def test_bdlru_scan_m16(small_chunks):
 
 
 @pytest.mark.parametrize("norm", NORMS)
-def test_bdlru_m1_slab_single_chunk(monkeypatch, norm):
-    monkeypatch.setenv("HLRU_SLAB_BT", "16")
-    z, v, h0 = _inputs((2, 37, 3, 1, 2), (2, 37, 3, 1), (2, 3, 1), norm, seed=11)
+@pytest.mark.parametrize("m", [1, 2])
+def test_bdlru_generic_kernels_small_m(small_chunks, monkeypatch, m, norm):
+    monkeypatch.setenv("HLRU_CHAIN", "0")
+    z, v, h0 = _inputs((2, 37, 3, m, m + 1), (2, 37, 3, m), (2, 3, m), norm, seed=11)
     _check(bdlru_scan, z, v, h0, norm)
+
+
+@pytest.mark.parametrize("bt", ["16", "64"])
+@pytest.mark.parametrize("m", [1, 2])
+def test_bdlru_chain_tiles(monkeypatch, m, bt):
+    """One tile or several; blocks spanning two block tiles (N = 20 > BN = 16)."""
+    monkeypatch.setenv("HLRU_CHAIN_BT", bt)
+    monkeypatch.setenv("HLRU_CHAIN_BN", "16")
+    z, v, h0 = _inputs((3, 40, 20, m, m + 1), (3, 40, 20, m), (3, 20, m), "softmax", seed=12)
+    _check(bdlru_scan, z, v, h0, "softmax")
 
 
 def test_bdlru_single_chunk_no_grad_out():

@@ -15,6 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .bdlru_chain import bdlru_chain_bwd, bdlru_chain_fwd, use_chain
 from .common import NORM_IDS, _chunk_carry_kernel, _env_int, _norm_rows, _norm_rows_bwd, _tile_offsets, num_sms
 
 
@@ -411,7 +412,11 @@ class BDLRUScanFn(torch.autograd.Function):
         z = z.contiguous()
         v = v.contiguous()
         h0 = h0.contiguous()
-        h, final = bdlru_fwd(z, v, h0, norm, chunk_len)
+        ctx.chain = use_chain(v.shape[-1])
+        if ctx.chain:
+            h, final = bdlru_chain_fwd(z, v, h0, norm)
+        else:
+            h, final = bdlru_fwd(z, v, h0, norm, chunk_len)
         ctx.save_for_backward(z, v, h0, h)
         ctx.norm = norm
         ctx.chunk_len = chunk_len
@@ -420,5 +425,8 @@ class BDLRUScanFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dh, dfinal):
         z, v, h0, h = ctx.saved_tensors
-        dz, dv, dh0 = bdlru_bwd(z, v, h0, h, dh, dfinal, ctx.norm, ctx.chunk_len)
+        if ctx.chain:
+            dz, dv, dh0 = bdlru_chain_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
+        else:
+            dz, dv, dh0 = bdlru_bwd(z, v, h0, h, dh, dfinal, ctx.norm, ctx.chunk_len)
         return dz, dv, dh0, None, None
