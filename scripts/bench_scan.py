@@ -178,13 +178,16 @@ def main():
 
     if args.sweep:
         sweep = []
-        chain = [
-            {"HLRU_CHAIN_BT": bt, "HLRU_CHAIN_BN": bn, "HLRU_CHAIN_WARPS": w}
-            for bt, bn, w in [("32", "32", "4"), ("64", "32", "4"), ("128", "32", "4"), ("64", "64", "4"),
-                              ("128", "64", "4"), ("64", "128", "4"), ("128", "32", "8"), ("64", "32", "2"),
-                              ("128", "128", "8"), ("256", "32", "8")]
-        ]  # fmt: skip
-        knobs = {1: [{"HLRU_CHAIN": "0"}, *chain], 2: [{"HLRU_CHAIN": "0"}, *chain]}
+
+        def chain(bt, bt_bwd, w):
+            return {"HLRU_CHAIN_BT": bt, "HLRU_CHAIN_BT_BWD": bt_bwd, "HLRU_CHAIN_WARPS": w}
+
+        knobs = {
+            1: [{"HLRU_CHAIN": "0"}, chain("32", "16", "1"), chain("32", "16", "2"), chain("32", "16", "4"),
+                chain("16", "16", "2"), chain("16", "8", "2"), chain("32", "8", "4")],
+            2: [{"HLRU_CHAIN": "0"}, chain("16", "8", "1"), chain("16", "8", "2"), chain("16", "8", "4"),
+                chain("8", "8", "2")],
+        }  # fmt: skip
         for m in knobs:
             z, v, h0 = make_inputs(8, 8192, 1536, m)
             floor = 8 * 8192 * (1536 // m) * 2 * (m * m + 3 * m)

@@ -23,8 +23,8 @@ def rel(a, b):
 def _run(fn, shapes, norm, dtype, tol, seed=0):
     g = torch.Generator(device="cuda").manual_seed(seed)
     z, v, h0 = (torch.randn(s, generator=g, device="cuda") for s in shapes)
-    if norm == "none":
-        z = z * 0.3
+    if norm == "none":  # unnormalised rows: keep the spectral radius below 1 so the recurrence stays bounded
+        z = z * (0.3 / (z.shape[-1] - 1) ** 0.5)
     lt = [z.to(dtype).requires_grad_(), v.to(dtype).requires_grad_(), h0.clone().requires_grad_()]
     lr = [x.detach().double().requires_grad_() for x in lt]
     ot = fn(*lt, gate_norm=norm, backend="triton")

@@ -2,7 +2,7 @@
 
 T is not a multiple of the chunk length and several chunks are forced (HLRU_CHUNK), so the chunk-map, carry and
 recompute kernels of the forward and backward are all exercised; for m = 1, 2 several time tiles (HLRU_CHAIN_BT) run
-the chained kernels' carry path, and HLRU_CHAIN=0 runs the generic kernels at those m too.
+the look-back kernels' carry path, and HLRU_CHAIN=0 runs the generic kernels at those m too.
 """
 
 import os
@@ -65,6 +65,7 @@ def _check(fn, z, v, h0, norm, grads=True):
 def small_chunks(monkeypatch):
     monkeypatch.setenv("HLRU_CHUNK", "8")
     monkeypatch.setenv("HLRU_CHAIN_BT", "16")  # m = 1, 2 chained kernels: 3 time tiles, the last one partial
+    monkeypatch.setenv("HLRU_CHAIN_BT_BWD", "8")
 
 
 @pytest.mark.parametrize("norm", NORMS)
@@ -88,13 +89,18 @@ def test_bdlru_generic_kernels_small_m(small_chunks, monkeypatch, m, norm):
     _check(bdlru_scan, z, v, h0, norm)
 
 
-@pytest.mark.parametrize("bt", ["16", "64"])
+@pytest.mark.parametrize("agg_only", ["0", "1"])
+@pytest.mark.parametrize("bt", ["8", "64"])
 @pytest.mark.parametrize("m", [1, 2])
-def test_bdlru_chain_tiles(monkeypatch, m, bt):
-    """One tile or several; blocks spanning two block tiles (N = 20 > BN = 16)."""
+def test_bdlru_chain_tiles(monkeypatch, m, bt, agg_only):
+    """One time tile or several, two block tiles (N = 40 > BN = 32). agg_only=1: tiles never publish their end
+    state, so each look-back composes every earlier tile's map (programs run one at a time in the interpreter,
+    so otherwise a look-back always finds its predecessor finished)."""
     monkeypatch.setenv("HLRU_CHAIN_BT", bt)
-    monkeypatch.setenv("HLRU_CHAIN_BN", "16")
-    z, v, h0 = _inputs((3, 40, 20, m, m + 1), (3, 40, 20, m), (3, 20, m), "softmax", seed=12)
+    monkeypatch.setenv("HLRU_CHAIN_BT_BWD", bt)
+    monkeypatch.setenv("HLRU_CHAIN_WARPS", "1")
+    monkeypatch.setenv("HLRU_DEBUG_AGG_ONLY", agg_only)
+    z, v, h0 = _inputs((2, 30, 40, m, m + 1), (2, 30, 40, m), (2, 40, m), "softmax", seed=12)
     _check(bdlru_scan, z, v, h0, "softmax")
 
 

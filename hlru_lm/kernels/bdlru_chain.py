@@ -4,13 +4,15 @@ One program owns one tile: BN blocks x BT time steps of one batch row. Blocks si
 Triton's layout then puts a warp's lanes on consecutive blocks (near-contiguous addresses) and time in registers and
 across warps. The program loads the tile's logits and v once, normalises the gate rows in registers (each gate entry
 is its own [BN, BT] tensor, so every normalisation and mat-vec is element-wise), and runs `tl.associative_scan` over
-time on the affine maps (A_t, a0_t * v_t). The tile's start state comes from the previous tile through global memory:
-a tile publishes its end state as soon as it knows its start (end = M_tile start + e_tile, with (M_tile, e_tile) the
-scan's last step), so the serial chain costs one small read and write per tile while the tiles' loads, scans and
-stores all overlap. Each program takes a ticket from an atomic counter and derives its tile from it, so a tile's
-predecessor has always started before it: the spin-wait cannot deadlock, whatever order programs are launched in.
-A carry word packs the fp32 value with a ready flag in one int64, so no memory fence orders value against flag.
-Backward runs the same chain in reverse on the adjoint lam_t = g_t + A_{t+1}^T lam_{t+1}, with A_{t+1} recomputed
+time on the affine maps (A_t, a0_t * v_t). The tile's start state comes from the tiles before it by a decoupled
+look-back: a tile publishes its own map (M_tile, e_tile) (the scan's last step) at once, then walks back over its
+predecessors, composing their published maps until it meets one that has published its end state; it then publishes
+its own end state. No tile waits for a serial chain through all its predecessors, so tiles can be short (time stays
+in each thread's registers: the scan needs no shuffles) while every byte is read from HBM once. Each program takes a
+ticket from an atomic counter and derives its tile from it, so a tile's predecessors have always started before it:
+the spin-wait cannot deadlock, whatever order the hardware launches programs in. One int32 flag per tile (raised
+with release semantics after a barrier) guards the published values.
+Backward runs the same scheme in reverse on the adjoint lam_t = g_t + A_{t+1}^T lam_{t+1}, with A_{t+1} recomputed
 from logits one step ahead; h_{t-1} is read back from the saved output.
 """
 
@@ -124,32 +126,120 @@ def _comb2(p00, p01, p10, p11, p0, p1, q00, q01, q10, q11, q0, q1):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# ticket, carry words
+# ticket and decoupled look-back: flag[tile] = 1 once the tile's own map (M, e) is in agg, 2 once the state leaving
+# it is in inc. A waiting tile composes the maps of the tiles in between until it meets a finished one, so no tile
+# waits for a serial chain through all its predecessors.
 
 
 @triton.jit
 def _ticket(ticket_ptr, B, NT, NTT, REVERSE: tl.constexpr):
-    ticket = tl.atomic_add(ticket_ptr, 1)
-    per = B * NT
-    k = ticket // per
+    """(tile k, batch b, block tile nt) of this program. A chain (b, nt) hands out its tiles in order from its own
+    counter (one counter per chain keeps the atomics from queueing on a single address)."""
+    chain = tl.program_id(0) % (B * NT)
+    k = tl.atomic_add(ticket_ptr + chain, 1)
     if REVERSE:
         k = NTT - 1 - k
-    r = ticket % per
-    return k, r // NT, r % NT
+    return k, chain // NT, chain % NT
 
 
 @triton.jit
-def _publish(ptr, val, mask):
-    bits = val.to(tl.uint32, bitcast=True).to(tl.int64)
-    tl.atomic_xchg(ptr, bits | 0x100000000, mask=mask, sem="relaxed")
+def _signal(flag_ptr, val):
+    tl.debug_barrier()  # every lane's values are stored before the flag is raised (release orders them)
+    tl.atomic_xchg(flag_ptr, val, sem="release", scope="gpu")
 
 
 @triton.jit
-def _wait(ptr, mask):
-    x = tl.load(ptr, mask=mask, other=0x100000000, volatile=True)
-    while tl.min((x >> 32).to(tl.int32), axis=0) == 0:
-        x = tl.load(ptr, mask=mask, other=0x100000000, volatile=True)
-    return x.to(tl.int32).to(tl.float32, bitcast=True)
+def _poll(flag_ptr):
+    return tl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu")
+
+
+@triton.jit
+def _lookback1(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, ma, me):
+    """m = 1: publish this tile's map x -> ma x + me, return the state entering it (tiles k+STEP, k+2 STEP, ...)."""
+    row = ((k * B + b) * N).to(tl.int64) + n
+    tl.store(agg_ptr + row * 2, ma, mask=nmask)
+    tl.store(agg_ptr + row * 2 + 1, me, mask=nmask)
+    _signal(flag_ptr + (k * B + b) * NT + nt, 1)
+    acc_a = ma * 0.0 + 1.0
+    acc_e = ma * 0.0
+    s = ma * 0.0
+    j = k + STEP
+    done = k * 0
+    while done == 0:
+        f = _poll(flag_ptr + (j * B + b) * NT + nt)
+        rj = ((j * B + b) * N).to(tl.int64) + n
+        if f == 2:
+            s = acc_a * tl.load(inc_ptr + rj, mask=nmask, other=0.0, volatile=True) + acc_e
+            done = k * 0 + 1
+        elif f == 1:
+            acc_e = acc_a * tl.load(agg_ptr + rj * 2 + 1, mask=nmask, other=0.0, volatile=True) + acc_e
+            acc_a = acc_a * tl.load(agg_ptr + rj * 2, mask=nmask, other=0.0, volatile=True)
+            j += STEP
+    return s
+
+
+@triton.jit
+def _lookback2(
+    flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, e0, e1
+):
+    """m = 2: as _lookback1 for the map x -> [[m00, m01], [m10, m11]] x + (e0, e1); returns the entering state."""
+    row = ((k * B + b) * N).to(tl.int64) + n
+    tl.store(agg_ptr + row * 6, m00, mask=nmask)
+    tl.store(agg_ptr + row * 6 + 1, m01, mask=nmask)
+    tl.store(agg_ptr + row * 6 + 2, m10, mask=nmask)
+    tl.store(agg_ptr + row * 6 + 3, m11, mask=nmask)
+    tl.store(agg_ptr + row * 6 + 4, e0, mask=nmask)
+    tl.store(agg_ptr + row * 6 + 5, e1, mask=nmask)
+    _signal(flag_ptr + (k * B + b) * NT + nt, 1)
+    zero = e0 * 0.0
+    a00 = zero + 1.0
+    a01 = zero
+    a10 = zero
+    a11 = zero + 1.0
+    c0 = zero
+    c1 = zero
+    s0 = zero
+    s1 = zero
+    j = k + STEP
+    done = k * 0
+    while done == 0:
+        f = _poll(flag_ptr + (j * B + b) * NT + nt)
+        rj = ((j * B + b) * N).to(tl.int64) + n
+        if f == 2:
+            x0 = tl.load(inc_ptr + rj * 2, mask=nmask, other=0.0, volatile=True)
+            x1 = tl.load(inc_ptr + rj * 2 + 1, mask=nmask, other=0.0, volatile=True)
+            s0 = a00 * x0 + a01 * x1 + c0
+            s1 = a10 * x0 + a11 * x1 + c1
+            done = k * 0 + 1
+        elif f == 1:
+            q = agg_ptr + rj * 6
+            q00 = tl.load(q, mask=nmask, other=0.0, volatile=True)
+            q01 = tl.load(q + 1, mask=nmask, other=0.0, volatile=True)
+            q10 = tl.load(q + 2, mask=nmask, other=0.0, volatile=True)
+            q11 = tl.load(q + 3, mask=nmask, other=0.0, volatile=True)
+            q0 = tl.load(q + 4, mask=nmask, other=0.0, volatile=True)
+            q1 = tl.load(q + 5, mask=nmask, other=0.0, volatile=True)
+            c0, c1 = a00 * q0 + a01 * q1 + c0, a10 * q0 + a11 * q1 + c1
+            a00, a01, a10, a11 = (
+                a00 * q00 + a01 * q10,
+                a00 * q01 + a01 * q11,
+                a10 * q00 + a11 * q10,
+                a10 * q01 + a11 * q11,
+            )
+            j += STEP
+    return s0, s1
+
+
+@triton.jit
+def _finish(flag_ptr, inc_ptr, k, K0, B, b, N, n, nmask, NT, nt, M: tl.constexpr, x0, x1, AGG_ONLY: tl.constexpr):
+    """Publish the state leaving tile k (x1 unused for m = 1). AGG_ONLY (tests): only the chain's first tile K0
+    publishes it, so every look-back composes maps back to K0, a path a sequential interpreter never takes."""
+    if (k == K0).to(tl.int32) + (1 - AGG_ONLY) > 0:
+        row = ((k * B + b) * N).to(tl.int64) + n
+        tl.store(inc_ptr + row * M, x0, mask=nmask)
+        if M == 2:
+            tl.store(inc_ptr + row * M + 1, x1, mask=nmask)
+        _signal(flag_ptr + (k * B + b) * NT + nt, 2)
 
 
 @triton.jit
@@ -162,14 +252,16 @@ def _row(x, sel):
 # forward
 
 
-@triton.jit
+@triton.jit(do_not_specialize_on_alignment=["v_ptr", "h_ptr"])
 def _bdlru_chain_fwd_kernel(
     z_ptr,
     v_ptr,
     h0_ptr,
     h_ptr,
     final_ptr,
-    carry_ptr,
+    flag_ptr,
+    agg_ptr,
+    inc_ptr,
     ticket_ptr,
     B,
     T,
@@ -180,6 +272,7 @@ def _bdlru_chain_fwd_kernel(
     BT: tl.constexpr,
     BN: tl.constexpr,
     NORM: tl.constexpr,
+    AGG_ONLY: tl.constexpr,
 ):
     k, b, nt = _ticket(ticket_ptr, B, NT, NTT, False)
     tt = tl.arange(0, BT)
@@ -190,8 +283,6 @@ def _bdlru_chain_fwd_kernel(
     tok = (b * T + t).to(tl.int64)[None, :] * N + n[:, None]  # (token, block) index
     last = (tt == BT - 1)[None, :]
     sbase = (b * N).to(tl.int64) * M + n * M  # state (b, n, 0)
-    cin = carry_ptr + ((k - 1) * B * N).to(tl.int64) * M + sbase
-    cout = carry_ptr + (k * B * N).to(tl.int64) * M + sbase
     if M == 1:
         z0 = tl.load(z_ptr + tok * 2, mask=mask, other=0.0).to(tl.float32)
         z1 = tl.load(z_ptr + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
@@ -205,12 +296,12 @@ def _bdlru_chain_fwd_kernel(
         if k == 0:
             s = tl.load(h0_ptr + sbase, mask=nmask, other=0.0)
         else:
-            s = _wait(cin, nmask)
+            s = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, ma, me)
         end = ma * s + me
         if k == NTT - 1:
             tl.store(final_ptr + sbase, end, mask=nmask)
         else:
-            _publish(cout, end, nmask)
+            _finish(flag_ptr, inc_ptr, k, 0, B, b, N, n, nmask, NT, nt, 1, end, end, AGG_ONLY)
         h = ca * s[:, None] + ce
         tl.store(h_ptr + tok, h.to(h_ptr.dtype.element_ty), mask=mask)
     else:
@@ -236,20 +327,26 @@ def _bdlru_chain_fwd_kernel(
         e0 = tl.where(mask, q0 * v0, 0.0)
         e1 = tl.where(mask, q1 * v1, 0.0)
         c00, c01, c10, c11, ce0, ce1 = tl.associative_scan((p00, p01, p10, p11, e0, e1), 1, _comb2)
+        m00 = _row(c00, last)
+        m01 = _row(c01, last)
+        m10 = _row(c10, last)
+        m11 = _row(c11, last)
+        me0 = _row(ce0, last)
+        me1 = _row(ce1, last)
         if k == 0:
             s0 = tl.load(h0_ptr + sbase, mask=nmask, other=0.0)
             s1 = tl.load(h0_ptr + sbase + 1, mask=nmask, other=0.0)
         else:
-            s0 = _wait(cin, nmask)
-            s1 = _wait(cin + 1, nmask)
-        end0 = _row(c00, last) * s0 + _row(c01, last) * s1 + _row(ce0, last)
-        end1 = _row(c10, last) * s0 + _row(c11, last) * s1 + _row(ce1, last)
+            s0, s1 = _lookback2(
+                flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, me0, me1
+            )
+        end0 = m00 * s0 + m01 * s1 + me0
+        end1 = m10 * s0 + m11 * s1 + me1
         if k == NTT - 1:
             tl.store(final_ptr + sbase, end0, mask=nmask)
             tl.store(final_ptr + sbase + 1, end1, mask=nmask)
         else:
-            _publish(cout, end0, nmask)
-            _publish(cout + 1, end1, nmask)
+            _finish(flag_ptr, inc_ptr, k, 0, B, b, N, n, nmask, NT, nt, 2, end0, end1, AGG_ONLY)
         h0 = c00 * s0[:, None] + c01 * s1[:, None] + ce0
         h1 = c10 * s0[:, None] + c11 * s1[:, None] + ce1
         tl.store(h_ptr + tok * 2, h0.to(h_ptr.dtype.element_ty), mask=mask)
@@ -260,7 +357,7 @@ def _bdlru_chain_fwd_kernel(
 # backward
 
 
-@triton.jit
+@triton.jit(do_not_specialize_on_alignment=["v_ptr", "h_ptr", "g_ptr", "dv_ptr"])
 def _bdlru_chain_bwd_kernel(
     z_ptr,
     v_ptr,
@@ -271,7 +368,9 @@ def _bdlru_chain_bwd_kernel(
     dz_ptr,
     dv_ptr,
     dh0_ptr,
-    carry_ptr,
+    flag_ptr,
+    agg_ptr,
+    inc_ptr,
     ticket_ptr,
     B,
     T,
@@ -283,23 +382,23 @@ def _bdlru_chain_bwd_kernel(
     BN: tl.constexpr,
     NORM: tl.constexpr,
     HAS_G: tl.constexpr,
+    AGG_ONLY: tl.constexpr,
 ):
     """Tile k gets mu = A_{t1}^T lam_{t1} from tile k + 1 (t1 its first step; d final state for the last tile),
     scans lam_t = g_t + alpha_t lam_{t+1} backwards with alpha_t = A_{t+1}^T inside the tile and alpha = I on its
-    last row (lam = C mu + c), publishes A_{t0}^T lam_{t0} and writes dlogits, dv; tile 0 writes d h0."""
+    last step (lam = C mu + c), publishes A_{t0}^T lam_{t0} and writes dlogits, dv; tile 0 writes d h0.
+    (Triton's reverse=True scan costs many shuffles even with time in-thread; reversed indexing costs nothing.)"""
     k, b, nt = _ticket(ticket_ptr, B, NT, NTT, True)
     tt = tl.arange(0, BT)
-    t = k * BT + tt
+    t = k * BT + BT - 1 - tt  # time runs backwards along the tile, so a forward scan is the reverse-time scan
     n = nt * BN + tl.arange(0, BN)
     nmask = n < N
     mask = nmask[:, None] & (t < T)[None, :]
-    inner = nmask[:, None] & ((tt < BT - 1) & (t + 1 < T))[None, :]  # rows whose alpha is A_{t+1}
+    inner = nmask[:, None] & ((tt > 0) & (t + 1 < T))[None, :]  # steps whose alpha is A_{t+1} (same tile)
     hmask = nmask[:, None] & ((t > 0) & (t < T))[None, :]
     tok = (b * T + t).to(tl.int64)[None, :] * N + n[:, None]
-    first = (tt == 0)[None, :]
+    first = (tt == BT - 1)[None, :]  # the tile's first time step
     sbase = (b * N).to(tl.int64) * M + n * M
-    cin = carry_ptr + ((k + 1) * B * N).to(tl.int64) * M + sbase
-    cout = carry_ptr + (k * B * N).to(tl.int64) * M + sbase
     if M == 1:
         z0 = tl.load(z_ptr + tok * 2, mask=mask, other=0.0).to(tl.float32)
         z1 = tl.load(z_ptr + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
@@ -315,19 +414,19 @@ def _bdlru_chain_bwd_kernel(
             g = tl.load(g_ptr + tok, mask=mask, other=0.0).to(tl.float32)
         else:
             g = tl.zeros([BN, BT], dtype=tl.float32)
-        ca, cg = tl.associative_scan((alpha, g), 1, _comb1, reverse=True)
+        ca, cg = tl.associative_scan((alpha, g), 1, _comb1)
         ma = _row(ca, first)
         mg = _row(cg, first)
         a_first = _row(a, first)
         if k == NTT - 1:
             mu = tl.load(dfinal_ptr + sbase, mask=nmask, other=0.0)
         else:
-            mu = _wait(cin, nmask)
+            mu = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, a_first * ma, a_first * mg)
         out = a_first * (ma * mu + mg)
         if k == 0:
             tl.store(dh0_ptr + sbase, out, mask=nmask)
         else:
-            _publish(cout, out, nmask)
+            _finish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, nmask, NT, nt, 1, out, out, AGG_ONLY)
         lam = ca * mu[:, None] + cg
         hp = tl.load(h_ptr + tok - N, mask=hmask, other=0.0).to(tl.float32)
         if k == 0:
@@ -372,23 +471,38 @@ def _bdlru_chain_bwd_kernel(
         else:
             g0 = tl.zeros([BN, BT], dtype=tl.float32)
             g1 = tl.zeros([BN, BT], dtype=tl.float32)
-        c00, c01, c10, c11, cg0, cg1 = tl.associative_scan((a00, a01, a10, a11, g0, g1), 1, _comb2, reverse=True)
+        c00, c01, c10, c11, cg0, cg1 = tl.associative_scan((a00, a01, a10, a11, g0, g1), 1, _comb2)
+        # the tile's map mu -> P^T (C mu + c) with P = A_{t0}, (C, c) the scan at t0
+        f00 = _row(p00, first)
+        f01 = _row(p01, first)
+        f10 = _row(p10, first)
+        f11 = _row(p11, first)
+        k00 = _row(c00, first)
+        k01 = _row(c01, first)
+        k10 = _row(c10, first)
+        k11 = _row(c11, first)
+        kg0 = _row(cg0, first)
+        kg1 = _row(cg1, first)
+        m00 = f00 * k00 + f10 * k10
+        m01 = f00 * k01 + f10 * k11
+        m10 = f01 * k00 + f11 * k10
+        m11 = f01 * k01 + f11 * k11
+        me0 = f00 * kg0 + f10 * kg1
+        me1 = f01 * kg0 + f11 * kg1
         if k == NTT - 1:
             mu0 = tl.load(dfinal_ptr + sbase, mask=nmask, other=0.0)
             mu1 = tl.load(dfinal_ptr + sbase + 1, mask=nmask, other=0.0)
         else:
-            mu0 = _wait(cin, nmask)
-            mu1 = _wait(cin + 1, nmask)
-        l0 = _row(c00, first) * mu0 + _row(c01, first) * mu1 + _row(cg0, first)
-        l1 = _row(c10, first) * mu0 + _row(c11, first) * mu1 + _row(cg1, first)
-        out0 = _row(p00, first) * l0 + _row(p10, first) * l1
-        out1 = _row(p01, first) * l0 + _row(p11, first) * l1
+            mu0, mu1 = _lookback2(
+                flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, me0, me1
+            )
+        out0 = m00 * mu0 + m01 * mu1 + me0
+        out1 = m10 * mu0 + m11 * mu1 + me1
         if k == 0:
             tl.store(dh0_ptr + sbase, out0, mask=nmask)
             tl.store(dh0_ptr + sbase + 1, out1, mask=nmask)
         else:
-            _publish(cout, out0, nmask)
-            _publish(cout + 1, out1, nmask)
+            _finish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, nmask, NT, nt, 2, out0, out1, AGG_ONLY)
         lam0 = c00 * mu0[:, None] + c01 * mu1[:, None] + cg0
         lam1 = c10 * mu0[:, None] + c11 * mu1[:, None] + cg1
         hp0 = tl.load(h_ptr + (tok - N) * 2, mask=hmask, other=0.0).to(tl.float32)
@@ -427,34 +541,49 @@ def use_chain(m: int) -> bool:
     return m in CHAIN_M and _env_int("HLRU_CHAIN", 1) == 1
 
 
-def _chain_config(bsz: int, seqlen: int, nblocks: int, m: int) -> tuple[int, int, int, int, int]:
-    bt = min(_env_int("HLRU_CHAIN_BT", 64), max(16, triton.next_power_of_2(seqlen)))
-    bn = min(_env_int("HLRU_CHAIN_BN", 64 if m == 1 else 32), max(16, triton.next_power_of_2(nblocks)))
-    warps = _env_int("HLRU_CHAIN_WARPS", 4)
+def _chain_config(seqlen: int, nblocks: int, m: int, bwd: bool) -> tuple[int, int, int, int, int]:
+    """Time tile BT (time stays in registers: the largest that compiled without spills, H100), block tile BN = 32
+    lanes per warp, all warps on blocks."""
+    if bwd:
+        bt = _env_int("HLRU_CHAIN_BT_BWD", 16 if m == 1 else 8)
+    else:
+        bt = _env_int("HLRU_CHAIN_BT", 32 if m == 1 else 16)
+    bt = min(bt, max(8, triton.next_power_of_2(seqlen)))
+    warps = _env_int("HLRU_CHAIN_WARPS", 2)
+    warps = max(1, min(warps, triton.next_power_of_2(nblocks) // 32))
+    bn = 32 * warps
     return bt, bn, triton.cdiv(nblocks, bn), triton.cdiv(seqlen, bt), warps
 
 
-def _carry_buffers(bsz: int, ntt: int, nblocks: int, m: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    buf = torch.zeros(1 + ntt * bsz * nblocks * m, dtype=torch.int64, device=device)
-    return buf[1:], buf[:1]
+def _agg_only() -> bool:
+    return _env_int("HLRU_DEBUG_AGG_ONLY", 0) == 1
+
+
+def _lookback_buffers(bsz: int, ntt: int, nblocks: int, nt: int, m: int, device) -> tuple[torch.Tensor, ...]:
+    """Flags and per-chain tile counters (zeroed, one int32 per tile / chain), tile maps and states (each written
+    before it is read)."""
+    flags = torch.zeros((ntt + 1) * bsz * nt, dtype=torch.int32, device=device)
+    agg = torch.empty(ntt * bsz * nblocks * (m * m + m), dtype=torch.float32, device=device)
+    inc = torch.empty(ntt * bsz * nblocks * m, dtype=torch.float32, device=device)
+    return flags[bsz * nt :], agg, inc, flags[: bsz * nt]
 
 
 def bdlru_chain_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str):
     bsz, seqlen, nblocks, m = v.shape
-    bt, bn, nt, ntt, warps = _chain_config(bsz, seqlen, nblocks, m)
+    bt, bn, nt, ntt, warps = _chain_config(seqlen, nblocks, m, bwd=False)
     h = torch.empty_like(v)
     final = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
-    carry, ticket = _carry_buffers(bsz, ntt, nblocks, m, v.device)
+    flags, agg, inc, ticket = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
     _bdlru_chain_fwd_kernel[(ntt * bsz * nt,)](
-        z, v, h0, h, final, carry, ticket, bsz, seqlen, nblocks, nt, ntt,
-        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], num_warps=warps,
+        z, v, h0, h, final, flags, agg, inc, ticket, bsz, seqlen, nblocks, nt, ntt,
+        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], AGG_ONLY=int(_agg_only()), num_warps=warps,
     )  # fmt: skip
     return h, final
 
 
 def bdlru_chain_bwd(z, v, h0, h, dh, dfinal, norm: str):
     bsz, seqlen, nblocks, m = v.shape
-    bt, bn, nt, ntt, warps = _chain_config(bsz, seqlen, nblocks, m)
+    bt, bn, nt, ntt, warps = _chain_config(seqlen, nblocks, m, bwd=True)
     has_g = dh is not None
     g = dh.contiguous() if has_g else v
     if dfinal is None:
@@ -463,9 +592,9 @@ def bdlru_chain_bwd(z, v, h0, h, dh, dfinal, norm: str):
     dz = torch.empty_like(z)
     dv = torch.empty_like(v)
     dh0 = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
-    carry, ticket = _carry_buffers(bsz, ntt, nblocks, m, v.device)
+    flags, agg, inc, ticket = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
     _bdlru_chain_bwd_kernel[(ntt * bsz * nt,)](
-        z, v, h, h0, g, dfinal, dz, dv, dh0, carry, ticket, bsz, seqlen, nblocks, nt, ntt,
-        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], HAS_G=has_g, num_warps=warps,
+        z, v, h, h0, g, dfinal, dz, dv, dh0, flags, agg, inc, ticket, bsz, seqlen, nblocks, nt, ntt,
+        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], HAS_G=has_g, AGG_ONLY=int(_agg_only()), num_warps=warps,
     )  # fmt: skip
     return dz, dv, dh0
