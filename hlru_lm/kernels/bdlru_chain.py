@@ -8,12 +8,11 @@ time on the affine maps (A_t, a0_t * v_t). The tile's start state comes from the
 look-back: a tile publishes its own map (M_tile, e_tile) (the scan's last step) at once, then walks back over its
 predecessors, composing their published maps until it meets one that has published its end state; it then publishes
 its own end state. No tile waits for a serial chain through all its predecessors, so tiles can be short (time stays
-in each thread's registers: the scan needs no shuffles) while every byte is read from HBM once. Each program takes a
-ticket from an atomic counter and derives its tile from it, so a tile's predecessors have always started before it:
-the spin-wait cannot deadlock, whatever order the hardware launches programs in. One int32 flag per tile (raised
-with release semantics after a barrier) guards the published values.
-Backward runs the same scheme in reverse on the adjoint lam_t = g_t + A_{t+1}^T lam_{t+1}, with A_{t+1} recomputed
-from logits one step ahead; h_{t-1} is read back from the saved output.
+in each thread's registers: the scan needs no shuffles) while every byte is read from HBM once. Program ids run
+time-major, so a tile's predecessors have lower ids and, launched first, have always started (see _tile). One int32
+flag per tile (raised with release semantics after a barrier) guards the published values.
+Backward runs the same scheme in reverse on the adjoint lam_t = g_t + A_{t+1}^T lam_{t+1} (scanned as the carry
+u_t = A_t^T lam_t, so each step needs only its own gates); h_{t-1} is read back from the saved output.
 """
 
 import torch
@@ -125,20 +124,41 @@ def _comb2(p00, p01, p10, p11, p0, p1, q00, q01, q10, q11, q0, q1):
     )
 
 
+@triton.jit
+def _comb_adj1(a1, b1, c1, d1, a2, b2, c2, d2):
+    """Adjoint scan, m = 1. A segment maps the carry x entering it (u of the step before) to the carry leaving it,
+    u = a x + b, and to lam at its last step, lam = c x + d (a step: u = a_t (g_t + x), lam = g_t + x)."""
+    return a1 * a2, a2 * b1 + b2, c2 * a1, c2 * b1 + d2
+
+
+@triton.jit
+def _comb_adj2(
+    p00, p01, p10, p11, p0, p1, l00, l01, l10, l11, l0, l1, q00, q01, q10, q11, q0, q1, r00, r01, r10, r11, r0, r1
+):  # fmt: skip
+    """Adjoint scan, m = 2: as _comb_adj1 with the carry map (P, p), lam map (L, l) of the first segment and
+    (Q, q), (R, r) of the second (a step: u = A_t^T (g_t + x), lam = g_t + x)."""
+    u00, u01, u10, u11, u0, u1 = _comb2(p00, p01, p10, p11, p0, p1, q00, q01, q10, q11, q0, q1)
+    m00, m01, m10, m11, m0, m1 = _comb2(p00, p01, p10, p11, p0, p1, r00, r01, r10, r11, r0, r1)
+    return u00, u01, u10, u11, u0, u1, m00, m01, m10, m11, m0, m1
+
+
 # ---------------------------------------------------------------------------------------------------------------------
-# ticket and decoupled look-back: flag[tile] = 1 once the tile's own map (M, e) is in agg, 2 once the state leaving
+# tile order and decoupled look-back: flag[tile] = 1 once the tile's own map (M, e) is in agg, 2 once the state leaving
 # it is in inc. A waiting tile composes the maps of the tiles in between until it meets a finished one, so no tile
 # waits for a serial chain through all its predecessors.
 
 
 @triton.jit
-def _ticket(ticket_ptr, B, NT, NTT, REVERSE: tl.constexpr):
-    """(tile k, batch b, block tile nt) of this program. A chain (b, nt) hands out its tiles in order from its own
-    counter (one counter per chain keeps the atomics from queueing on a single address)."""
-    chain = tl.program_id(0) % (B * NT)
-    k = tl.atomic_add(ticket_ptr + chain, 1)
+def _tile(B, NT, NTT, REVERSE: tl.constexpr):
+    """(tile k, batch b, block tile nt) of this program. Program ids run time-major, so a tile's predecessors in its
+    chain (b, nt) have lower ids; the GPU launches programs in increasing id order (the assumption CUB's single-pass
+    scan makes too), so every tile a look-back waits on has started and the spin-wait cannot deadlock."""
+    pid = tl.program_id(0)
+    per = B * NT
+    k = pid // per
     if REVERSE:
         k = NTT - 1 - k
+    chain = pid % per
     return k, chain // NT, chain % NT
 
 
@@ -262,7 +282,6 @@ def _bdlru_chain_fwd_kernel(
     flag_ptr,
     agg_ptr,
     inc_ptr,
-    ticket_ptr,
     B,
     T,
     N,
@@ -274,19 +293,23 @@ def _bdlru_chain_fwd_kernel(
     NORM: tl.constexpr,
     AGG_ONLY: tl.constexpr,
 ):
-    k, b, nt = _ticket(ticket_ptr, B, NT, NTT, False)
+    k, b, nt = _tile(B, NT, NTT, False)
     tt = tl.arange(0, BT)
     t = k * BT + tt
     n = nt * BN + tl.arange(0, BN)
     nmask = n < N
     mask = nmask[:, None] & (t < T)[None, :]
-    tok = (b * T + t).to(tl.int64)[None, :] * N + n[:, None]  # (token, block) index
+    row0 = (b * T + k * BT).to(tl.int64) * N  # (token, block) index of the tile's origin
+    tok = tt[None, :] * N + n[:, None]  # int32 offsets from it: fewer live registers than int64 indices
+    zb = z_ptr + row0 * (M * (M + 1))
+    vb = v_ptr + row0 * M
+    hb = h_ptr + row0 * M
     last = (tt == BT - 1)[None, :]
     sbase = (b * N).to(tl.int64) * M + n * M  # state (b, n, 0)
     if M == 1:
-        z0 = tl.load(z_ptr + tok * 2, mask=mask, other=0.0).to(tl.float32)
-        z1 = tl.load(z_ptr + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
-        v = tl.load(v_ptr + tok, mask=mask, other=0.0).to(tl.float32)
+        z0 = tl.load(zb + tok * 2, mask=mask, other=0.0).to(tl.float32)
+        z1 = tl.load(zb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
+        v = tl.load(vb + tok, mask=mask, other=0.0).to(tl.float32)
         a, w, _ = _phi2(z0, z1, NORM)
         a = tl.where(mask, a, 1.0)  # identity maps past T keep the scan's last row = the tile's map
         e = tl.where(mask, w * v, 0.0)
@@ -303,9 +326,9 @@ def _bdlru_chain_fwd_kernel(
         else:
             _finish(flag_ptr, inc_ptr, k, 0, B, b, N, n, nmask, NT, nt, 1, end, end, AGG_ONLY)
         h = ca * s[:, None] + ce
-        tl.store(h_ptr + tok, h.to(h_ptr.dtype.element_ty), mask=mask)
+        tl.store(hb + tok, h.to(h_ptr.dtype.element_ty), mask=mask)
     else:
-        zp = z_ptr + tok * 6
+        zp = zb + tok * 6
         p00, p01, q0, _ = _phi3(
             tl.load(zp, mask=mask, other=0.0).to(tl.float32),
             tl.load(zp + 1, mask=mask, other=0.0).to(tl.float32),
@@ -318,8 +341,8 @@ def _bdlru_chain_fwd_kernel(
             tl.load(zp + 5, mask=mask, other=0.0).to(tl.float32),
             NORM,
         )
-        v0 = tl.load(v_ptr + tok * 2, mask=mask, other=0.0).to(tl.float32)
-        v1 = tl.load(v_ptr + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
+        v0 = tl.load(vb + tok * 2, mask=mask, other=0.0).to(tl.float32)
+        v1 = tl.load(vb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
         p00 = tl.where(mask, p00, 1.0)
         p01 = tl.where(mask, p01, 0.0)
         p10 = tl.where(mask, p10, 0.0)
@@ -349,8 +372,8 @@ def _bdlru_chain_fwd_kernel(
             _finish(flag_ptr, inc_ptr, k, 0, B, b, N, n, nmask, NT, nt, 2, end0, end1, AGG_ONLY)
         h0 = c00 * s0[:, None] + c01 * s1[:, None] + ce0
         h1 = c10 * s0[:, None] + c11 * s1[:, None] + ce1
-        tl.store(h_ptr + tok * 2, h0.to(h_ptr.dtype.element_ty), mask=mask)
-        tl.store(h_ptr + tok * 2 + 1, h1.to(h_ptr.dtype.element_ty), mask=mask)
+        tl.store(hb + tok * 2, h0.to(h_ptr.dtype.element_ty), mask=mask)
+        tl.store(hb + tok * 2 + 1, h1.to(h_ptr.dtype.element_ty), mask=mask)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -371,7 +394,6 @@ def _bdlru_chain_bwd_kernel(
     flag_ptr,
     agg_ptr,
     inc_ptr,
-    ticket_ptr,
     B,
     T,
     N,
@@ -384,61 +406,62 @@ def _bdlru_chain_bwd_kernel(
     HAS_G: tl.constexpr,
     AGG_ONLY: tl.constexpr,
 ):
-    """Tile k gets mu = A_{t1}^T lam_{t1} from tile k + 1 (t1 its first step; d final state for the last tile),
-    scans lam_t = g_t + alpha_t lam_{t+1} backwards with alpha_t = A_{t+1}^T inside the tile and alpha = I on its
-    last step (lam = C mu + c), publishes A_{t0}^T lam_{t0} and writes dlogits, dv; tile 0 writes d h0.
-    (Triton's reverse=True scan costs many shuffles even with time in-thread; reversed indexing costs nothing.)"""
-    k, b, nt = _ticket(ticket_ptr, B, NT, NTT, True)
+    """Reverse scan of lam_t = g_t + A_{t+1}^T lam_{t+1} on the carry u_t = A_t^T lam_t: a step maps the carry x
+    from the step after it to u = A_t^T (g_t + x) and lam_t = g_t + x, so the scan needs only the step's own gates
+    (no reload of A_{t+1}). Tile k gets the carry from tile k + 1 (d final state for the last tile) by look-back,
+    publishes u at its first step and writes dlogits, dv; tile 0 writes d h0 = u_0. Time runs backwards along the
+    tile, so a forward scan is the reverse-time scan (Triton's reverse=True scan costs shuffles even in-thread)."""
+    k, b, nt = _tile(B, NT, NTT, True)
     tt = tl.arange(0, BT)
-    t = k * BT + BT - 1 - tt  # time runs backwards along the tile, so a forward scan is the reverse-time scan
+    t = k * BT + BT - 1 - tt
     n = nt * BN + tl.arange(0, BN)
     nmask = n < N
     mask = nmask[:, None] & (t < T)[None, :]
-    inner = nmask[:, None] & ((tt > 0) & (t + 1 < T))[None, :]  # steps whose alpha is A_{t+1} (same tile)
     hmask = nmask[:, None] & ((t > 0) & (t < T))[None, :]
-    tok = (b * T + t).to(tl.int64)[None, :] * N + n[:, None]
+    row0 = (b * T + k * BT).to(tl.int64) * N
+    tok = (BT - 1 - tt)[None, :] * N + n[:, None]
+    zb = z_ptr + row0 * (M * (M + 1))
+    vb = v_ptr + row0 * M
+    hb = h_ptr + row0 * M
+    gb = g_ptr + row0 * M
+    dzb = dz_ptr + row0 * (M * (M + 1))
+    dvb = dv_ptr + row0 * M
     first = (tt == BT - 1)[None, :]  # the tile's first time step
     sbase = (b * N).to(tl.int64) * M + n * M
     if M == 1:
-        z0 = tl.load(z_ptr + tok * 2, mask=mask, other=0.0).to(tl.float32)
-        z1 = tl.load(z_ptr + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
-        v = tl.load(v_ptr + tok, mask=mask, other=0.0).to(tl.float32)
+        z0 = tl.load(zb + tok * 2, mask=mask, other=0.0).to(tl.float32)
+        z1 = tl.load(zb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
+        v = tl.load(vb + tok, mask=mask, other=0.0).to(tl.float32)
         a, w, inv = _phi2(z0, z1, NORM)
-        an, _, _ = _phi2(
-            tl.load(z_ptr + (tok + N) * 2, mask=inner, other=0.0).to(tl.float32),
-            tl.load(z_ptr + (tok + N) * 2 + 1, mask=inner, other=0.0).to(tl.float32),
-            NORM,
-        )
-        alpha = tl.where(inner, an, 1.0)
         if HAS_G:
-            g = tl.load(g_ptr + tok, mask=mask, other=0.0).to(tl.float32)
+            g = tl.load(gb + tok, mask=mask, other=0.0).to(tl.float32)
         else:
             g = tl.zeros([BN, BT], dtype=tl.float32)
-        ca, cg = tl.associative_scan((alpha, g), 1, _comb1)
+        ua = tl.where(mask, a, 1.0)
+        ca, cb, cc, cd = tl.associative_scan((ua, ua * g, ua * 0.0 + 1.0, g), 1, _comb_adj1)
         ma = _row(ca, first)
-        mg = _row(cg, first)
-        a_first = _row(a, first)
+        mb = _row(cb, first)
         if k == NTT - 1:
             mu = tl.load(dfinal_ptr + sbase, mask=nmask, other=0.0)
         else:
-            mu = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, a_first * ma, a_first * mg)
-        out = a_first * (ma * mu + mg)
+            mu = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, ma, mb)
+        out = ma * mu + mb
         if k == 0:
             tl.store(dh0_ptr + sbase, out, mask=nmask)
         else:
             _finish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, nmask, NT, nt, 1, out, out, AGG_ONLY)
-        lam = ca * mu[:, None] + cg
-        hp = tl.load(h_ptr + tok - N, mask=hmask, other=0.0).to(tl.float32)
+        lam = cc * mu[:, None] + cd
+        hp = tl.load(hb + tok - N, mask=hmask, other=0.0).to(tl.float32)
         if k == 0:
             hp = tl.where(first, tl.load(h0_ptr + sbase, mask=nmask, other=0.0)[:, None], hp)
         da = lam * hp
         dw = lam * v
         dot = a * da + w * dw
-        tl.store(dz_ptr + tok * 2, _dphi(z0, a, da, dot, inv, NORM).to(dz_ptr.dtype.element_ty), mask=mask)
-        tl.store(dz_ptr + tok * 2 + 1, _dphi(z1, w, dw, dot, inv, NORM).to(dz_ptr.dtype.element_ty), mask=mask)
-        tl.store(dv_ptr + tok, (lam * w).to(dv_ptr.dtype.element_ty), mask=mask)
+        tl.store(dzb + tok * 2, _dphi(z0, a, da, dot, inv, NORM).to(dz_ptr.dtype.element_ty), mask=mask)
+        tl.store(dzb + tok * 2 + 1, _dphi(z1, w, dw, dot, inv, NORM).to(dz_ptr.dtype.element_ty), mask=mask)
+        tl.store(dvb + tok, (lam * w).to(dv_ptr.dtype.element_ty), mask=mask)
     else:
-        zp = z_ptr + tok * 6
+        zp = zb + tok * 6
         z00 = tl.load(zp, mask=mask, other=0.0).to(tl.float32)
         z01 = tl.load(zp + 1, mask=mask, other=0.0).to(tl.float32)
         z02 = tl.load(zp + 2, mask=mask, other=0.0).to(tl.float32)
@@ -447,48 +470,30 @@ def _bdlru_chain_bwd_kernel(
         z12 = tl.load(zp + 5, mask=mask, other=0.0).to(tl.float32)
         p00, p01, q0, inv0 = _phi3(z00, z01, z02, NORM)
         p10, p11, q1, inv1 = _phi3(z10, z11, z12, NORM)
-        zn = zp + N * 6  # the same block one step later
-        n00, n01, _, _ = _phi3(
-            tl.load(zn, mask=inner, other=0.0).to(tl.float32),
-            tl.load(zn + 1, mask=inner, other=0.0).to(tl.float32),
-            tl.load(zn + 2, mask=inner, other=0.0).to(tl.float32),
-            NORM,
-        )
-        n10, n11, _, _ = _phi3(
-            tl.load(zn + 3, mask=inner, other=0.0).to(tl.float32),
-            tl.load(zn + 4, mask=inner, other=0.0).to(tl.float32),
-            tl.load(zn + 5, mask=inner, other=0.0).to(tl.float32),
-            NORM,
-        )
-        # alpha = A_{t+1}^T
-        a00 = tl.where(inner, n00, 1.0)
-        a01 = tl.where(inner, n10, 0.0)
-        a10 = tl.where(inner, n01, 0.0)
-        a11 = tl.where(inner, n11, 1.0)
         if HAS_G:
-            g0 = tl.load(g_ptr + tok * 2, mask=mask, other=0.0).to(tl.float32)
-            g1 = tl.load(g_ptr + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
+            g0 = tl.load(gb + tok * 2, mask=mask, other=0.0).to(tl.float32)
+            g1 = tl.load(gb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
         else:
             g0 = tl.zeros([BN, BT], dtype=tl.float32)
             g1 = tl.zeros([BN, BT], dtype=tl.float32)
-        c00, c01, c10, c11, cg0, cg1 = tl.associative_scan((a00, a01, a10, a11, g0, g1), 1, _comb2)
-        # the tile's map mu -> P^T (C mu + c) with P = A_{t0}, (C, c) the scan at t0
-        f00 = _row(p00, first)
-        f01 = _row(p01, first)
-        f10 = _row(p10, first)
-        f11 = _row(p11, first)
-        k00 = _row(c00, first)
-        k01 = _row(c01, first)
-        k10 = _row(c10, first)
-        k11 = _row(c11, first)
-        kg0 = _row(cg0, first)
-        kg1 = _row(cg1, first)
-        m00 = f00 * k00 + f10 * k10
-        m01 = f00 * k01 + f10 * k11
-        m10 = f01 * k00 + f11 * k10
-        m11 = f01 * k01 + f11 * k11
-        me0 = f00 * kg0 + f10 * kg1
-        me1 = f01 * kg0 + f11 * kg1
+        # a step: carry map u = A_t^T (g_t + x), lam map lam = g_t + x; identity past T
+        u00 = tl.where(mask, p00, 1.0)
+        u01 = tl.where(mask, p10, 0.0)
+        u10 = tl.where(mask, p01, 0.0)
+        u11 = tl.where(mask, p11, 1.0)
+        one = u00 * 0.0 + 1.0
+        zero = u00 * 0.0
+        sc = tl.associative_scan(
+            (u00, u01, u10, u11, u00 * g0 + u01 * g1, u10 * g0 + u11 * g1, one, zero, zero, one, g0, g1),
+            1,
+            _comb_adj2,
+        )
+        m00 = _row(sc[0], first)
+        m01 = _row(sc[1], first)
+        m10 = _row(sc[2], first)
+        m11 = _row(sc[3], first)
+        me0 = _row(sc[4], first)
+        me1 = _row(sc[5], first)
         if k == NTT - 1:
             mu0 = tl.load(dfinal_ptr + sbase, mask=nmask, other=0.0)
             mu1 = tl.load(dfinal_ptr + sbase + 1, mask=nmask, other=0.0)
@@ -503,15 +508,15 @@ def _bdlru_chain_bwd_kernel(
             tl.store(dh0_ptr + sbase + 1, out1, mask=nmask)
         else:
             _finish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, nmask, NT, nt, 2, out0, out1, AGG_ONLY)
-        lam0 = c00 * mu0[:, None] + c01 * mu1[:, None] + cg0
-        lam1 = c10 * mu0[:, None] + c11 * mu1[:, None] + cg1
-        hp0 = tl.load(h_ptr + (tok - N) * 2, mask=hmask, other=0.0).to(tl.float32)
-        hp1 = tl.load(h_ptr + (tok - N) * 2 + 1, mask=hmask, other=0.0).to(tl.float32)
+        lam0 = sc[6] * mu0[:, None] + sc[7] * mu1[:, None] + sc[10]
+        lam1 = sc[8] * mu0[:, None] + sc[9] * mu1[:, None] + sc[11]
+        hp0 = tl.load(hb + (tok - N) * 2, mask=hmask, other=0.0).to(tl.float32)
+        hp1 = tl.load(hb + (tok - N) * 2 + 1, mask=hmask, other=0.0).to(tl.float32)
         if k == 0:
             hp0 = tl.where(first, tl.load(h0_ptr + sbase, mask=nmask, other=0.0)[:, None], hp0)
             hp1 = tl.where(first, tl.load(h0_ptr + sbase + 1, mask=nmask, other=0.0)[:, None], hp1)
-        v0 = tl.load(v_ptr + tok * 2, mask=mask, other=0.0).to(tl.float32)
-        v1 = tl.load(v_ptr + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
+        v0 = tl.load(vb + tok * 2, mask=mask, other=0.0).to(tl.float32)
+        v1 = tl.load(vb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
         d00 = lam0 * hp0
         d01 = lam0 * hp1
         d02 = lam0 * v0
@@ -520,7 +525,7 @@ def _bdlru_chain_bwd_kernel(
         d12 = lam1 * v1
         dot0 = p00 * d00 + p01 * d01 + q0 * d02
         dot1 = p10 * d10 + p11 * d11 + q1 * d12
-        dzp = dz_ptr + tok * 6
+        dzp = dzb + tok * 6
         ty = dz_ptr.dtype.element_ty
         tl.store(dzp, _dphi(z00, p00, d00, dot0, inv0, NORM).to(ty), mask=mask)
         tl.store(dzp + 1, _dphi(z01, p01, d01, dot0, inv0, NORM).to(ty), mask=mask)
@@ -528,8 +533,8 @@ def _bdlru_chain_bwd_kernel(
         tl.store(dzp + 3, _dphi(z10, p10, d10, dot1, inv1, NORM).to(ty), mask=mask)
         tl.store(dzp + 4, _dphi(z11, p11, d11, dot1, inv1, NORM).to(ty), mask=mask)
         tl.store(dzp + 5, _dphi(z12, q1, d12, dot1, inv1, NORM).to(ty), mask=mask)
-        tl.store(dv_ptr + tok * 2, (lam0 * q0).to(dv_ptr.dtype.element_ty), mask=mask)
-        tl.store(dv_ptr + tok * 2 + 1, (lam1 * q1).to(dv_ptr.dtype.element_ty), mask=mask)
+        tl.store(dvb + tok * 2, (lam0 * q0).to(dv_ptr.dtype.element_ty), mask=mask)
+        tl.store(dvb + tok * 2 + 1, (lam1 * q1).to(dv_ptr.dtype.element_ty), mask=mask)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -542,14 +547,14 @@ def use_chain(m: int) -> bool:
 
 
 def _chain_config(seqlen: int, nblocks: int, m: int, bwd: bool) -> tuple[int, int, int, int, int]:
-    """Time tile BT (time stays in registers: the largest that compiled without spills, H100), block tile BN = 32
-    lanes per warp, all warps on blocks."""
+    """Time tile BT (kept in registers, so short: the best spill-free sizes measured, benchmarks/NOTES.md) and block
+    tile BN = 32 lanes x warps, every warp on its own blocks."""
     if bwd:
-        bt = _env_int("HLRU_CHAIN_BT_BWD", 16 if m == 1 else 8)
+        bt = _env_int("HLRU_CHAIN_BT_BWD", 8 if m == 1 else 4)
     else:
         bt = _env_int("HLRU_CHAIN_BT", 32 if m == 1 else 16)
-    bt = min(bt, max(8, triton.next_power_of_2(seqlen)))
-    warps = _env_int("HLRU_CHAIN_WARPS", 2)
+    bt = min(bt, max(4, triton.next_power_of_2(seqlen)))
+    warps = _env_int("HLRU_CHAIN_WARPS", 4 if m == 1 else 2)
     warps = max(1, min(warps, triton.next_power_of_2(nblocks) // 32))
     bn = 32 * warps
     return bt, bn, triton.cdiv(nblocks, bn), triton.cdiv(seqlen, bt), warps
@@ -560,12 +565,11 @@ def _agg_only() -> bool:
 
 
 def _lookback_buffers(bsz: int, ntt: int, nblocks: int, nt: int, m: int, device) -> tuple[torch.Tensor, ...]:
-    """Flags and per-chain tile counters (zeroed, one int32 per tile / chain), tile maps and states (each written
-    before it is read)."""
-    flags = torch.zeros((ntt + 1) * bsz * nt, dtype=torch.int32, device=device)
+    """Flags (zeroed, one int32 per tile), tile maps and tile end states (each written before it is read)."""
+    flags = torch.zeros(ntt * bsz * nt, dtype=torch.int32, device=device)
     agg = torch.empty(ntt * bsz * nblocks * (m * m + m), dtype=torch.float32, device=device)
     inc = torch.empty(ntt * bsz * nblocks * m, dtype=torch.float32, device=device)
-    return flags[bsz * nt :], agg, inc, flags[: bsz * nt]
+    return flags, agg, inc
 
 
 def bdlru_chain_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str):
@@ -573,9 +577,9 @@ def bdlru_chain_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: st
     bt, bn, nt, ntt, warps = _chain_config(seqlen, nblocks, m, bwd=False)
     h = torch.empty_like(v)
     final = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
-    flags, agg, inc, ticket = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
+    flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
     _bdlru_chain_fwd_kernel[(ntt * bsz * nt,)](
-        z, v, h0, h, final, flags, agg, inc, ticket, bsz, seqlen, nblocks, nt, ntt,
+        z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt,
         M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], AGG_ONLY=int(_agg_only()), num_warps=warps,
     )  # fmt: skip
     return h, final
@@ -592,9 +596,9 @@ def bdlru_chain_bwd(z, v, h0, h, dh, dfinal, norm: str):
     dz = torch.empty_like(z)
     dv = torch.empty_like(v)
     dh0 = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
-    flags, agg, inc, ticket = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
+    flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
     _bdlru_chain_bwd_kernel[(ntt * bsz * nt,)](
-        z, v, h, h0, g, dfinal, dz, dv, dh0, flags, agg, inc, ticket, bsz, seqlen, nblocks, nt, ntt,
+        z, v, h, h0, g, dfinal, dz, dv, dh0, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt,
         M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], HAS_G=has_g, AGG_ONLY=int(_agg_only()), num_warps=warps,
     )  # fmt: skip
     return dz, dv, dh0
