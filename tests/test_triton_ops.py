@@ -123,6 +123,13 @@ def test_hlru_scan(m, norm):
     _check(hlru_scan, z, v, h0, norm)
 
 
+def test_hlru_m1_generic_kernel(monkeypatch):
+    """H-LRU of order 1 runs the m = 1 BD-LRU look-back kernel; HLRU_CHAIN=0 keeps the H-LRU kernel tested there."""
+    monkeypatch.setenv("HLRU_CHAIN", "0")
+    z, v, h0 = _inputs((2, 37, 3, 2), (2, 37, 3), (2, 3, 1), "sigmoid_l1", seed=101)
+    _check(hlru_scan, z, v, h0, "sigmoid_l1")
+
+
 @pytest.mark.parametrize("m", [1, 4])
 def test_steps(m):
     z, v, s = _inputs((2, 3, m, m + 1), (2, 3, m), (2, 3, m), "softmax", seed=7)

@@ -10,6 +10,7 @@ import torch
 from ..ops.chunk import chunk_bdlru_scan, chunk_hlru_scan
 from ..ops.naive import naive_bdlru_step, naive_hlru_step
 from .bdlru import BDLRUScanFn
+from .bdlru_chain import use_chain
 from .common import SUPPORTED_M, triton_usable
 from .hlru import HLRUScanFn
 
@@ -31,8 +32,11 @@ def triton_bdlru_scan(
 def triton_hlru_scan(
     gate_logits: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, gate_norm: str = "softmax"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    if not triton_usable(v, h0.shape[-1], "hlru_scan"):
+    m = h0.shape[-1]
+    if not triton_usable(v, m, "hlru_scan"):
         return chunk_hlru_scan(gate_logits, v, h0, gate_norm)
+    if use_chain(m) and m == 1:  # order 1 is the m = 1 BD-LRU: (N, 2) logits as (N, 1, 2), v as (N, 1)
+        return BDLRUScanFn.apply(gate_logits.unsqueeze(-2), v.unsqueeze(-1), _state_in(h0), gate_norm)
     return HLRUScanFn.apply(gate_logits, v, _state_in(h0), gate_norm)
 
 

@@ -550,7 +550,7 @@ def _chain_config(seqlen: int, nblocks: int, m: int, bwd: bool) -> tuple[int, in
     """Time tile BT (kept in registers, so short: the best spill-free sizes measured, benchmarks/NOTES.md) and block
     tile BN = 32 lanes x warps, every warp on its own blocks."""
     if bwd:
-        bt = _env_int("HLRU_CHAIN_BT_BWD", 8 if m == 1 else 4)
+        bt = _env_int("HLRU_CHAIN_BT_BWD", 4)
     else:
         bt = _env_int("HLRU_CHAIN_BT", 32 if m == 1 else 16)
     bt = min(bt, max(4, triton.next_power_of_2(seqlen)))
