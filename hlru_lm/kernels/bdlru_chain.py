@@ -176,7 +176,7 @@ def _poll(flag_ptr):
 @triton.jit
 def _lookback1(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, ma, me):
     """m = 1: publish this tile's map x -> ma x + me, return the state entering it (tiles k+STEP, k+2 STEP, ...)."""
-    row = ((k * B + b) * N).to(tl.int64) + n
+    row = (k * B + b).to(tl.int64) * N + n
     tl.store(agg_ptr + row * 2, ma, mask=nmask)
     tl.store(agg_ptr + row * 2 + 1, me, mask=nmask)
     _signal(flag_ptr + (k * B + b) * NT + nt, 1)
@@ -187,7 +187,7 @@ def _lookback1(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nm
     done = k * 0
     while done == 0:
         f = _poll(flag_ptr + (j * B + b) * NT + nt)
-        rj = ((j * B + b) * N).to(tl.int64) + n
+        rj = (j * B + b).to(tl.int64) * N + n
         if f == 2:
             s = acc_a * tl.load(inc_ptr + rj, mask=nmask, other=0.0, volatile=True) + acc_e
             done = k * 0 + 1
@@ -203,7 +203,7 @@ def _lookback2(
     flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, e0, e1
 ):
     """m = 2: as _lookback1 for the map x -> [[m00, m01], [m10, m11]] x + (e0, e1); returns the entering state."""
-    row = ((k * B + b) * N).to(tl.int64) + n
+    row = (k * B + b).to(tl.int64) * N + n
     tl.store(agg_ptr + row * 6, m00, mask=nmask)
     tl.store(agg_ptr + row * 6 + 1, m01, mask=nmask)
     tl.store(agg_ptr + row * 6 + 2, m10, mask=nmask)
@@ -224,7 +224,7 @@ def _lookback2(
     done = k * 0
     while done == 0:
         f = _poll(flag_ptr + (j * B + b) * NT + nt)
-        rj = ((j * B + b) * N).to(tl.int64) + n
+        rj = (j * B + b).to(tl.int64) * N + n
         if f == 2:
             x0 = tl.load(inc_ptr + rj * 2, mask=nmask, other=0.0, volatile=True)
             x1 = tl.load(inc_ptr + rj * 2 + 1, mask=nmask, other=0.0, volatile=True)
@@ -255,7 +255,7 @@ def _finish(flag_ptr, inc_ptr, k, K0, B, b, N, n, nmask, NT, nt, M: tl.constexpr
     """Publish the state leaving tile k (x1 unused for m = 1). AGG_ONLY (tests): only the chain's first tile K0
     publishes it, so every look-back composes maps back to K0, a path a sequential interpreter never takes."""
     if (k == K0).to(tl.int32) + (1 - AGG_ONLY) > 0:
-        row = ((k * B + b) * N).to(tl.int64) + n
+        row = (k * B + b).to(tl.int64) * N + n
         tl.store(inc_ptr + row * M, x0, mask=nmask)
         if M == 2:
             tl.store(inc_ptr + row * M + 1, x1, mask=nmask)
@@ -300,7 +300,7 @@ def _bdlru_chain_fwd_kernel(
     nmask = n < N
     mask = nmask[:, None] & (t < T)[None, :]
     row0 = (b * T + k * BT).to(tl.int64) * N  # (token, block) index of the tile's origin
-    tok = tt[None, :] * N + n[:, None]  # int32 offsets from it: fewer live registers than int64 indices
+    tok = tt[None, :] * N + n[:, None]  # int32 offsets from it
     zb = z_ptr + row0 * (M * (M + 1))
     vb = v_ptr + row0 * M
     hb = h_ptr + row0 * M
