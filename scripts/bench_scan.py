@@ -6,7 +6,8 @@ One run: measures device-to-device copy bandwidth, checks the kernels against a 
 baselines (a) materialise A in torch + the chunked torch scan, (b) fla chunk_hgrn (m = 1 only, if fla is importable),
 (c) our own m = 1 kernel at the same B, T, D.
 
-    PYTHONPATH=. python scripts/bench_scan.py --out benchmarks/results [--quick] [--sweep]
+    PYTHONPATH=. python scripts/bench_scan.py --out benchmarks/results [--quick | --shapes 8x8192x1536,...]
+        [--sweep 1,2,4,8 [--adopt-best]]
 """
 
 import argparse
@@ -131,7 +132,8 @@ def main():
     ap.add_argument("--tag", default="v1")
     ap.add_argument("--quick", action="store_true", help="B=8, T=8192, D=1536 only")
     ap.add_argument("--shapes", default="", help="comma-separated BxTxD list instead of the full grid")
-    ap.add_argument("--sweep", action="store_true", help="also sweep launch knobs at B=8, T=8192, D=1536")
+    ap.add_argument("--sweep", default="", help="comma-separated m: also sweep launch knobs at B=8, T=8192, D=1536")
+    ap.add_argument("--adopt-best", action="store_true", help="time the grid with the best swept knobs per m")
     ap.add_argument("--no-check", action="store_true")
     ap.add_argument("--no-torch", action="store_true", help="skip baseline (a), the slow materialise + torch scan")
     ap.add_argument("--budget-s", type=float, default=420.0, help="stop timing new configs after this many seconds")
@@ -189,8 +191,11 @@ def main():
                 chain("16", "8", "2"), chain("32", "8", "2"), chain("16", "4", "4")],
             2: [{"HLRU_CHAIN": "0"}, chain("16", "4", "2"), chain("16", "8", "2"), chain("8", "4", "2"),
                 chain("16", "4", "4"), chain("8", "4", "4")],
+            4: [{}, {"HLRU_SCALAR_MAX_M": "2"}, {"HLRU_TARGET_PROGRAMS": "528"}, {"HLRU_TARGET_PROGRAMS": "4224"},
+                {"HLRU_TILE_ELEMS": "1024"}, {"HLRU_UNROLL": "4"}],
+            8: [{}, {"HLRU_SCALAR_MAX_M": "8"}],
         }  # fmt: skip
-        for m in knobs:
+        for m in [int(x) for x in args.sweep.split(",")]:
             z, v, h0 = make_inputs(8, 8192, 1536, m)
             floor = 8 * 8192 * (1536 // m) * 2 * (m * m + 3 * m)
             for kn in knobs[m]:
@@ -201,9 +206,10 @@ def main():
                 row = dict(m=m, knobs=kn, fwd_ms=fwd, fwdbwd_ms=fb, pct_copy=floor / fwd / 1e6 / copy_bw * 100)
                 sweep.append(row)
                 log(f"sweep m={m:2d} {kn!s:80s} fwd {fwd:.3f} ms ({row['pct_copy']:.0f}% copy) fwd+bwd {fb:.3f} ms")
-            chained = [r for r in sweep if r["m"] == m and "HLRU_CHAIN" not in r["knobs"]]
-            best[m] = min(chained, key=lambda r: r["fwdbwd_ms"])["knobs"]
-            log(f"sweep m={m:2d}: the grid below uses {best[m]} (lowest fwd+bwd)")
+            if args.adopt_best:
+                chained = [r for r in sweep if r["m"] == m and "HLRU_CHAIN" not in r["knobs"]]
+                best[m] = min(chained, key=lambda r: r["fwdbwd_ms"])["knobs"]
+                log(f"sweep m={m:2d}: the grid below uses {best[m]} (lowest fwd+bwd)")
         res["sweep"] = sweep
         res["grid_knobs"] = {str(k): v for k, v in best.items()}
         dump()

@@ -16,10 +16,19 @@ import triton
 import triton.language as tl
 
 from .bdlru_chain import bdlru_chain_bwd, bdlru_chain_fwd, use_chain
-from .common import NORM_IDS, _chunk_carry_kernel, _env_int, _norm_rows, _norm_rows_bwd, _tile_offsets, num_sms
+from .common import (
+    NORM_IDS,
+    _chunk_carry_kernel,
+    _env_int,
+    _norm_rows,
+    _norm_rows_bwd,
+    _tile_offsets,
+    num_sms,
+    scalar_layout,
+)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["ONE"])
 def _bdlru_chunk_fwd_kernel(
     z_ptr,
     v_ptr,
@@ -30,14 +39,16 @@ def _bdlru_chunk_fwd_kernel(
     NT,
     NC,
     CL,
+    ONE,
     M: tl.constexpr,
     BN: tl.constexpr,
     NORM: tl.constexpr,
     UNROLL: tl.constexpr,
+    SCALAR: tl.constexpr,
 ):
     pid_nt = tl.program_id(0)
     c = tl.program_id(1)  # chunks 0 .. NC-2 (the last chunk's map is never needed)
-    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN)
+    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN, ONE, SCALAR)
     t0 = c * CL
     n_steps = tl.minimum(CL, T - t0)
     e = tl.zeros([BN, M], dtype=tl.float32)
@@ -79,7 +90,7 @@ def _step_fwd(h, zA, za, vv, tm, row, h_ptr, N, offv, mask2, M: tl.constexpr, NO
     return tl.where(tm, h_new, h)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["ONE"])
 def _bdlru_fwd_kernel(
     z_ptr,
     v_ptr,
@@ -91,16 +102,18 @@ def _bdlru_fwd_kernel(
     NT,
     NC,
     CL,
+    ONE,
     M: tl.constexpr,
     BN: tl.constexpr,
     NORM: tl.constexpr,
     UNROLL: tl.constexpr,
+    SCALAR: tl.constexpr,
 ):
     """Recompute pass. The loads of 4 steps are issued before any store of h: the compiler cannot move a load above
     a store that may alias it, so per-step loads would otherwise each pay the full memory latency."""
     pid_nt = tl.program_id(0)
     c = tl.program_id(1)
-    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN)
+    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN, ONE, SCALAR)
     t0 = c * CL
     n_steps = tl.minimum(CL, T - t0)
     h = tl.load(start_ptr + ((b * NC + c) * N).to(tl.int64) * M + offv, mask=mask2, other=0.0)
@@ -117,7 +130,7 @@ def _bdlru_fwd_kernel(
         tl.store(final_ptr + (b * N).to(tl.int64) * M + offv, h, mask=mask2)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["ONE"])
 def _bdlru_chunk_bwd_kernel(
     z_ptr,
     g_ptr,
@@ -128,16 +141,18 @@ def _bdlru_chunk_bwd_kernel(
     NT,
     NC,
     CL,
+    ONE,
     M: tl.constexpr,
     BN: tl.constexpr,
     NORM: tl.constexpr,
     UNROLL: tl.constexpr,
+    SCALAR: tl.constexpr,
     HAS_G: tl.constexpr,
 ):
     """Reverse local adjoint of chunk c (1..NC-1): mu_out = A_{t0}^T (g_{t0} + ... A_{t1-1}^T (g_{t1-1} + mu_in))."""
     pid_nt = tl.program_id(0)
     c = tl.program_id(1) + 1
-    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN)
+    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN, ONE, SCALAR)
     t0 = c * CL
     n_steps = tl.minimum(CL, T - t0)
     f = tl.zeros([BN, M], dtype=tl.float32)
@@ -233,7 +248,7 @@ def _step_bwd(
     return tl.where(tm, tl.sum(pA * lam[:, :, None], axis=1), mu)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["ONE"])
 def _bdlru_bwd_kernel(
     z_ptr,
     v_ptr,
@@ -249,15 +264,17 @@ def _bdlru_bwd_kernel(
     NT,
     NC,
     CL,
+    ONE,
     M: tl.constexpr,
     BN: tl.constexpr,
     NORM: tl.constexpr,
     UNROLL: tl.constexpr,
+    SCALAR: tl.constexpr,
     HAS_G: tl.constexpr,
 ):
     pid_nt = tl.program_id(0)
     c = tl.program_id(1)
-    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN)
+    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN, ONE, SCALAR)
     t0 = c * CL
     n_steps = tl.minimum(CL, T - t0)
     mu = tl.load(carry_ptr + ((b * NC + c) * N).to(tl.int64) * M + offv, mask=mask2, other=0.0)
@@ -287,7 +304,8 @@ def _config(bsz: int, seqlen: int, nblocks: int, m: int, device: torch.device, b
     bn = max(1, min(triton.next_power_of_2(nblocks), elems // (m * m)))
     unroll = _env_int("HLRU_UNROLL", 2)
     nt = triton.cdiv(nblocks, bn)
-    target = _env_int("HLRU_TARGET_PROGRAMS", 4 * num_sms(device))
+    # one-warp programs in the scalar layout: ask for more of them (the default stays v4's for the others)
+    target = _env_int("HLRU_TARGET_PROGRAMS", (16 if scalar_layout(m) else 4) * num_sms(device))
     min_chunk = _env_int("HLRU_MIN_CHUNK", 64)
     nc = max(1, min(triton.cdiv(target, bsz * nt), triton.cdiv(seqlen, min_chunk)))
     if m > _env_int("HLRU_CHUNK_MAX_M", 4):  # the chunk map costs m^3 per step: measured far slower at m = 16
@@ -296,14 +314,22 @@ def _config(bsz: int, seqlen: int, nblocks: int, m: int, device: torch.device, b
     cl = forced if forced else triton.cdiv(seqlen, nc)
     cl = triton.cdiv(cl, unroll) * unroll
     nc = triton.cdiv(seqlen, cl)
-    warps = _env_int("HLRU_WARPS", 4 if bn * m * m >= 512 else (2 if bn * m * m >= 128 else 1))
+    if scalar_layout(m):
+        warps = _env_int("HLRU_WARPS", _lane_warps(bn))
+    else:
+        warps = _env_int("HLRU_WARPS", 4 if bn * m * m >= 512 else (2 if bn * m * m >= 128 else 1))
     return bn, nt, cl, nc, unroll, warps
+
+
+def _lane_warps(bn: int) -> int:
+    """Scalar layout: one lane per block, so BN / 32 warps (more would split a block's rows across warps)."""
+    return max(1, bn // 32)
 
 
 def _aux_bn(nblocks: int, m: int) -> tuple[int, int]:
     """Block tile and warps for the chunk-map kernels (they hold an m x m x m product per block)."""
     bn = max(1, min(triton.next_power_of_2(nblocks), 2048 // (m * m * m)))
-    warps = 8 if bn * m**3 >= 2048 else 4
+    warps = _lane_warps(bn) if scalar_layout(m) else (8 if bn * m**3 >= 2048 else 4)
     return bn, warps
 
 
@@ -314,6 +340,7 @@ def bdlru_fwd(z, v, h0, norm: str, chunk_len: int | None = None):
         cl = triton.cdiv(chunk_len, unroll) * unroll
         nc = triton.cdiv(seqlen, cl)
     norm_id = NORM_IDS[norm]
+    scalar = scalar_layout(m)
     h = torch.empty_like(v)
     final = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
     if nc == 1:
@@ -324,15 +351,20 @@ def bdlru_fwd(z, v, h0, norm: str, chunk_len: int | None = None):
         bna, wa = _aux_bn(nblocks, m)
         nta = triton.cdiv(nblocks, bna)
         _bdlru_chunk_fwd_kernel[(bsz * nta, nc - 1)](
-            z, v, e, mat, seqlen, nblocks, nta, nc, cl, M=m, BN=bna, NORM=norm_id, UNROLL=unroll, num_warps=wa
-        )
+            z, v, e, mat, seqlen, nblocks, nta, nc, cl, 1,
+            M=m, BN=bna, NORM=norm_id, UNROLL=unroll, SCALAR=scalar, num_warps=wa,
+        )  # fmt: skip
         start = torch.empty(bsz, nc, nblocks, m, dtype=torch.float32, device=v.device)
         bnc = max(1, min(triton.next_power_of_2(nblocks), 1024 // (m * m)))
         ntc = triton.cdiv(nblocks, bnc)
-        _chunk_carry_kernel[(bsz * ntc,)](e, mat, h0, start, nblocks, ntc, nc, M=m, BN=bnc, REVERSE=False, num_warps=4)
+        wc = _lane_warps(bnc) if scalar else 4
+        _chunk_carry_kernel[(bsz * ntc,)](
+            e, mat, h0, start, nblocks, ntc, nc, 1, M=m, BN=bnc, REVERSE=False, SCALAR=scalar, num_warps=wc
+        )
     _bdlru_fwd_kernel[(bsz * nt, nc)](
-        z, v, start, h, final, seqlen, nblocks, nt, nc, cl, M=m, BN=bn, NORM=norm_id, UNROLL=unroll, num_warps=warps
-    )
+        z, v, start, h, final, seqlen, nblocks, nt, nc, cl, 1,
+        M=m, BN=bn, NORM=norm_id, UNROLL=unroll, SCALAR=scalar, num_warps=warps,
+    )  # fmt: skip
     return h, final
 
 
@@ -343,6 +375,7 @@ def bdlru_bwd(z, v, h0, h, dh, dfinal, norm: str, chunk_len: int | None = None):
         cl = triton.cdiv(chunk_len, unroll) * unroll
         nc = triton.cdiv(seqlen, cl)
     norm_id = NORM_IDS[norm]
+    scalar = scalar_layout(m)
     has_g = dh is not None
     g = dh.contiguous() if has_g else v
     if dfinal is None:
@@ -368,18 +401,21 @@ def bdlru_bwd(z, v, h0, h, dh, dfinal, norm: str, chunk_len: int | None = None):
             nta,
             nc,
             cl,
+            1,
             M=m,
             BN=bna,
             NORM=norm_id,
             UNROLL=unroll,
+            SCALAR=scalar,
             HAS_G=has_g,
             num_warps=wa,
         )
         carry = torch.empty(bsz, nc, nblocks, m, dtype=torch.float32, device=v.device)
         bnc = max(1, min(triton.next_power_of_2(nblocks), 1024 // (m * m)))
         ntc = triton.cdiv(nblocks, bnc)
+        wc = _lane_warps(bnc) if scalar else 4
         _chunk_carry_kernel[(bsz * ntc,)](
-            f, mat, dfinal, carry, nblocks, ntc, nc, M=m, BN=bnc, REVERSE=True, num_warps=4
+            f, mat, dfinal, carry, nblocks, ntc, nc, 1, M=m, BN=bnc, REVERSE=True, SCALAR=scalar, num_warps=wc
         )
     _bdlru_bwd_kernel[(bsz * nt, nc)](
         z,
@@ -396,10 +432,12 @@ def bdlru_bwd(z, v, h0, h, dh, dfinal, norm: str, chunk_len: int | None = None):
         nt,
         nc,
         cl,
+        1,
         M=m,
         BN=bn,
         NORM=norm_id,
         UNROLL=unroll,
+        SCALAR=scalar,
         HAS_G=has_g,
         num_warps=warps,
     )

@@ -100,27 +100,40 @@ def _norm_rows_bwd(zA, za, pA, pa, inv, dpA, dpa, NORM: tl.constexpr, AX: tl.con
     return dzA, dza
 
 
+def scalar_layout(m: int) -> bool:
+    """Launch flag SCALAR of the generic kernels (see _tile_offsets); HLRU_SCALAR_MAX_M moves the cut-off."""
+    return m <= _env_int("HLRU_SCALAR_MAX_M", 4)
+
+
 def _env_int(name: str, default: int) -> int:
     val = os.environ.get(name)
     return int(val) if val else default
 
 
 @triton.jit
-def _tile_offsets(pid_nt, NT, N, M: tl.constexpr, BN: tl.constexpr):
+def _tile_offsets(pid_nt, NT, N, M: tl.constexpr, BN: tl.constexpr, ONE, SCALAR: tl.constexpr):
+    """Offsets of a (BN blocks) x (m rows) x (m entries) tile. SCALAR: the unit strides inside a block are multiplied
+    by ONE, a runtime 1 that Triton may not specialise. Seeing no contiguous axis, Triton then puts a warp's lanes on
+    blocks and a block's m x m entries in one thread's registers, so row sums and mat-vecs need no shuffles (without
+    it, lanes go to the contiguous entry axis). Worth it while m x m registers per thread fit: m <= 4."""
+    if SCALAR:
+        unit = ONE
+    else:
+        unit = 1
     b = pid_nt // NT
     n = (pid_nt % NT) * BN + tl.arange(0, BN)
     ii = tl.arange(0, M)
     jj = tl.arange(0, M)
     nmask = n < N
-    offA = n[:, None, None] * (M * (M + 1)) + ii[None, :, None] * (M + 1) + jj[None, None, :]
+    offA = n[:, None, None] * (M * (M + 1)) + ii[None, :, None] * (M + 1) + jj[None, None, :] * unit
     offa = n[:, None] * (M * (M + 1)) + ii[None, :] * (M + 1) + M
-    offv = n[:, None] * M + ii[None, :]
+    offv = n[:, None] * M + ii[None, :] * unit
     mask3 = nmask[:, None, None] & (jj[None, None, :] < M)
     mask2 = nmask[:, None] & (ii[None, :] < M)
     return b, ii, jj, offA, offa, offv, mask3, mask2
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["ONE"])
 def _chunk_carry_kernel(
     e_ptr,
     mat_ptr,
@@ -129,14 +142,16 @@ def _chunk_carry_kernel(
     N,
     NT,
     NC,
+    ONE,
     M: tl.constexpr,
     BN: tl.constexpr,
     REVERSE: tl.constexpr,
+    SCALAR: tl.constexpr,
 ):
     """Forward: out[c] = start of chunk c, start_0 = init, start_{c+1} = M_c start_c + e_c.
     Reverse: out[c] = adjoint entering chunk c from the future, out[NC-1] = init, out[c-1] = M_c out[c] + e_c."""
     pid_nt = tl.program_id(0)
-    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN)
+    b, ii, jj, offA, offa, offv, mask3, mask2 = _tile_offsets(pid_nt, NT, N, M, BN, ONE, SCALAR)
     s = tl.load(init_ptr + (b * N).to(tl.int64) * M + offv, mask=mask2, other=0.0)
     for k in range(0, NC):
         if REVERSE:
