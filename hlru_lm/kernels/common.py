@@ -102,7 +102,7 @@ def _norm_rows_bwd(zA, za, pA, pa, inv, dpA, dpa, NORM: tl.constexpr, AX: tl.con
 
 def scalar_layout(m: int) -> bool:
     """Launch flag SCALAR of the generic kernels (see _tile_offsets); HLRU_SCALAR_MAX_M moves the cut-off."""
-    return m <= _env_int("HLRU_SCALAR_MAX_M", 4)
+    return m <= _env_int("HLRU_SCALAR_MAX_M", 8)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -115,7 +115,7 @@ def _tile_offsets(pid_nt, NT, N, M: tl.constexpr, BN: tl.constexpr, ONE, SCALAR:
     """Offsets of a (BN blocks) x (m rows) x (m entries) tile. SCALAR: the unit strides inside a block are multiplied
     by ONE, a runtime 1 that Triton may not specialise. Seeing no contiguous axis, Triton then puts a warp's lanes on
     blocks and a block's m x m entries in one thread's registers, so row sums and mat-vecs need no shuffles (without
-    it, lanes go to the contiguous entry axis). Worth it while m x m registers per thread fit: m <= 4."""
+    it, lanes go to the contiguous entry axis). Measured faster at m = 4 and at m = 8, where it spills (v9)."""
     if SCALAR:
         unit = ONE
     else:
