@@ -272,6 +272,8 @@ def _row(x, sel):
 # forward
 
 
+# No alignment specialisation on the contiguous m = 1 tensors: Triton would vectorise them along blocks and move lanes
+# onto time (see the module docstring).
 @triton.jit(do_not_specialize_on_alignment=["v_ptr", "h_ptr"])
 def _bdlru_chain_fwd_kernel(
     z_ptr,
