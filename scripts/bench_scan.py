@@ -126,18 +126,39 @@ def time_op(fn, z, v, h0, rep=100):
     return fwd, fwdbwd
 
 
+def _shapes(text: str) -> list[tuple[int, int, int]]:
+    shapes = []
+    for item in text.split(","):
+        parts = item.strip().split("x")
+        if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise argparse.ArgumentTypeError(f"shape {item!r} is not BxTxD with positive integers, e.g. 8x8192x1536")
+        if int(parts[2]) % 16:
+            raise argparse.ArgumentTypeError(f"shape {item!r}: D must be a multiple of 16 (D = N*m for m up to 16)")
+        shapes.append(tuple(int(p) for p in parts))
+    return shapes
+
+
+def _sweep_ms(text: str) -> list[int]:
+    ms = [x.strip() for x in text.split(",")]
+    if not all(x in ("1", "2", "4", "8") for x in ms):
+        raise argparse.ArgumentTypeError(f"--sweep takes m values from 1,2,4,8, got {text!r}")
+    return [int(x) for x in ms]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--tag", default="v1")
     ap.add_argument("--quick", action="store_true", help="B=8, T=8192, D=1536 only")
-    ap.add_argument("--shapes", default="", help="comma-separated BxTxD list instead of the full grid")
-    ap.add_argument("--sweep", default="", help="comma-separated m: also sweep launch knobs at B=8, T=8192, D=1536")
+    ap.add_argument("--shapes", type=_shapes, default=[], help="comma-separated BxTxD list instead of the full grid")
+    ap.add_argument("--sweep", type=_sweep_ms, default=[], help="comma-separated m in 1,2,4,8: sweep launch knobs")
     ap.add_argument("--adopt-best", action="store_true", help="time the grid with the best swept knobs per m")
     ap.add_argument("--no-check", action="store_true")
     ap.add_argument("--no-torch", action="store_true", help="skip baseline (a), the slow materialise + torch scan")
     ap.add_argument("--budget-s", type=float, default=420.0, help="stop timing new configs after this many seconds")
     args = ap.parse_args()
+    if not torch.cuda.is_available():
+        ap.error("needs a CUDA GPU (the kernels' correctness check and timings run on the device)")
     os.makedirs(args.out, exist_ok=True)
     t_start = time.time()
     lines = []
@@ -162,8 +183,9 @@ def main():
 
     def dump():
         res["elapsed_s"] = time.time() - t_start
-        with open(out_json, "w") as fh:
+        with open(out_json + ".tmp", "w") as fh:  # complete file or none: a killed run keeps the last dump
             json.dump(res, fh, indent=1)
+        os.replace(out_json + ".tmp", out_json)
 
     res["copy_GBps"] = copy_bw = copy_bandwidth()
     log(f"device {props.name}: copy {copy_bw:.0f} GB/s (read+write)")
@@ -195,7 +217,7 @@ def main():
                 {"HLRU_TILE_ELEMS": "1024"}, {"HLRU_UNROLL": "4"}],
             8: [{}, {"HLRU_SCALAR_MAX_M": "8"}],
         }  # fmt: skip
-        for m in [int(x) for x in args.sweep.split(",")]:
+        for m in args.sweep:
             z, v, h0 = make_inputs(8, 8192, 1536, m)
             floor = 8 * 8192 * (1536 // m) * 2 * (m * m + 3 * m)
             for kn in knobs[m]:
@@ -215,7 +237,7 @@ def main():
         dump()
 
     if args.shapes:
-        shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
+        shapes = args.shapes
     elif args.quick:
         shapes = [(8, 8192, 1536)]
     else:  # most informative shapes first, in case the time budget cuts the grid

@@ -23,6 +23,7 @@ from .common import (
     _norm_rows,
     _norm_rows_bwd,
     _tile_offsets,
+    bwd_buffers,
     num_sms,
     scalar_layout,
 )
@@ -376,14 +377,7 @@ def bdlru_bwd(z, v, h0, h, dh, dfinal, norm: str, chunk_len: int | None = None):
         nc = triton.cdiv(seqlen, cl)
     norm_id = NORM_IDS[norm]
     scalar = scalar_layout(m)
-    has_g = dh is not None
-    g = dh.contiguous() if has_g else v
-    if dfinal is None:
-        dfinal = torch.zeros(bsz, nblocks, m, dtype=torch.float32, device=v.device)
-    dfinal = dfinal.float().contiguous()
-    dz = torch.empty_like(z)
-    dv = torch.empty_like(v)
-    dh0 = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
+    has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dh, dfinal, (bsz, nblocks, m))
     if nc == 1:
         carry = dfinal
     else:

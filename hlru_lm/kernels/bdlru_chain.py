@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import NORM_IDS, _env_int
+from .common import NORM_IDS, _env_int, bwd_buffers
 
 CHAIN_M = (1, 2)
 _READY = 1 << 32
@@ -590,14 +590,7 @@ def bdlru_chain_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: st
 def bdlru_chain_bwd(z, v, h0, h, dh, dfinal, norm: str):
     bsz, seqlen, nblocks, m = v.shape
     bt, bn, nt, ntt, warps = _chain_config(seqlen, nblocks, m, bwd=True)
-    has_g = dh is not None
-    g = dh.contiguous() if has_g else v
-    if dfinal is None:
-        dfinal = torch.zeros(bsz, nblocks, m, dtype=torch.float32, device=v.device)
-    dfinal = dfinal.float().contiguous()
-    dz = torch.empty_like(z)
-    dv = torch.empty_like(v)
-    dh0 = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
+    has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dh, dfinal, (bsz, nblocks, m))
     flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
     _bdlru_chain_bwd_kernel[(ntt * bsz * nt,)](
         z, v, h, h0, g, dfinal, dz, dv, dh0, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt,

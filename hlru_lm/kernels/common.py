@@ -100,6 +100,18 @@ def _norm_rows_bwd(zA, za, pA, pa, inv, dpA, dpa, NORM: tl.constexpr, AX: tl.con
     return dzA, dza
 
 
+def bwd_buffers(z: torch.Tensor, v: torch.Tensor, dout, dfinal, state_shape: tuple[int, ...]):
+    """Shared backward set-up: (has_g, g, dfinal, dz, dv, dh0). A missing output gradient passes v as a never-read
+    placeholder (HAS_G=False); a missing final-state gradient becomes zeros; state gradients are fp32."""
+    has_g = dout is not None
+    g = dout.contiguous() if has_g else v
+    if dfinal is None:
+        dfinal = torch.zeros(state_shape, dtype=torch.float32, device=v.device)
+    dfinal = dfinal.float().contiguous()
+    dh0 = torch.empty(state_shape, dtype=torch.float32, device=v.device)
+    return has_g, g, dfinal, torch.empty_like(z), torch.empty_like(v), dh0
+
+
 def scalar_layout(m: int) -> bool:
     """Launch flag SCALAR of the generic kernels (see _tile_offsets); HLRU_SCALAR_MAX_M moves the cut-off."""
     return m <= _env_int("HLRU_SCALAR_MAX_M", 8)

@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import NORM_IDS, _norm_rows, _norm_rows_bwd
+from .common import NORM_IDS, _norm_rows, _norm_rows_bwd, bwd_buffers
 
 
 @triton.jit
@@ -161,14 +161,7 @@ def hlru_bwd(z, v, h0, y, dy, dfinal, norm: str):
     bsz, seqlen, nch = v.shape
     m = h0.shape[-1]
     bn, nt, warps = _cfg(nch, m, True)
-    has_g = dy is not None
-    g = dy.contiguous() if has_g else y
-    if dfinal is None:
-        dfinal = torch.zeros(bsz, nch, m, dtype=torch.float32, device=v.device)
-    dfinal = dfinal.float().contiguous()
-    dz = torch.empty_like(z)
-    dv = torch.empty_like(v)
-    dh0 = torch.empty(bsz, nch, m, dtype=torch.float32, device=v.device)
+    has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dy, dfinal, (bsz, nch, m))
     _hlru_bwd_kernel[(bsz * nt,)](
         z,
         v,

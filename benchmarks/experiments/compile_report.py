@@ -1,0 +1,79 @@
+"""Offline compile report for the Triton kernels (no GPU needed): layouts, shuffles, registers and spills on sm_90.
+
+Compiles with the Triton of the device image (3.6) installed beside the CPU venv, e.g.
+    pip install --target /tmp/tr36 triton==3.6.0
+    PYTHONPATH=/tmp/tr36:. python benchmarks/experiments/compile_report.py chain-fwd,1,32,128,4 generic-fwd,4,32,1
+Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py) or generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py).
+Pointer and N arguments get the divisibility-16 specialisation the runtime gives them, except the ones the kernels
+opt out of. Prints cuobjdump's REG/STACK/SHARED, PTX instruction counts and the TTGIR blocked layouts.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from hlru_lm.kernels import bdlru, bdlru_chain
+
+P, F, I32 = "*bf16", "*fp32", "*i32"
+CHAIN_FWD = dict(z_ptr=P, v_ptr=P, h0_ptr=F, h_ptr=P, final_ptr=F, flag_ptr=I32, agg_ptr=F, inc_ptr=F)
+CHAIN_BWD = dict(z_ptr=P, v_ptr=P, h_ptr=P, h0_ptr=F, g_ptr=P, dfinal_ptr=F, dz_ptr=P, dv_ptr=P, dh0_ptr=F)
+CHAIN_BWD.update(flag_ptr=I32, agg_ptr=F, inc_ptr=F)
+CHAIN_INTS = dict(B="i32", T="i32", N="i32", NT="i32", NTT="i32")
+GEN_INTS = dict(T="i32", N="i32", NT="i32", NC="i32", CL="i32", ONE="i32")
+NO_ALIGN = {"v_ptr", "h_ptr", "g_ptr", "dv_ptr", "ONE", "B", "T", "NT", "NTT", "NC", "CL"}
+
+
+def report(fn, sig: dict, consts: dict, warps: int, label: str) -> None:
+    attrs = {(i,): [["tt.divisibility", 16]] for i, k in enumerate(sig) if k not in NO_ALIGN}
+    src = ASTSource(fn, signature={**sig, **{k: "constexpr" for k in consts}}, constexprs=consts, attrs=attrs)
+    c = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
+    path = "/tmp/compile_report.cubin"
+    with open(path, "wb") as fh:
+        fh.write(c.asm["cubin"])
+    cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    usage = subprocess.run([cuobjdump, "--dump-resource-usage", path], capture_output=True, text=True).stdout
+    res = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+)", usage)
+    counts = {
+        k: len(re.findall(p, c.asm["ptx"]))
+        for k, p in dict(shfl=r"shfl\.sync", bar=r"bar\.sync", ld_shared=r"ld\.shared", ld_global=r"ld\.global").items()
+    }
+    print(f"{label}: REG/STACK/SHARED {res.groups() if res else '?'} {counts}")
+    for line in re.findall(r"^#\w+ = (#ttg\.blocked.*)$", c.asm["ttgir"], re.M):
+        print("   ", line[:130])
+
+
+def main() -> None:
+    for spec in sys.argv[1:]:
+        kind, *nums = spec.split(",")
+        nums = [int(x) for x in nums]
+        if kind in ("chain-fwd", "chain-bwd"):
+            m, bt, bn, warps = nums
+            consts = dict(M=m, BT=bt, BN=bn, NORM=0, AGG_ONLY=0)
+            if kind == "chain-fwd":
+                report(bdlru_chain._bdlru_chain_fwd_kernel, {**CHAIN_FWD, **CHAIN_INTS}, consts, warps, spec)
+            else:
+                consts["HAS_G"] = True
+                report(bdlru_chain._bdlru_chain_bwd_kernel, {**CHAIN_BWD, **CHAIN_INTS}, consts, warps, spec)
+        elif kind in ("generic-fwd", "generic-bwd", "generic-map"):
+            m, bn, warps = nums
+            consts = dict(M=m, BN=bn, NORM=0, UNROLL=2, SCALAR=bdlru.scalar_layout(m))
+            if kind == "generic-fwd":
+                sig = dict(z_ptr=P, v_ptr=P, start_ptr=F, h_ptr=P, final_ptr=F)
+                report(bdlru._bdlru_fwd_kernel, {**sig, **GEN_INTS}, consts, warps, spec)
+            elif kind == "generic-map":
+                sig = dict(z_ptr=P, v_ptr=P, e_ptr=F, mat_ptr=F)
+                report(bdlru._bdlru_chunk_fwd_kernel, {**sig, **GEN_INTS}, consts, warps, spec)
+            else:
+                sig = dict(z_ptr=P, v_ptr=P, h_ptr=P, h0_ptr=F, g_ptr=P, carry_ptr=F, dz_ptr=P, dv_ptr=P, dh0_ptr=F)
+                report(bdlru._bdlru_bwd_kernel, {**sig, **GEN_INTS}, {**consts, "HAS_G": True}, warps, spec)
+        else:
+            sys.exit(f"unknown spec {spec!r}: see the module docstring")
+
+
+if __name__ == "__main__":
+    main()
