@@ -208,14 +208,17 @@ def main():
         def chain(bt, bt_bwd, w):
             return {"HLRU_CHAIN_BT": bt, "HLRU_CHAIN_BT_BWD": bt_bwd, "HLRU_CHAIN_WARPS": w}
 
+        def tile(bt, bt_bwd, load):
+            return {"HLRU_TILE_BT": bt, "HLRU_TILE_BT_BWD": bt_bwd, "HLRU_TILE_LOAD": load}
+
         knobs = {
             1: [{"HLRU_CHAIN": "0"}, chain("32", "8", "4"), chain("32", "4", "4"), chain("32", "16", "4"),
                 chain("16", "8", "2"), chain("32", "8", "2"), chain("16", "4", "4")],
             2: [{"HLRU_CHAIN": "0"}, chain("16", "4", "2"), chain("16", "8", "2"), chain("8", "4", "2"),
                 chain("16", "4", "4"), chain("8", "4", "4")],
-            4: [{}, {"HLRU_SCALAR_MAX_M": "2"}, {"HLRU_TARGET_PROGRAMS": "528"}, {"HLRU_TARGET_PROGRAMS": "4224"},
-                {"HLRU_TILE_ELEMS": "1024"}, {"HLRU_UNROLL": "4"}],
-            8: [{}, {"HLRU_SCALAR_MAX_M": "8"}],
+            4: [{"HLRU_TILE": "0"}, tile("8", "8", "2"), tile("8", "4", "2"), tile("8", "16", "2"), tile("8", "8", "1"),
+                tile("8", "4", "0")],
+            8: [{}, {"HLRU_SCALAR_MAX_M": "4"}],
         }  # fmt: skip
         for m in args.sweep:
             z, v, h0 = make_inputs(8, 8192, 1536, m)
@@ -229,7 +232,7 @@ def main():
                 sweep.append(row)
                 log(f"sweep m={m:2d} {kn!s:80s} fwd {fwd:.3f} ms ({row['pct_copy']:.0f}% copy) fwd+bwd {fb:.3f} ms")
             if args.adopt_best:
-                chained = [r for r in sweep if r["m"] == m and "HLRU_CHAIN" not in r["knobs"]]
+                chained = [r for r in sweep if r["m"] == m and not {"HLRU_CHAIN", "HLRU_TILE"} & set(r["knobs"])]
                 best[m] = min(chained, key=lambda r: r["fwdbwd_ms"])["knobs"]
                 log(f"sweep m={m:2d}: the grid below uses {best[m]} (lowest fwd+bwd)")
         res["sweep"] = sweep

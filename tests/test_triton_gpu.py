@@ -47,7 +47,7 @@ def test_bdlru_fp32(m, norm):
     _run(bdlru_scan, [(b, t, n, m, m + 1), (b, t, n, m), (b, n, m)], norm, torch.float32, 1e-5, seed=m)
 
 
-@pytest.mark.parametrize("m", [1, 4, 16])
+@pytest.mark.parametrize("m", [1, 4, 8, 16])
 def test_bdlru_bf16(m):
     b, t, n = 2, 2048, 512 // m
     _run(bdlru_scan, [(b, t, n, m, m + 1), (b, t, n, m), (b, n, m)], "softmax", torch.bfloat16, 1e-2, seed=m)
@@ -60,12 +60,14 @@ def test_hlru_fp32(m, norm):
     _run(hlru_scan, [(b, t, n, m + 1), (b, t, n), (b, n, m)], norm, torch.float32, 1e-5, seed=10 + m)
 
 
-def test_steps():
+@pytest.mark.parametrize("m", [4, 16])
+def test_steps(m):
     g = torch.Generator(device="cuda").manual_seed(3)
-    z, v, s = (torch.randn(x, generator=g, device="cuda") for x in [(4, 96, 16, 17), (4, 96, 16), (4, 96, 16)])
+    shapes = [(4, 1536 // m, m, m + 1), (4, 1536 // m, m), (4, 1536 // m, m)]
+    z, v, s = (torch.randn(x, generator=g, device="cuda") for x in shapes)
     a, b = bdlru_step(z, v, s, backend="triton"), bdlru_step(z.double(), v.double(), s.double(), backend="naive")
     assert rel(a[0], b[0]) < 1e-5 and rel(a[1], b[1]) < 1e-5
-    z, v = torch.randn(4, 96, 17, device="cuda"), torch.randn(4, 96, device="cuda")
+    z, v = torch.randn(4, 1536 // m, m + 1, device="cuda"), torch.randn(4, 1536 // m, device="cuda")
     a, b = hlru_step(z, v, s, backend="triton"), hlru_step(z.double(), v.double(), s.double(), backend="naive")
     assert rel(a[0], b[0]) < 1e-5 and rel(a[1], b[1]) < 1e-5
 

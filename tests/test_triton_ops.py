@@ -1,8 +1,9 @@
 """Triton kernels vs the float64 loop reference, on CPU through TRITON_INTERPRET=1 (tiny shapes).
 
 T is not a multiple of the chunk length and several chunks are forced (HLRU_CHUNK), so the chunk-map, carry and
-recompute kernels of the forward and backward are all exercised; for m = 1, 2 several time tiles (HLRU_CHAIN_BT) run
-the look-back kernels' carry path, and HLRU_CHAIN=0 runs the generic kernels at those m too.
+recompute kernels of the forward and backward are all exercised; for m = 1, 2 (HLRU_CHAIN_BT) and m = 4
+(HLRU_TILE_BT) several time tiles run the look-back kernels' carry path, and HLRU_CHAIN=0 / HLRU_TILE=0 run the
+generic kernels at those m too.
 """
 
 import os
@@ -82,9 +83,10 @@ def test_bdlru_scan_m16(small_chunks):
 
 
 @pytest.mark.parametrize("norm", NORMS)
-@pytest.mark.parametrize("m", [1, 2])
+@pytest.mark.parametrize("m", [1, 2, 4])
 def test_bdlru_generic_kernels_small_m(small_chunks, monkeypatch, m, norm):
     monkeypatch.setenv("HLRU_CHAIN", "0")
+    monkeypatch.setenv("HLRU_TILE", "0")
     z, v, h0 = _inputs((2, 37, 3, m, m + 1), (2, 37, 3, m), (2, 3, m), norm, seed=11)
     _check(bdlru_scan, z, v, h0, norm)
 
@@ -102,6 +104,44 @@ def test_bdlru_chain_tiles(monkeypatch, m, bt, agg_only):
     monkeypatch.setenv("HLRU_DEBUG_AGG_ONLY", agg_only)
     z, v, h0 = _inputs((2, 30, 40, m, m + 1), (2, 30, 40, m), (2, 40, m), "softmax", seed=12)
     _check(bdlru_scan, z, v, h0, "softmax")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("agg_only", ["0", "1"])
+@pytest.mark.parametrize("bt", ["4", "64"])
+def test_bdlru_tile(monkeypatch, bt, agg_only, dtype):
+    """m = 4 two-phase tile kernels (forward and backward): several time tiles (the last one partial) or one, two
+    block tiles (N = 40 > BN = 32), every logit dtype the 64-bit word loads unpack. agg_only as in
+    test_bdlru_chain_tiles."""
+    monkeypatch.setenv("HLRU_TILE_BT", bt)
+    monkeypatch.setenv("HLRU_TILE_BT_BWD", bt)
+    monkeypatch.setenv("HLRU_DEBUG_AGG_ONLY", agg_only)
+    z, v, h0 = _inputs((2, 30, 40, 4, 5), (2, 30, 40, 4), (2, 40, 4), "sigmoid_l1", seed=13)
+    if dtype == torch.float32:
+        _check(bdlru_scan, z, v, h0, "sigmoid_l1")
+        return
+    # low-precision inputs: the reference gets the same rounded inputs; h is rounded to dtype on output
+    z, v = z.to(dtype), v.to(dtype)
+    lt = [x.clone().to(DEV).requires_grad_() for x in (z, v, h0)]
+    lr = [x.double().requires_grad_() for x in (z, v, h0)]
+    ot = bdlru_scan(*lt, gate_norm="sigmoid_l1", backend="triton")
+    orf = bdlru_scan(*lr, gate_norm="sigmoid_l1", backend="naive")
+    assert ot[0].dtype == dtype and rel(ot[0].cpu(), orf[0]) < 1e-2 and rel(ot[1].cpu(), orf[1]) < TOL
+    (ot[0].float().sum() + ot[1].sum()).backward()
+    (orf[0].sum() + orf[1].sum()).backward()
+    for a, b in zip(lt, lr, strict=True):
+        assert rel(a.grad.cpu(), b.grad) < 1e-2
+
+
+def test_bdlru_tile_unaligned_logits_fall_back():
+    """Logits that are not 8-byte aligned cannot be read as 64-bit words: the generic kernels run instead."""
+    from hlru_lm.kernels.bdlru_tile import use_tile
+
+    z, v, h0 = _inputs((1, 9, 3, 4, 5), (1, 9, 3, 4), (1, 3, 4), "softmax", seed=14)
+    shifted = torch.empty(z.numel() + 1)[1:].view(z.shape)
+    shifted.copy_(z)
+    assert use_tile(z, 4) and not use_tile(shifted, 4)
+    _check(bdlru_scan, shifted, v, h0, "softmax")
 
 
 def test_bdlru_single_chunk_no_grad_out():

@@ -3,7 +3,8 @@
 Compiles with the Triton of the device image (3.6) installed beside the CPU venv, e.g.
     pip install --target /tmp/tr36 triton==3.6.0
     PYTHONPATH=/tmp/tr36:. python benchmarks/experiments/compile_report.py chain-fwd,1,32,128,4 generic-fwd,4,32,1
-Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py) or generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py).
+Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py), tile-fwd|tile-bwd,M,BT,WARPS,LOAD[,MAXNREG] (bdlru_tile.py),
+generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py).
 Pointer and N arguments get the divisibility-16 specialisation the runtime gives them, except the ones the kernels
 opt out of. Prints cuobjdump's REG/STACK/SHARED, PTX instruction counts and the TTGIR blocked layouts.
 """
@@ -17,7 +18,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from hlru_lm.kernels import bdlru, bdlru_chain
+from hlru_lm.kernels import bdlru, bdlru_chain, bdlru_tile
 
 P, F, I32 = "*bf16", "*fp32", "*i32"
 CHAIN_FWD = dict(z_ptr=P, v_ptr=P, h0_ptr=F, h_ptr=P, final_ptr=F, flag_ptr=I32, agg_ptr=F, inc_ptr=F)
@@ -28,10 +29,10 @@ GEN_INTS = dict(T="i32", N="i32", NT="i32", NC="i32", CL="i32", ONE="i32")
 NO_ALIGN = {"v_ptr", "h_ptr", "g_ptr", "dv_ptr", "ONE", "B", "T", "NT", "NTT", "NC", "CL"}
 
 
-def report(fn, sig: dict, consts: dict, warps: int, label: str) -> None:
+def report(fn, sig: dict, consts: dict, warps: int, label: str, maxnreg: int | None = None) -> None:
     attrs = {(i,): [["tt.divisibility", 16]] for i, k in enumerate(sig) if k not in NO_ALIGN}
     src = ASTSource(fn, signature={**sig, **{k: "constexpr" for k in consts}}, constexprs=consts, attrs=attrs)
-    c = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
+    c = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "maxnreg": maxnreg})
     path = "/tmp/compile_report.cubin"
     with open(path, "wb") as fh:
         fh.write(c.asm["cubin"])
@@ -71,6 +72,20 @@ def main() -> None:
             else:
                 sig = dict(z_ptr=P, v_ptr=P, h_ptr=P, h0_ptr=F, g_ptr=P, carry_ptr=F, dz_ptr=P, dv_ptr=P, dh0_ptr=F)
                 report(bdlru._bdlru_bwd_kernel, {**sig, **GEN_INTS}, {**consts, "HAS_G": True}, warps, spec)
+        elif kind in ("tile-fwd", "tile-bwd"):
+            m, bt, warps, load, *maxnreg = nums
+            wb = m * (m + 1) // 4
+            wl = 1 << (wb.bit_length() - 1)
+            consts = dict(M=m, BT=bt, BN=32 * warps, WB=wb, WL=wl, WH=triton.next_power_of_2(max(1, wb - wl)), EPW=4)
+            consts.update(DT=0, LOAD=load, NORM=0)
+            if kind == "tile-fwd":
+                consts["AGG_ONLY"] = 0
+                sig = {**CHAIN_FWD, **CHAIN_INTS, "ONE": "i32"}
+                report(bdlru_tile._bdlru_tile_fwd_kernel, sig, consts, warps, spec, *maxnreg)
+            else:
+                consts.update(HAS_G=True, AGG_ONLY=0)
+                sig = {**CHAIN_BWD, **CHAIN_INTS, "ONE": "i32"}
+                report(bdlru_tile._bdlru_tile_bwd_kernel, sig, consts, warps, spec, *maxnreg)
         else:
             sys.exit(f"unknown spec {spec!r}: see the module docstring")
 

@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from .bdlru_chain import bdlru_chain_bwd, bdlru_chain_fwd, use_chain
+from .bdlru_tile import bdlru_tile_bwd, bdlru_tile_fwd, use_tile
 from .common import (
     NORM_IDS,
     _chunk_carry_kernel,
@@ -445,8 +446,11 @@ class BDLRUScanFn(torch.autograd.Function):
         v = v.contiguous()
         h0 = h0.contiguous()
         ctx.chain = use_chain(v.shape[-1])
+        ctx.tile = not ctx.chain and chunk_len is None and use_tile(z, v.shape[-1])
         if ctx.chain:
             h, final = bdlru_chain_fwd(z, v, h0, norm)
+        elif ctx.tile:
+            h, final = bdlru_tile_fwd(z, v, h0, norm)
         else:
             h, final = bdlru_fwd(z, v, h0, norm, chunk_len)
         ctx.save_for_backward(z, v, h0, h)
@@ -459,6 +463,8 @@ class BDLRUScanFn(torch.autograd.Function):
         z, v, h0, h = ctx.saved_tensors
         if ctx.chain:
             dz, dv, dh0 = bdlru_chain_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
+        elif ctx.tile:
+            dz, dv, dh0 = bdlru_tile_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
         else:
             dz, dv, dh0 = bdlru_bwd(z, v, h0, h, dh, dfinal, ctx.norm, ctx.chunk_len)
         return dz, dv, dh0, None, None

@@ -1,0 +1,455 @@
+"""Two-phase look-back tile scan for BD-LRU with m = 4 (forward and backward).
+
+One program owns one tile: BN blocks x BT time steps of one batch row, one lane per block (the scalar layout of
+common._tile_offsets: a block's m x (m+1) gate logits sit in one thread's registers, so the row normalisation and
+the mat-vecs need no shuffles).
+  Phase 1 composes the tile's affine map x -> M x + e over its BT steps (M <- A_t M: m^3 FMA per step).
+  The tiles before it hand over their end states by the decoupled look-back of bdlru_chain.py (maps published at
+  once, end states once known; a tile composes its predecessors' maps until it meets an end state).
+  Phase 2 reruns the BT steps from the true start state and writes h.
+Only one map is live across a tile (the associative scan of bdlru_chain.py keeps one per step), so there is no
+second pass over HBM and no chunk-map kernel. The chain's first tile knows its start state and runs phase 2 only.
+The backward runs the same two phases in reverse on the adjoint carry (see _bdlru_tile_bwd_kernel).
+
+Logits are read as 64-bit words (LOAD = 2, the default; a block's m(m+1) logits are contiguous): m(m+1)/4 wide
+loads per lane instead of m(m+1) two-byte loads that each touch ~10 cache lines per warp. Phase 2 reloads them (L1 /
+L2 hits). LOAD = 1 keeps the tile's words in registers instead, LOAD = 0 loads two bytes at a time (both measured
+slower, benchmarks/NOTES.md v10). Words need 8-byte aligned logits: use_tile checks, other calls take bdlru.py.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from .bdlru_chain import _lookback_buffers, _poll, _signal, _tile
+from .common import NORM_IDS, _env_int, _norm_rows, _norm_rows_bwd, bwd_buffers
+
+TILE_M = (4,)
+_DTYPE_IDS = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}
+
+
+@triton.jit
+def _unpack(w, slot, DT: tl.constexpr):
+    """Logits from their 64-bit words w (int64), slot = position of the logit in its word."""
+    if DT == 2:  # fp32: two per word
+        half = tl.where(slot == 0, w, w >> 32).to(tl.int32)
+        return half.to(tl.float32, bitcast=True)
+    half = tl.where(slot < 2, w, w >> 32).to(tl.int32)
+    if DT == 0:  # bf16: the top 16 bits of an fp32
+        bits = tl.where(slot % 2 == 0, half << 16, half & -65536)
+        return bits.to(tl.float32, bitcast=True)
+    bits = tl.where(slot % 2 == 0, half, half >> 16) & 65535
+    return bits.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+
+
+@triton.jit
+def _step_logits(ws, wsh, wA, slotA, wa, slota, xA, xa, WB: tl.constexpr, DT: tl.constexpr):
+    """One step's logits as (zA [BN, m, m], za [BN, m]) fp32 from its words: ws [BN, WL] (words 0 .. WL-1) and
+    wsh [BN, WH] (the rest; two power-of-two tensors, so no padding word is loaded). wA [m, m] and wa [m]: the word
+    holding each logit, slotA / slota its place in the word. The word axes live in one thread's registers and the
+    word indices are constants, so every selection folds at compile time into register picks. xA [BN, m, m],
+    xa [BN, m]: int64 zeros in the scalar layout (see the kernel)."""
+    wl = tl.arange(0, ws.shape[1])[None, :]
+    wh = tl.arange(0, wsh.shape[1])[None, :]
+    for w in tl.static_range(WB):
+        if w < ws.shape[1]:
+            ws_w = tl.sum(tl.where(wl == w, ws, 0), axis=1)
+        else:
+            ws_w = tl.sum(tl.where(wh == w - ws.shape[1], wsh, 0), axis=1)
+        xA = tl.where((wA == w)[None], ws_w[:, None, None], xA)
+        xa = tl.where((wa == w)[None], ws_w[:, None], xa)
+    return _unpack(xA, slotA[None], DT), _unpack(xa, slota[None], DT)
+
+
+@triton.jit
+def _step_words(wq, words, wordsh, tt3, s, N, n, nmask, ok, wl, wh, ONE, WB: tl.constexpr, KEEP: tl.constexpr):
+    """Words of step s as ([BN, WL], [BN, WH]): picked from the tile's words (KEEP) or loaded."""
+    if KEEP:
+        return tl.sum(tl.where(tt3 == s, words, 0), axis=1), tl.sum(tl.where(tt3 == s, wordsh, 0), axis=1)
+    base = wq + ((s * N + n) * WB)[:, None]
+    lo = tl.load(base + wl[None, :] * ONE, mask=(nmask[:, None] & ok) != 0, other=0)
+    nl = wl.shape[0]
+    hi = tl.load(base + (nl + wh[None, :]) * ONE, mask=(nmask[:, None] & (wh < WB - nl)[None, :] & ok) != 0, other=0)
+    return lo, hi
+
+
+@triton.jit
+def _step_logits_direct(z_ptr, row0, s, N, n, nmask, ok, ii, jj, ONE, M: tl.constexpr):
+    """Step s of the tile loaded directly, one two-byte load per logit (the scalar layout of the generic kernels)."""
+    base = z_ptr + (row0 + s * N) * (M * (M + 1)) + n * (M * (M + 1))
+    offA = (ii[:, None] * (M + 1) + jj[None, :] * ONE)[None]
+    zA = tl.load(base[:, None, None] + offA, mask=(nmask[:, None, None] & ok) != 0, other=0.0).to(tl.float32)
+    za = tl.load(base[:, None] + (ii * (M + 1) + M)[None], mask=(nmask[:, None] & ok) != 0, other=0.0)
+    return zA, za.to(tl.float32)
+
+
+@triton.jit
+def _tile_words(z_ptr, row0, tok, mask, n, ii, jj, wl, wh, ONE, M: tl.constexpr, WB: tl.constexpr,
+                LOAD: tl.constexpr):  # fmt: skip
+    """Set-up of the logit loads: (word pointer of the tile, the tile's words if LOAD = 1, int64 zeros in the
+    [BN, m, m] / [BN, m] scalar layout). The zeros come from a load that never runs (its mask is false at run time):
+    it anchors the layout of the unpacked logits, which otherwise get a default layout with a block spread over
+    lanes, and shuffles."""
+    wq = z_ptr.to(tl.pointer_type(tl.int64), bitcast=True) + row0 * WB
+    if LOAD == 1:  # every word of the tile, all loads in flight at once: [BN, BT, WL] and [BN, BT, WH]
+        wt = wq + tok[:, :, None] * WB
+        words = tl.load(wt + wl[None, None, :] * ONE, mask=mask[:, :, None], other=0)
+        hmask = mask[:, :, None] & (wh < WB - wl.shape[0])[None, None, :]
+        wordsh = tl.load(wt + (wl.shape[0] + wh[None, None, :]) * ONE, mask=hmask, other=0)
+    else:
+        words = tok[:, :, None] * 0
+        wordsh = words
+    offx = n[:, None, None] * 0 + (ii[:, None] * M + jj[None, :])[None] * ONE
+    xA = tl.load(wq + offx, mask=offx < 0, other=0)
+    return wq, words, wordsh, xA, tl.sum(xA, axis=2)
+
+
+@triton.jit
+def _logits_at(z_ptr, wq, words, wordsh, tt3, s, row0, N, n, nmask, ok, ii, jj, wl, wh, xA, xa, ONE,
+               M: tl.constexpr, WB: tl.constexpr, EPW: tl.constexpr, DT: tl.constexpr, LOAD: tl.constexpr):  # fmt: skip
+    """(zA [BN, m, m], za [BN, m]) fp32 of step s of the tile. LOAD 0: two-byte loads; 1: from the tile's words;
+    2: the step's words loaded (in phase 2 they hit L1 / L2)."""
+    if LOAD == 0:
+        zA, za = _step_logits_direct(z_ptr, row0, s, N, n, nmask, ok, ii, jj, ONE, M)
+    else:
+        ws, wsh = _step_words(wq, words, wordsh, tt3, s, N, n, nmask, ok, wl, wh, ONE, WB, LOAD == 1)
+        fA = ii[:, None] * (M + 1) + jj[None, :]  # flat index of logit (i, j) in its block
+        fa = ii * (M + 1) + M
+        zA, za = _step_logits(ws, wsh, fA // EPW, fA % EPW, fa // EPW, fa % EPW, xA, xa, WB, DT)
+    return zA, za
+
+
+@triton.jit
+def _pick(x, tt3, s):
+    """Step s of a [BN, BT, m] tile (the BT axis is in registers: a register pick)."""
+    return tl.sum(tl.where(tt3 == s, x, 0.0), axis=1)
+
+
+@triton.jit
+def _matmul(a, b, ii3, jj3, M: tl.constexpr):
+    """a @ b for [BN, m, m] tensors as m outer products: 3-D tensors only (a 4-D product gets a layout that splits a
+    block over lanes and costs shuffles)."""
+    acc = a * 0.0
+    for j in tl.static_range(M):
+        col = tl.sum(tl.where(jj3 == j, a, 0.0), axis=2)
+        row = tl.sum(tl.where(ii3 == j, b, 0.0), axis=1)
+        acc += col[:, :, None] * row[:, None, :]
+    return acc
+
+
+@triton.jit
+def _matmul_tn(a, b, ii3, M: tl.constexpr):
+    """a^T @ b for [BN, m, m] tensors, as _matmul."""
+    acc = a * 0.0
+    for j in tl.static_range(M):
+        acc += (
+            tl.sum(tl.where(ii3 == j, a, 0.0), axis=1)[:, :, None]
+            * tl.sum(tl.where(ii3 == j, b, 0.0), axis=1)[:, None, :]
+        )
+    return acc
+
+
+@triton.jit
+def _lookback(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE,
+              M: tl.constexpr):  # fmt: skip
+    """Publish this tile's map x -> mat x + e, return the state entering it (tiles k+STEP, k+2 STEP, ...)."""
+    offm = (ii[:, None] * M + jj[None, :]) * ONE
+    offe = M * M + ii * ONE
+    mask2 = nmask[:, None]
+    mask3 = nmask[:, None, None]
+    row = (k * B + b).to(tl.int64) * N + n
+    tl.store(agg_ptr + (row * (M * M + M))[:, None, None] + offm[None], mat, mask=mask3)
+    tl.store(agg_ptr + (row * (M * M + M))[:, None] + offe[None], e, mask=mask2)
+    _signal(flag_ptr + (k * B + b) * NT + nt, 1)
+    acc = mat * 0.0 + (ii[:, None] == jj[None, :]).to(tl.float32)[None]
+    c = e * 0.0
+    s = e * 0.0
+    j = k + STEP
+    done = k * 0
+    while done == 0:
+        f = _poll(flag_ptr + (j * B + b) * NT + nt)
+        rj = (j * B + b).to(tl.int64) * N + n
+        if f == 2:
+            x = tl.load(inc_ptr + (rj * M)[:, None] + ii[None] * ONE, mask=mask2, other=0.0, volatile=True)
+            s = tl.sum(acc * x[:, None, :], axis=2) + c
+            done = k * 0 + 1
+        elif f == 1:
+            q = agg_ptr + rj * (M * M + M)
+            qm = tl.load(q[:, None, None] + offm[None], mask=mask3, other=0.0, volatile=True)
+            qe = tl.load(q[:, None] + offe[None], mask=mask2, other=0.0, volatile=True)
+            c = tl.sum(acc * qe[:, None, :], axis=2) + c
+            acc = _matmul(acc, qm, ii[None, :, None], jj[None, None, :], M)
+            j += STEP
+    return s
+
+
+@triton.jit
+def _publish(flag_ptr, inc_ptr, k, K0, B, b, N, n, smask, NT, nt, ii, ONE, x, M: tl.constexpr, AGG_ONLY: tl.constexpr):
+    """Publish the state leaving tile k. AGG_ONLY (tests): only the chain's first tile K0 publishes it, so every
+    look-back composes maps back to K0, a path a sequential interpreter never takes."""
+    if (k == K0).to(tl.int32) + (1 - AGG_ONLY) > 0:
+        row = (k * B + b).to(tl.int64) * N + n
+        tl.store(inc_ptr + (row * M)[:, None] + ii[None, :] * ONE, x, mask=smask)
+        _signal(flag_ptr + (k * B + b) * NT + nt, 2)
+
+
+@triton.jit(do_not_specialize=["ONE"], do_not_specialize_on_alignment=["v_ptr", "h_ptr"])
+def _bdlru_tile_fwd_kernel(
+    z_ptr,
+    v_ptr,
+    h0_ptr,
+    h_ptr,
+    final_ptr,
+    flag_ptr,
+    agg_ptr,
+    inc_ptr,
+    B,
+    T,
+    N,
+    NT,
+    NTT,
+    ONE,
+    M: tl.constexpr,
+    BT: tl.constexpr,
+    BN: tl.constexpr,
+    WB: tl.constexpr,
+    WL: tl.constexpr,
+    WH: tl.constexpr,
+    EPW: tl.constexpr,
+    DT: tl.constexpr,
+    LOAD: tl.constexpr,
+    NORM: tl.constexpr,
+    AGG_ONLY: tl.constexpr,
+):
+    k, b, nt = _tile(B, NT, NTT, False)
+    n = nt * BN + tl.arange(0, BN)
+    nmask = n < N
+    tt = tl.arange(0, BT)
+    ii = tl.arange(0, M)
+    jj = tl.arange(0, M)
+    wl = tl.arange(0, WL)
+    wh = tl.arange(0, WH)
+    t = k * BT + tt
+    tmask = t < T
+    row0 = (b * T + k * BT).to(tl.int64) * N  # (token, block) index of the tile's origin
+    tok = tt[None, :] * N + n[:, None]  # [BN, BT] int32 offsets from it
+    mask = nmask[:, None] & tmask[None, :]
+    tt3 = tt[None, :, None]
+    offv = tok[:, :, None] * M + ii[None, None, :] * ONE
+    vmask = mask[:, :, None]
+    wq, words, wordsh, xA, xa = _tile_words(z_ptr, row0, tok, mask, n, ii, jj, wl, wh, ONE, M, WB, LOAD)
+    v = tl.load(v_ptr + row0 * M + offv, mask=vmask, other=0.0).to(tl.float32)  # [BN, BT, M]
+    sbase = (b * N).to(tl.int64) * M + n * M
+    offs = sbase[:, None] + ii[None, :] * ONE
+    smask = nmask[:, None]
+    if k == 0:  # the start state is known: no map, no look-back
+        h = tl.load(h0_ptr + offs, mask=smask, other=0.0)
+    else:
+        # phase 1: the tile's map
+        mat = tl.zeros([BN, M, M], dtype=tl.float32) + (ii[:, None] == jj[None, :]).to(tl.float32)[None]
+        e = tl.zeros([BN, M], dtype=tl.float32)
+        for s in tl.static_range(BT):
+            ok = (k * BT + s) < T
+            zA, za = _logits_at(z_ptr, wq, words, wordsh, tt3, s, row0, N, n, nmask, ok, ii, jj, wl, wh, xA, xa,
+                                ONE, M, WB, EPW, DT, LOAD)  # fmt: skip
+            pAs, pas, _ = _norm_rows(zA, za, NORM, 2)
+            e_new = tl.sum(pAs * e[:, None, :], axis=2) + pas * _pick(v, tt3, s)
+            mat_new = _matmul(pAs, mat, ii[None, :, None], jj[None, None, :], M)
+            e = tl.where(ok, e_new, e)
+            mat = tl.where(ok, mat_new, mat)
+        h = _lookback(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE, M)
+        end = tl.sum(mat * h[:, None, :], axis=2) + e
+        if k == NTT - 1:
+            tl.store(final_ptr + offs, end, mask=smask)
+        else:
+            _publish(flag_ptr, inc_ptr, k, 0, B, b, N, n, smask, NT, nt, ii, ONE, end, M, AGG_ONLY)
+    # phase 2: rerun from the true start state. LOAD = 1 stores h once at the end, so that no store holds back the
+    # loads; otherwise h is stored per step (the reloads hit L1 / L2).
+    hs = v * 0.0
+    for s in tl.static_range(BT):
+        ok = (k * BT + s) < T
+        zA, za = _logits_at(z_ptr, wq, words, wordsh, tt3, s, row0, N, n, nmask, ok, ii, jj, wl, wh, xA, xa, ONE,
+                            M, WB, EPW, DT, LOAD)  # fmt: skip
+        pAs, pas, _ = _norm_rows(zA, za, NORM, 2)
+        h = tl.where(ok, tl.sum(pAs * h[:, None, :], axis=2) + pas * _pick(v, tt3, s), h)
+        if LOAD == 1:
+            hs = tl.where(tt3 == s, h[:, None, :], hs)
+        else:
+            offh = (row0 + s * N + n)[:, None] * M + ii[None, :] * ONE
+            tl.store(h_ptr + offh, h.to(h_ptr.dtype.element_ty), mask=(smask & ok) != 0)
+    if LOAD == 1:
+        tl.store(h_ptr + row0 * M + offv, hs.to(h_ptr.dtype.element_ty), mask=vmask)
+    if k == 0:  # its end state is published only now
+        if NTT == 1:
+            tl.store(final_ptr + offs, h, mask=smask)
+        else:
+            _publish(flag_ptr, inc_ptr, k, 0, B, b, N, n, smask, NT, nt, ii, ONE, h, M, AGG_ONLY)
+
+
+@triton.jit(do_not_specialize=["ONE"], do_not_specialize_on_alignment=["v_ptr", "h_ptr", "g_ptr", "dv_ptr"])
+def _bdlru_tile_bwd_kernel(
+    z_ptr,
+    v_ptr,
+    h_ptr,
+    h0_ptr,
+    g_ptr,
+    dfinal_ptr,
+    dz_ptr,
+    dv_ptr,
+    dh0_ptr,
+    flag_ptr,
+    agg_ptr,
+    inc_ptr,
+    B,
+    T,
+    N,
+    NT,
+    NTT,
+    ONE,
+    M: tl.constexpr,
+    BT: tl.constexpr,
+    BN: tl.constexpr,
+    WB: tl.constexpr,
+    WL: tl.constexpr,
+    WH: tl.constexpr,
+    EPW: tl.constexpr,
+    DT: tl.constexpr,
+    LOAD: tl.constexpr,
+    NORM: tl.constexpr,
+    HAS_G: tl.constexpr,
+    AGG_ONLY: tl.constexpr,
+):
+    """Reverse adjoint lam_t = g_t + A_{t+1}^T lam_{t+1}, run on the carry u_t = A_t^T lam_t (a step maps the carry x
+    from the step after it to A_t^T (g_t + x)). Phase 1 composes the tile's carry map backwards over its steps; the
+    carry entering it from the future comes by look-back from tile k + 1 (d final state for the last tile); phase 2
+    reruns the steps backwards from it and writes dlogits (closed-form adjoint of phi) and dv. Tile 0 writes
+    d h0 = u_0."""
+    k, b, nt = _tile(B, NT, NTT, True)
+    n = nt * BN + tl.arange(0, BN)
+    nmask = n < N
+    tt = tl.arange(0, BT)
+    ii = tl.arange(0, M)
+    jj = tl.arange(0, M)
+    wl = tl.arange(0, WL)
+    wh = tl.arange(0, WH)
+    t = k * BT + tt
+    tmask = t < T
+    row0 = (b * T + k * BT).to(tl.int64) * N
+    tok = tt[None, :] * N + n[:, None]
+    mask = nmask[:, None] & tmask[None, :]
+    tt3 = tt[None, :, None]
+    offv = tok[:, :, None] * M + ii[None, None, :] * ONE
+    vmask = mask[:, :, None]
+    wq, words, wordsh, xA, xa = _tile_words(z_ptr, row0, tok, mask, n, ii, jj, wl, wh, ONE, M, WB, LOAD)
+    if HAS_G:
+        g = tl.load(g_ptr + row0 * M + offv, mask=vmask, other=0.0).to(tl.float32)  # [BN, BT, M]
+    else:
+        g = offv * 0.0
+    sbase = (b * N).to(tl.int64) * M + n * M
+    offs = sbase[:, None] + ii[None, :] * ONE
+    smask = nmask[:, None]
+    if k == NTT - 1:  # the carry entering it is d final state: no map, no look-back
+        x = tl.load(dfinal_ptr + offs, mask=smask, other=0.0)
+    else:
+        # phase 1: the tile's carry map, steps in reverse
+        mat = tl.zeros([BN, M, M], dtype=tl.float32) + (ii[:, None] == jj[None, :]).to(tl.float32)[None]
+        e = tl.zeros([BN, M], dtype=tl.float32)
+        for r in tl.static_range(BT):
+            s = BT - 1 - r
+            ok = (k * BT + s) < T
+            zA, za = _logits_at(z_ptr, wq, words, wordsh, tt3, s, row0, N, n, nmask, ok, ii, jj, wl, wh, xA, xa,
+                                ONE, M, WB, EPW, DT, LOAD)  # fmt: skip
+            pAs, pas, _ = _norm_rows(zA, za, NORM, 2)
+            e_new = tl.sum(pAs * (_pick(g, tt3, s) + e)[:, :, None], axis=1)
+            mat_new = _matmul_tn(pAs, mat, ii[None, :, None], M)
+            e = tl.where(ok, e_new, e)
+            mat = tl.where(ok, mat_new, mat)
+        x = _lookback(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE, M)
+        out = tl.sum(mat * x[:, None, :], axis=2) + e
+        if k == 0:
+            tl.store(dh0_ptr + offs, out, mask=smask)
+        else:
+            _publish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, smask, NT, nt, ii, ONE, out, M, AGG_ONLY)
+    # phase 2: rerun backwards from the true carry, write dlogits and dv
+    v = tl.load(v_ptr + row0 * M + offv, mask=vmask, other=0.0).to(tl.float32)
+    hmask = (vmask & (t > 0)[None, :, None]) != 0
+    hp = tl.load(h_ptr + row0 * M + offv - N * M, mask=hmask, other=0.0).to(tl.float32)  # h_{t-1}
+    h0 = tl.load(h0_ptr + offs, mask=smask, other=0.0)
+    zb = dz_ptr + (row0 + n) * (M * (M + 1))
+    offA = (ii[:, None] * (M + 1) + jj[None, :] * ONE)[None]
+    offa = (ii * (M + 1) + M * ONE)[None]
+    for r in tl.static_range(BT):
+        s = BT - 1 - r
+        ok = (k * BT + s) < T
+        okm = (smask & ok) != 0
+        zA, za = _logits_at(z_ptr, wq, words, wordsh, tt3, s, row0, N, n, nmask, ok, ii, jj, wl, wh, xA, xa, ONE,
+                            M, WB, EPW, DT, LOAD)  # fmt: skip
+        pAs, pas, inv = _norm_rows(zA, za, NORM, 2)
+        lam = _pick(g, tt3, s) + x
+        hps = tl.where(k * BT + s == 0, h0, _pick(hp, tt3, s))
+        dzA, dza = _norm_rows_bwd(zA, za, pAs, pas, inv, lam[:, :, None] * hps[:, None, :], lam * _pick(v, tt3, s),
+                                  NORM, 2)  # fmt: skip
+        zs = zb + s * N * (M * (M + 1))
+        tl.store(zs[:, None, None] + offA, dzA.to(dz_ptr.dtype.element_ty), mask=okm[:, :, None])
+        tl.store(zs[:, None] + offa, dza.to(dz_ptr.dtype.element_ty), mask=okm)
+        offd = (row0 + s * N + n)[:, None] * M + ii[None, :] * ONE
+        tl.store(dv_ptr + offd, (lam * pas).to(dv_ptr.dtype.element_ty), mask=okm)
+        x = tl.where(ok, tl.sum(pAs * lam[:, :, None], axis=1), x)
+    if k == NTT - 1:  # its carry is published only now
+        if k == 0:
+            tl.store(dh0_ptr + offs, x, mask=smask)
+        else:
+            _publish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, smask, NT, nt, ii, ONE, x, M, AGG_ONLY)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# launch
+
+
+def use_tile(z: torch.Tensor, m: int) -> bool:
+    """m in TILE_M takes this kernel unless HLRU_TILE=0, if the logits can be read as aligned 64-bit words."""
+    if m not in TILE_M or _env_int("HLRU_TILE", 1) != 1 or z.dtype not in _DTYPE_IDS:
+        return False
+    return (m * (m + 1) * z.element_size()) % 8 == 0 and z.data_ptr() % 8 == 0
+
+
+def _launch_args(z: torch.Tensor, seqlen: int, nblocks: int, m: int, bwd: bool) -> tuple[dict, int, int, int]:
+    """Constexprs and launch options shared by both kernels; also (BN tiles, time tiles, grid size / (B))."""
+    bt = _env_int("HLRU_TILE_BT_BWD" if bwd else "HLRU_TILE_BT", 8)
+    bt = min(bt, max(2, triton.next_power_of_2(seqlen)))
+    warps = max(1, min(_env_int("HLRU_TILE_WARPS", 1), triton.next_power_of_2(nblocks) // 32))
+    bn = 32 * warps
+    nt, ntt = triton.cdiv(nblocks, bn), triton.cdiv(seqlen, bt)
+    wb = m * (m + 1) * z.element_size() // 8  # 64-bit words per block
+    wl = 1 << (wb.bit_length() - 1)
+    kw = dict(M=m, BT=bt, BN=bn, WB=wb, WL=wl, WH=triton.next_power_of_2(max(1, wb - wl)), EPW=8 // z.element_size())
+    kw.update(DT=_DTYPE_IDS[z.dtype], LOAD=_env_int("HLRU_TILE_LOAD", 2), AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0))
+    kw["num_warps"] = warps
+    maxnreg = _env_int("HLRU_TILE_MAXNREG", 0)
+    if maxnreg:
+        kw["maxnreg"] = maxnreg
+    return kw, nt, ntt, bn
+
+
+def bdlru_tile_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str):
+    bsz, seqlen, nblocks, m = v.shape
+    kw, nt, ntt, _ = _launch_args(z, seqlen, nblocks, m, bwd=False)
+    h = torch.empty_like(v)
+    final = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
+    flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
+    _bdlru_tile_fwd_kernel[(ntt * bsz * nt,)](
+        z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt, 1, NORM=NORM_IDS[norm], **kw
+    )
+    return h, final
+
+
+def bdlru_tile_bwd(z, v, h0, h, dh, dfinal, norm: str):
+    bsz, seqlen, nblocks, m = v.shape
+    kw, nt, ntt, _ = _launch_args(z, seqlen, nblocks, m, bwd=True)
+    has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dh, dfinal, (bsz, nblocks, m))
+    flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
+    _bdlru_tile_bwd_kernel[(ntt * bsz * nt,)](
+        z, v, h, h0, g, dfinal, dz, dv, dh0, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt, 1,
+        NORM=NORM_IDS[norm], HAS_G=has_g, **kw,
+    )  # fmt: skip
+    return dz, dv, dh0
