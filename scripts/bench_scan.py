@@ -208,16 +208,15 @@ def main():
         def chain(bt, bt_bwd, w):
             return {"HLRU_CHAIN_BT": bt, "HLRU_CHAIN_BT_BWD": bt_bwd, "HLRU_CHAIN_WARPS": w}
 
-        def tile(bt, bt_bwd, load):
-            return {"HLRU_TILE_BT": bt, "HLRU_TILE_BT_BWD": bt_bwd, "HLRU_TILE_LOAD": load}
+        def tile(bt, bt_bwd):
+            return {"HLRU_TILE_BT": bt, "HLRU_TILE_BT_BWD": bt_bwd}
 
         knobs = {
             1: [{"HLRU_CHAIN": "0"}, chain("32", "8", "4"), chain("32", "4", "4"), chain("32", "16", "4"),
                 chain("16", "8", "2"), chain("32", "8", "2"), chain("16", "4", "4")],
             2: [{"HLRU_CHAIN": "0"}, chain("16", "4", "2"), chain("16", "8", "2"), chain("8", "4", "2"),
                 chain("16", "4", "4"), chain("8", "4", "4")],
-            4: [{"HLRU_TILE": "0"}, tile("8", "8", "2"), tile("8", "4", "2"), tile("8", "16", "2"), tile("8", "8", "1"),
-                tile("8", "4", "0")],
+            4: [{"HLRU_TILE": "0"}, tile("8", "8"), tile("8", "4"), tile("8", "16"), tile("4", "8"), tile("16", "8")],
             8: [{}, {"HLRU_SCALAR_MAX_M": "4"}],
         }  # fmt: skip
         for m in args.sweep:

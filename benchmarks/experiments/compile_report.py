@@ -3,7 +3,7 @@
 Compiles with the Triton of the device image (3.6) installed beside the CPU venv, e.g.
     pip install --target /tmp/tr36 triton==3.6.0
     PYTHONPATH=/tmp/tr36:. python benchmarks/experiments/compile_report.py chain-fwd,1,32,128,4 generic-fwd,4,32,1
-Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py), tile-fwd|tile-bwd,M,BT,WARPS,LOAD[,MAXNREG] (bdlru_tile.py),
+Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py), tile-fwd|tile-bwd,M,BT,WARPS[,MAXNREG] (bdlru_tile.py),
 generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py).
 Pointer and N arguments get the divisibility-16 specialisation the runtime gives them, except the ones the kernels
 opt out of. Prints cuobjdump's REG/STACK/SHARED, PTX instruction counts and the TTGIR blocked layouts.
@@ -73,11 +73,11 @@ def main() -> None:
                 sig = dict(z_ptr=P, v_ptr=P, h_ptr=P, h0_ptr=F, g_ptr=P, carry_ptr=F, dz_ptr=P, dv_ptr=P, dh0_ptr=F)
                 report(bdlru._bdlru_bwd_kernel, {**sig, **GEN_INTS}, {**consts, "HAS_G": True}, warps, spec)
         elif kind in ("tile-fwd", "tile-bwd"):
-            m, bt, warps, load, *maxnreg = nums
+            m, bt, warps, *maxnreg = nums
             wb = m * (m + 1) // 4
             wl = 1 << (wb.bit_length() - 1)
             consts = dict(M=m, BT=bt, BN=32 * warps, WB=wb, WL=wl, WH=triton.next_power_of_2(max(1, wb - wl)), EPW=4)
-            consts.update(DT=0, LOAD=load, NORM=0)
+            consts.update(DT=0, NORM=0)
             if kind == "tile-fwd":
                 consts["AGG_ONLY"] = 0
                 sig = {**CHAIN_FWD, **CHAIN_INTS, "ONE": "i32"}

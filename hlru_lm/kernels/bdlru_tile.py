@@ -11,10 +11,10 @@ Only one map is live across a tile (the associative scan of bdlru_chain.py keeps
 second pass over HBM and no chunk-map kernel. The chain's first tile knows its start state and runs phase 2 only.
 The backward runs the same two phases in reverse on the adjoint carry (see _bdlru_tile_bwd_kernel).
 
-Logits are read as 64-bit words (LOAD = 2, the default; a block's m(m+1) logits are contiguous): m(m+1)/4 wide
-loads per lane instead of m(m+1) two-byte loads that each touch ~10 cache lines per warp. Phase 2 reloads them (L1 /
-L2 hits). LOAD = 1 keeps the tile's words in registers instead, LOAD = 0 loads two bytes at a time (both measured
-slower, benchmarks/NOTES.md v10). Words need 8-byte aligned logits: use_tile checks, other calls take bdlru.py.
+Logits are read as 64-bit words (a block's m(m+1) logits are contiguous): m(m+1)/4 wide loads per lane instead of
+m(m+1) two-byte loads that each touch ~10 cache lines per warp; phase 2 reloads them (L1 / L2 hits). Words need
+8-byte aligned logits: use_tile checks, other calls take bdlru.py. Measured alternatives (two-byte loads; the tile's
+words kept in registers between the phases) were slower: benchmarks/NOTES.md, v10.
 """
 
 import torch
@@ -43,80 +43,36 @@ def _unpack(w, slot, DT: tl.constexpr):
 
 
 @triton.jit
-def _step_logits(ws, wsh, wA, slotA, wa, slota, xA, xa, WB: tl.constexpr, DT: tl.constexpr):
-    """One step's logits as (zA [BN, m, m], za [BN, m]) fp32 from its words: ws [BN, WL] (words 0 .. WL-1) and
-    wsh [BN, WH] (the rest; two power-of-two tensors, so no padding word is loaded). wA [m, m] and wa [m]: the word
-    holding each logit, slotA / slota its place in the word. The word axes live in one thread's registers and the
-    word indices are constants, so every selection folds at compile time into register picks. xA [BN, m, m],
-    xa [BN, m]: int64 zeros in the scalar layout (see the kernel)."""
-    wl = tl.arange(0, ws.shape[1])[None, :]
-    wh = tl.arange(0, wsh.shape[1])[None, :]
-    for w in tl.static_range(WB):
-        if w < ws.shape[1]:
-            ws_w = tl.sum(tl.where(wl == w, ws, 0), axis=1)
-        else:
-            ws_w = tl.sum(tl.where(wh == w - ws.shape[1], wsh, 0), axis=1)
-        xA = tl.where((wA == w)[None], ws_w[:, None, None], xA)
-        xa = tl.where((wa == w)[None], ws_w[:, None], xa)
-    return _unpack(xA, slotA[None], DT), _unpack(xa, slota[None], DT)
-
-
-@triton.jit
-def _step_words(wq, words, wordsh, tt3, s, N, n, nmask, ok, wl, wh, ONE, WB: tl.constexpr, KEEP: tl.constexpr):
-    """Words of step s as ([BN, WL], [BN, WH]): picked from the tile's words (KEEP) or loaded."""
-    if KEEP:
-        return tl.sum(tl.where(tt3 == s, words, 0), axis=1), tl.sum(tl.where(tt3 == s, wordsh, 0), axis=1)
-    base = wq + ((s * N + n) * WB)[:, None]
-    lo = tl.load(base + wl[None, :] * ONE, mask=(nmask[:, None] & ok) != 0, other=0)
-    nl = wl.shape[0]
-    hi = tl.load(base + (nl + wh[None, :]) * ONE, mask=(nmask[:, None] & (wh < WB - nl)[None, :] & ok) != 0, other=0)
-    return lo, hi
-
-
-@triton.jit
-def _step_logits_direct(z_ptr, row0, s, N, n, nmask, ok, ii, jj, ONE, M: tl.constexpr):
-    """Step s of the tile loaded directly, one two-byte load per logit (the scalar layout of the generic kernels)."""
-    base = z_ptr + (row0 + s * N) * (M * (M + 1)) + n * (M * (M + 1))
-    offA = (ii[:, None] * (M + 1) + jj[None, :] * ONE)[None]
-    zA = tl.load(base[:, None, None] + offA, mask=(nmask[:, None, None] & ok) != 0, other=0.0).to(tl.float32)
-    za = tl.load(base[:, None] + (ii * (M + 1) + M)[None], mask=(nmask[:, None] & ok) != 0, other=0.0)
-    return zA, za.to(tl.float32)
-
-
-@triton.jit
-def _tile_words(z_ptr, row0, tok, mask, n, ii, jj, wl, wh, ONE, M: tl.constexpr, WB: tl.constexpr,
-                LOAD: tl.constexpr):  # fmt: skip
-    """Set-up of the logit loads: (word pointer of the tile, the tile's words if LOAD = 1, int64 zeros in the
-    [BN, m, m] / [BN, m] scalar layout). The zeros come from a load that never runs (its mask is false at run time):
-    it anchors the layout of the unpacked logits, which otherwise get a default layout with a block spread over
-    lanes, and shuffles."""
-    wq = z_ptr.to(tl.pointer_type(tl.int64), bitcast=True) + row0 * WB
-    if LOAD == 1:  # every word of the tile, all loads in flight at once: [BN, BT, WL] and [BN, BT, WH]
-        wt = wq + tok[:, :, None] * WB
-        words = tl.load(wt + wl[None, None, :] * ONE, mask=mask[:, :, None], other=0)
-        hmask = mask[:, :, None] & (wh < WB - wl.shape[0])[None, None, :]
-        wordsh = tl.load(wt + (wl.shape[0] + wh[None, None, :]) * ONE, mask=hmask, other=0)
-    else:
-        words = tok[:, :, None] * 0
-        wordsh = words
+def _anchor(wq, n, ii, jj, ONE, M: tl.constexpr):
+    """int64 zeros [BN, m, m] and [BN, m] in the scalar layout, from a load that never runs (its mask is false at run
+    time). They anchor the layout of the unpacked logits, which otherwise get a default layout that spreads a block
+    over lanes, and shuffles."""
     offx = n[:, None, None] * 0 + (ii[:, None] * M + jj[None, :])[None] * ONE
     xA = tl.load(wq + offx, mask=offx < 0, other=0)
-    return wq, words, wordsh, xA, tl.sum(xA, axis=2)
+    return xA, tl.sum(xA, axis=2)
 
 
 @triton.jit
-def _logits_at(z_ptr, wq, words, wordsh, tt3, s, row0, N, n, nmask, ok, ii, jj, wl, wh, xA, xa, ONE,
-               M: tl.constexpr, WB: tl.constexpr, EPW: tl.constexpr, DT: tl.constexpr, LOAD: tl.constexpr):  # fmt: skip
-    """(zA [BN, m, m], za [BN, m]) fp32 of step s of the tile. LOAD 0: two-byte loads; 1: from the tile's words;
-    2: the step's words loaded (in phase 2 they hit L1 / L2)."""
-    if LOAD == 0:
-        zA, za = _step_logits_direct(z_ptr, row0, s, N, n, nmask, ok, ii, jj, ONE, M)
-    else:
-        ws, wsh = _step_words(wq, words, wordsh, tt3, s, N, n, nmask, ok, wl, wh, ONE, WB, LOAD == 1)
-        fA = ii[:, None] * (M + 1) + jj[None, :]  # flat index of logit (i, j) in its block
-        fa = ii * (M + 1) + M
-        zA, za = _step_logits(ws, wsh, fA // EPW, fA % EPW, fa // EPW, fa % EPW, xA, xa, WB, DT)
-    return zA, za
+def _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M: tl.constexpr, WB: tl.constexpr, WL: tl.constexpr,
+               WH: tl.constexpr, EPW: tl.constexpr, DT: tl.constexpr):  # fmt: skip
+    """Step s of the tile as (zA [BN, m, m], za [BN, m]) fp32. A block's WB words are loaded as [BN, WL] and
+    [BN, WH] (powers of two, so no padding word is loaded); each logit then picks its word (a constant index along
+    an axis held in registers, so the picks fold at compile time) and its slot in the word. xA, xa: _anchor."""
+    wl = tl.arange(0, WL)[None, :]
+    wh = tl.arange(0, WH)[None, :]
+    base = wq + ((s * N + n) * WB)[:, None]
+    lo = tl.load(base + wl * ONE, mask=(nmask[:, None] & ok) != 0, other=0)
+    hi = tl.load(base + (WL + wh) * ONE, mask=(nmask[:, None] & (wh < WB - WL) & ok) != 0, other=0)
+    fA = ii[:, None] * (M + 1) + jj[None, :]  # flat index of logit (i, j) in its block
+    fa = ii * (M + 1) + M
+    for w in tl.static_range(WB):
+        if w < WL:
+            word = tl.sum(tl.where(wl == w, lo, 0), axis=1)
+        else:
+            word = tl.sum(tl.where(wh == w - WL, hi, 0), axis=1)
+        xA = tl.where((fA // EPW == w)[None], word[:, None, None], xA)
+        xa = tl.where((fa // EPW == w)[None], word[:, None], xa)
+    return _unpack(xA, (fA % EPW)[None], DT), _unpack(xa, (fa % EPW)[None], DT)
 
 
 @triton.jit
@@ -217,7 +173,6 @@ def _bdlru_tile_fwd_kernel(
     WH: tl.constexpr,
     EPW: tl.constexpr,
     DT: tl.constexpr,
-    LOAD: tl.constexpr,
     NORM: tl.constexpr,
     AGG_ONLY: tl.constexpr,
 ):
@@ -227,8 +182,6 @@ def _bdlru_tile_fwd_kernel(
     tt = tl.arange(0, BT)
     ii = tl.arange(0, M)
     jj = tl.arange(0, M)
-    wl = tl.arange(0, WL)
-    wh = tl.arange(0, WH)
     t = k * BT + tt
     tmask = t < T
     row0 = (b * T + k * BT).to(tl.int64) * N  # (token, block) index of the tile's origin
@@ -237,7 +190,8 @@ def _bdlru_tile_fwd_kernel(
     tt3 = tt[None, :, None]
     offv = tok[:, :, None] * M + ii[None, None, :] * ONE
     vmask = mask[:, :, None]
-    wq, words, wordsh, xA, xa = _tile_words(z_ptr, row0, tok, mask, n, ii, jj, wl, wh, ONE, M, WB, LOAD)
+    wq = z_ptr.to(tl.pointer_type(tl.int64), bitcast=True) + row0 * WB  # the tile's logits as 64-bit words
+    xA, xa = _anchor(wq, n, ii, jj, ONE, M)
     v = tl.load(v_ptr + row0 * M + offv, mask=vmask, other=0.0).to(tl.float32)  # [BN, BT, M]
     sbase = (b * N).to(tl.int64) * M + n * M
     offs = sbase[:, None] + ii[None, :] * ONE
@@ -250,8 +204,7 @@ def _bdlru_tile_fwd_kernel(
         e = tl.zeros([BN, M], dtype=tl.float32)
         for s in tl.static_range(BT):
             ok = (k * BT + s) < T
-            zA, za = _logits_at(z_ptr, wq, words, wordsh, tt3, s, row0, N, n, nmask, ok, ii, jj, wl, wh, xA, xa,
-                                ONE, M, WB, EPW, DT, LOAD)  # fmt: skip
+            zA, za = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT)
             pAs, pas, _ = _norm_rows(zA, za, NORM, 2)
             e_new = tl.sum(pAs * e[:, None, :], axis=2) + pas * _pick(v, tt3, s)
             mat_new = _matmul(pAs, mat, ii[None, :, None], jj[None, None, :], M)
@@ -263,22 +216,14 @@ def _bdlru_tile_fwd_kernel(
             tl.store(final_ptr + offs, end, mask=smask)
         else:
             _publish(flag_ptr, inc_ptr, k, 0, B, b, N, n, smask, NT, nt, ii, ONE, end, M, AGG_ONLY)
-    # phase 2: rerun from the true start state. LOAD = 1 stores h once at the end, so that no store holds back the
-    # loads; otherwise h is stored per step (the reloads hit L1 / L2).
-    hs = v * 0.0
+    # phase 2: rerun from the true start state (the reloaded words hit L1 / L2)
     for s in tl.static_range(BT):
         ok = (k * BT + s) < T
-        zA, za = _logits_at(z_ptr, wq, words, wordsh, tt3, s, row0, N, n, nmask, ok, ii, jj, wl, wh, xA, xa, ONE,
-                            M, WB, EPW, DT, LOAD)  # fmt: skip
+        zA, za = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT)
         pAs, pas, _ = _norm_rows(zA, za, NORM, 2)
         h = tl.where(ok, tl.sum(pAs * h[:, None, :], axis=2) + pas * _pick(v, tt3, s), h)
-        if LOAD == 1:
-            hs = tl.where(tt3 == s, h[:, None, :], hs)
-        else:
-            offh = (row0 + s * N + n)[:, None] * M + ii[None, :] * ONE
-            tl.store(h_ptr + offh, h.to(h_ptr.dtype.element_ty), mask=(smask & ok) != 0)
-    if LOAD == 1:
-        tl.store(h_ptr + row0 * M + offv, hs.to(h_ptr.dtype.element_ty), mask=vmask)
+        offh = (row0 + s * N + n)[:, None] * M + ii[None, :] * ONE
+        tl.store(h_ptr + offh, h.to(h_ptr.dtype.element_ty), mask=(smask & ok) != 0)
     if k == 0:  # its end state is published only now
         if NTT == 1:
             tl.store(final_ptr + offs, h, mask=smask)
@@ -314,7 +259,6 @@ def _bdlru_tile_bwd_kernel(
     WH: tl.constexpr,
     EPW: tl.constexpr,
     DT: tl.constexpr,
-    LOAD: tl.constexpr,
     NORM: tl.constexpr,
     HAS_G: tl.constexpr,
     AGG_ONLY: tl.constexpr,
@@ -330,8 +274,6 @@ def _bdlru_tile_bwd_kernel(
     tt = tl.arange(0, BT)
     ii = tl.arange(0, M)
     jj = tl.arange(0, M)
-    wl = tl.arange(0, WL)
-    wh = tl.arange(0, WH)
     t = k * BT + tt
     tmask = t < T
     row0 = (b * T + k * BT).to(tl.int64) * N
@@ -340,7 +282,8 @@ def _bdlru_tile_bwd_kernel(
     tt3 = tt[None, :, None]
     offv = tok[:, :, None] * M + ii[None, None, :] * ONE
     vmask = mask[:, :, None]
-    wq, words, wordsh, xA, xa = _tile_words(z_ptr, row0, tok, mask, n, ii, jj, wl, wh, ONE, M, WB, LOAD)
+    wq = z_ptr.to(tl.pointer_type(tl.int64), bitcast=True) + row0 * WB  # the tile's logits as 64-bit words
+    xA, xa = _anchor(wq, n, ii, jj, ONE, M)
     if HAS_G:
         g = tl.load(g_ptr + row0 * M + offv, mask=vmask, other=0.0).to(tl.float32)  # [BN, BT, M]
     else:
@@ -357,8 +300,7 @@ def _bdlru_tile_bwd_kernel(
         for r in tl.static_range(BT):
             s = BT - 1 - r
             ok = (k * BT + s) < T
-            zA, za = _logits_at(z_ptr, wq, words, wordsh, tt3, s, row0, N, n, nmask, ok, ii, jj, wl, wh, xA, xa,
-                                ONE, M, WB, EPW, DT, LOAD)  # fmt: skip
+            zA, za = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT)
             pAs, pas, _ = _norm_rows(zA, za, NORM, 2)
             e_new = tl.sum(pAs * (_pick(g, tt3, s) + e)[:, :, None], axis=1)
             mat_new = _matmul_tn(pAs, mat, ii[None, :, None], M)
@@ -382,8 +324,7 @@ def _bdlru_tile_bwd_kernel(
         s = BT - 1 - r
         ok = (k * BT + s) < T
         okm = (smask & ok) != 0
-        zA, za = _logits_at(z_ptr, wq, words, wordsh, tt3, s, row0, N, n, nmask, ok, ii, jj, wl, wh, xA, xa, ONE,
-                            M, WB, EPW, DT, LOAD)  # fmt: skip
+        zA, za = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT)
         pAs, pas, inv = _norm_rows(zA, za, NORM, 2)
         lam = _pick(g, tt3, s) + x
         hps = tl.where(k * BT + s == 0, h0, _pick(hp, tt3, s))
@@ -423,7 +364,7 @@ def _launch_args(z: torch.Tensor, seqlen: int, nblocks: int, m: int, bwd: bool) 
     wb = m * (m + 1) * z.element_size() // 8  # 64-bit words per block
     wl = 1 << (wb.bit_length() - 1)
     kw = dict(M=m, BT=bt, BN=bn, WB=wb, WL=wl, WH=triton.next_power_of_2(max(1, wb - wl)), EPW=8 // z.element_size())
-    kw.update(DT=_DTYPE_IDS[z.dtype], LOAD=_env_int("HLRU_TILE_LOAD", 2), AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0))
+    kw.update(DT=_DTYPE_IDS[z.dtype], AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0))
     kw["num_warps"] = warps
     maxnreg = _env_int("HLRU_TILE_MAXNREG", 0)
     if maxnreg:
