@@ -133,15 +133,29 @@ def test_bdlru_tile(monkeypatch, bt, agg_only, dtype):
         assert rel(a.grad.cpu(), b.grad) < 1e-2
 
 
-def test_bdlru_tile_unaligned_logits_fall_back():
-    """Logits that are not 8-byte aligned cannot be read as 64-bit words: the generic kernels run instead."""
+def test_bdlru_tile_unaligned_logits_fall_back(monkeypatch):
+    """Logits that are not 8-byte aligned cannot be read as 64-bit words: the generic kernels run instead (the tile
+    kernels are made to fail here, so the test sees which path ran)."""
+    from hlru_lm.kernels import bdlru
     from hlru_lm.kernels.bdlru_tile import use_tile
 
+    def no_tile(*args):
+        raise AssertionError("tile kernel called with unaligned logits")
+
+    monkeypatch.setattr(bdlru, "bdlru_tile_fwd", no_tile)
+    monkeypatch.setattr(bdlru, "bdlru_tile_bwd", no_tile)
     z, v, h0 = _inputs((1, 9, 3, 4, 5), (1, 9, 3, 4), (1, 3, 4), "softmax", seed=14)
-    shifted = torch.empty(z.numel() + 1)[1:].view(z.shape)
+    shifted = torch.empty(z.numel() + 1)[1:].view(z.shape)  # 4 bytes past an aligned allocation
     shifted.copy_(z)
     assert use_tile(z, 4) and not use_tile(shifted, 4)
-    _check(bdlru_scan, shifted, v, h0, "softmax")
+    zt = shifted.requires_grad_()
+    zr, vr, hr = (x.double().requires_grad_() for x in (z, v, h0))
+    h, f = bdlru_scan(zt, v, h0, backend="triton")
+    href, fref = bdlru_scan(zr, vr, hr, backend="naive")
+    assert rel(h, href) < TOL and rel(f, fref) < TOL
+    (h.sum() + f.sum()).backward()
+    (href.sum() + fref.sum()).backward()
+    assert rel(zt.grad, zr.grad) < 20 * TOL
 
 
 def test_bdlru_single_chunk_no_grad_out():
