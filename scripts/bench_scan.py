@@ -208,16 +208,15 @@ def main():
         def chain(bt, bt_bwd, w):
             return {"HLRU_CHAIN_BT": bt, "HLRU_CHAIN_BT_BWD": bt_bwd, "HLRU_CHAIN_WARPS": w}
 
-        def tile(bt, bt_bwd):
-            return {"HLRU_TILE_BT": bt, "HLRU_TILE_BT_BWD": bt_bwd}
+        def tile(bt, bt_bwd, warps):
+            return {"HLRU_TILE_BT": bt, "HLRU_TILE_BT_BWD": bt_bwd, "HLRU_TILE_WARPS": warps}
 
-        knobs = {
-            1: [{"HLRU_CHAIN": "0"}, chain("32", "8", "4"), chain("32", "4", "4"), chain("32", "16", "4"),
-                chain("16", "8", "2"), chain("32", "8", "2"), chain("16", "4", "4")],
-            2: [{"HLRU_CHAIN": "0"}, chain("16", "4", "2"), chain("16", "8", "2"), chain("8", "4", "2"),
-                chain("16", "4", "4"), chain("8", "4", "4")],
-            4: [{"HLRU_TILE": "0"}, tile("8", "8"), tile("8", "4"), tile("8", "16"), tile("4", "8"), tile("16", "8")],
-            8: [{}, {"HLRU_SCALAR_MAX_M": "4"}],
+        knobs = {  # {} = the package defaults
+            1: [{"HLRU_CHAIN_BWD": "1"}, {}, {"HLRU_TILE_WARPS": "16"}, {"HLRU_TILE_BT_BWD": "64"}],
+            2: [{"HLRU_CHAIN_BWD": "1"}, {}, {"HLRU_TILE_WARPS": "4"}],
+            4: [{"HLRU_TILE": "0"}, {}, tile("32", "32", "2"), tile("64", "32", "4")],
+            8: [{}, {"HLRU_TILE_M8": "1"}, {"HLRU_TILE_M8": "1", "HLRU_TILE_UNROLL": "1"},
+                {"HLRU_TILE_M8": "1", "HLRU_TILE_BT": "16", "HLRU_TILE_BT_BWD": "16", "HLRU_TILE_UNROLL": "1"}],
         }  # fmt: skip
         for m in args.sweep:
             z, v, h0 = make_inputs(8, 8192, 1536, m)

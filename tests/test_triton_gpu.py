@@ -47,7 +47,7 @@ def test_bdlru_fp32(m, norm):
     _run(bdlru_scan, [(b, t, n, m, m + 1), (b, t, n, m), (b, n, m)], norm, torch.float32, 1e-5, seed=m)
 
 
-@pytest.mark.parametrize("m", [1, 4, 8, 16])
+@pytest.mark.parametrize("m", [1, 2, 4, 8, 16])
 def test_bdlru_bf16(m):
     b, t, n = 2, 2048, 512 // m
     _run(bdlru_scan, [(b, t, n, m, m + 1), (b, t, n, m), (b, n, m)], "softmax", torch.bfloat16, 1e-2, seed=m)

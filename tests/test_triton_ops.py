@@ -1,9 +1,9 @@
 """Triton kernels vs the float64 loop reference, on CPU through TRITON_INTERPRET=1 (tiny shapes).
 
 T is not a multiple of the chunk length and several chunks are forced (HLRU_CHUNK), so the chunk-map, carry and
-recompute kernels of the forward and backward are all exercised; for m = 1, 2 (HLRU_CHAIN_BT) and m = 4
-(HLRU_TILE_BT) several time tiles run the look-back kernels' carry path, and HLRU_CHAIN=0 / HLRU_TILE=0 run the
-generic kernels at those m too.
+recompute kernels of the forward and backward are all exercised; for m = 1, 2 (HLRU_CHAIN_BT, HLRU_TILE_BT_BWD) and
+m = 4 (HLRU_TILE_BT) several time tiles run the look-back kernels' carry path, and HLRU_CHAIN=0 / HLRU_TILE=0 run the
+generic kernels at those m too (HLRU_CHAIN_BWD=1: the chained backward at m = 1, 2).
 """
 
 import os
@@ -67,6 +67,8 @@ def small_chunks(monkeypatch):
     monkeypatch.setenv("HLRU_CHUNK", "8")
     monkeypatch.setenv("HLRU_CHAIN_BT", "16")  # m = 1, 2 chained kernels: 3 time tiles, the last one partial
     monkeypatch.setenv("HLRU_CHAIN_BT_BWD", "8")
+    monkeypatch.setenv("HLRU_TILE_BT", "16")  # tile kernels (m = 4; the m = 1, 2 backward): 3 and 5 time tiles
+    monkeypatch.setenv("HLRU_TILE_BT_BWD", "8")
 
 
 @pytest.mark.parametrize("norm", NORMS)
@@ -101,22 +103,18 @@ def test_bdlru_chain_tiles(monkeypatch, m, bt, agg_only):
     monkeypatch.setenv("HLRU_CHAIN_BT", bt)
     monkeypatch.setenv("HLRU_CHAIN_BT_BWD", bt)
     monkeypatch.setenv("HLRU_CHAIN_WARPS", "1")
+    monkeypatch.setenv("HLRU_CHAIN_BWD", "1")  # the chained backward (opt-in; the tile backward is the default)
     monkeypatch.setenv("HLRU_DEBUG_AGG_ONLY", agg_only)
     z, v, h0 = _inputs((2, 30, 40, m, m + 1), (2, 30, 40, m), (2, 40, m), "softmax", seed=12)
     _check(bdlru_scan, z, v, h0, "softmax")
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("agg_only", ["0", "1"])
-@pytest.mark.parametrize("bt", ["4", "64"])
-def test_bdlru_tile(monkeypatch, bt, agg_only, dtype):
-    """m = 4 two-phase tile kernels (forward and backward): several time tiles (the last one partial) or one, two
-    block tiles (N = 40 > BN = 32), every logit dtype the 64-bit word loads unpack. agg_only as in
-    test_bdlru_chain_tiles."""
+def _tile_case(monkeypatch, m, bt, agg_only, dtype):
+    monkeypatch.setenv("HLRU_TILE_WARPS", "1")  # two block tiles at N = 40
     monkeypatch.setenv("HLRU_TILE_BT", bt)
     monkeypatch.setenv("HLRU_TILE_BT_BWD", bt)
     monkeypatch.setenv("HLRU_DEBUG_AGG_ONLY", agg_only)
-    z, v, h0 = _inputs((2, 30, 40, 4, 5), (2, 30, 40, 4), (2, 40, 4), "sigmoid_l1", seed=13)
+    z, v, h0 = _inputs((2, 30, 40, m, m + 1), (2, 30, 40, m), (2, 40, m), "sigmoid_l1", seed=13)
     if dtype == torch.float32:
         _check(bdlru_scan, z, v, h0, "sigmoid_l1")
         return
@@ -131,6 +129,34 @@ def test_bdlru_tile(monkeypatch, bt, agg_only, dtype):
     (orf[0].sum() + orf[1].sum()).backward()
     for a, b in zip(lt, lr, strict=True):
         assert rel(a.grad.cpu(), b.grad) < 1e-2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("agg_only", ["0", "1"])
+@pytest.mark.parametrize("bt", ["4", "64"])
+def test_bdlru_tile(monkeypatch, bt, agg_only, dtype):
+    """m = 4 two-phase tile kernels (forward and backward): several time tiles (the last one partial) or one, two
+    block tiles (N = 40 > BN = 32), every logit dtype the 64-bit word loads unpack and the word stores pack.
+    agg_only as in test_bdlru_chain_tiles."""
+    _tile_case(monkeypatch, 4, bt, agg_only, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("tile_fwd", [True, False])
+@pytest.mark.parametrize("m", [1, 2])
+def test_bdlru_tile_small_m(monkeypatch, m, tile_fwd, dtype):
+    """The tile kernels at m = 1, 2 (32-bit logit words for bf16 / fp16, 64-bit for fp32), look-back maps composed:
+    the backward after the chained forward (the default), or both directions (HLRU_CHAIN=0)."""
+    from hlru_lm.kernels import bdlru
+
+    calls = []
+    for name in ("bdlru_tile_fwd", "bdlru_tile_bwd"):
+        fn = getattr(bdlru, name)
+        monkeypatch.setattr(bdlru, name, lambda *a, fn=fn, name=name: calls.append(name) or fn(*a))
+    if tile_fwd:
+        monkeypatch.setenv("HLRU_CHAIN", "0")
+    _tile_case(monkeypatch, m, "4", "1", dtype)
+    assert calls == (["bdlru_tile_fwd"] if tile_fwd else []) + ["bdlru_tile_bwd"]
 
 
 def test_bdlru_tile_unaligned_logits_fall_back(monkeypatch):

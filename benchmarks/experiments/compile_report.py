@@ -3,10 +3,11 @@
 Compiles with the Triton of the device image (3.6) installed beside the CPU venv, e.g.
     pip install --target /tmp/tr36 triton==3.6.0
     PYTHONPATH=/tmp/tr36:. python benchmarks/experiments/compile_report.py chain-fwd,1,32,128,4 generic-fwd,4,32,1
-Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py), tile-fwd|tile-bwd,M,BT,WARPS[,MAXNREG] (bdlru_tile.py),
-generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py).
+Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py), tile-fwd|tile-bwd,M,BT,WARPS,UNROLL[,MAXNREG]
+(bdlru_tile.py), generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py).
 Pointer and N arguments get the divisibility-16 specialisation the runtime gives them, except the ones the kernels
-opt out of. Prints cuobjdump's REG/STACK/SHARED, PTX instruction counts and the TTGIR blocked layouts.
+opt out of. Prints cuobjdump's REG/STACK/SHARED, PTX instruction counts and the TTGIR blocked layouts; SASS=1 adds
+a static SASS opcode histogram.
 """
 
 import os
@@ -14,6 +15,7 @@ import re
 import subprocess
 import sys
 
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -44,6 +46,11 @@ def report(fn, sig: dict, consts: dict, warps: int, label: str, maxnreg: int | N
         for k, p in dict(shfl=r"shfl\.sync", bar=r"bar\.sync", ld_shared=r"ld\.shared", ld_global=r"ld\.global").items()
     }
     print(f"{label}: REG/STACK/SHARED {res.groups() if res else '?'} {counts}")
+    if os.environ.get("SASS"):  # SASS opcode histogram (static counts over the whole kernel)
+        sass = subprocess.run([cuobjdump, "-sass", path], capture_output=True, text=True).stdout
+        ops = re.findall(r"^\s+/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)(?:\.[\w.]+)?", sass, re.M)
+        hist = {op: ops.count(op) for op in sorted(set(ops), key=ops.count, reverse=True)}
+        print(f"    SASS {len(ops)} instructions: {hist}")
     for line in re.findall(r"^#\w+ = (#ttg\.blocked.*)$", c.asm["ttgir"], re.M):
         print("   ", line[:130])
 
@@ -73,11 +80,13 @@ def main() -> None:
                 sig = dict(z_ptr=P, v_ptr=P, h_ptr=P, h0_ptr=F, g_ptr=P, carry_ptr=F, dz_ptr=P, dv_ptr=P, dh0_ptr=F)
                 report(bdlru._bdlru_bwd_kernel, {**sig, **GEN_INTS}, {**consts, "HAS_G": True}, warps, spec)
         elif kind in ("tile-fwd", "tile-bwd"):
-            m, bt, warps, *maxnreg = nums
-            wb = m * (m + 1) // 4
+            m, bt, warps, unroll, *maxnreg = nums
+            word = bdlru_tile._word_bytes(m, torch.bfloat16)
+            wb = m * (m + 1) * 2 // word
             wl = 1 << (wb.bit_length() - 1)
-            consts = dict(M=m, BT=bt, BN=32 * warps, WB=wb, WL=wl, WH=triton.next_power_of_2(max(1, wb - wl)), EPW=4)
-            consts.update(DT=0, NORM=0)
+            consts = dict(M=m, BT=bt, BN=32 * warps, WB=wb, WL=wl, WH=triton.next_power_of_2(max(1, wb - wl)))
+            consts.update(EPW=word // 2, WORD=8 * word)
+            consts.update(DT=0, NORM=0, UNROLL=unroll)
             if kind == "tile-fwd":
                 consts["AGG_ONLY"] = 0
                 sig = {**CHAIN_FWD, **CHAIN_INTS, "ONE": "i32"}

@@ -445,11 +445,10 @@ class BDLRUScanFn(torch.autograd.Function):
         z = z.contiguous()
         v = v.contiguous()
         h0 = h0.contiguous()
-        ctx.chain = use_chain(v.shape[-1])
-        ctx.tile = not ctx.chain and chunk_len is None and use_tile(z, v.shape[-1])
-        if ctx.chain:
+        chain = use_chain(v.shape[-1])
+        if chain:
             h, final = bdlru_chain_fwd(z, v, h0, norm)
-        elif ctx.tile:
+        elif chunk_len is None and use_tile(z, v.shape[-1]):
             h, final = bdlru_tile_fwd(z, v, h0, norm)
         else:
             h, final = bdlru_fwd(z, v, h0, norm, chunk_len)
@@ -460,10 +459,11 @@ class BDLRUScanFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dh, dfinal):
-        z, v, h0, h = ctx.saved_tensors
-        if ctx.chain:
+        z, v, h0, h = ctx.saved_tensors  # every backward kernel takes these, whichever kernel ran forward
+        chain = use_chain(v.shape[-1], bwd=True)
+        if chain:
             dz, dv, dh0 = bdlru_chain_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
-        elif ctx.tile:
+        elif ctx.chunk_len is None and use_tile(z, v.shape[-1]):
             dz, dv, dh0 = bdlru_tile_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
         else:
             dz, dv, dh0 = bdlru_bwd(z, v, h0, h, dh, dfinal, ctx.norm, ctx.chunk_len)

@@ -543,8 +543,11 @@ def _bdlru_chain_bwd_kernel(
 # launch
 
 
-def use_chain(m: int) -> bool:
-    """m in CHAIN_M takes the chained kernels unless HLRU_CHAIN=0 (the generic chunked kernels, for comparison)."""
+def use_chain(m: int, bwd: bool = False) -> bool:
+    """m in CHAIN_M takes the chained forward unless HLRU_CHAIN=0. The chained backward only with HLRU_CHAIN_BWD=1:
+    the two-phase tile backward (bdlru_tile.py) is faster at m = 1, 2 (NOTES v11d)."""
+    if bwd:
+        return m in CHAIN_M and _env_int("HLRU_CHAIN_BWD", 0) == 1
     return m in CHAIN_M and _env_int("HLRU_CHAIN", 1) == 1
 
 

@@ -24,27 +24,45 @@ import triton.language as tl
 from .bdlru_chain import _lookback_buffers, _poll, _signal, _tile
 from .common import NORM_IDS, _env_int, _norm_rows, _norm_rows_bwd, bwd_buffers
 
-TILE_M = (4,)
+TILE_M = (1, 2, 4)
+# m: (forward BT, backward BT, warps per program), the best measured (H200, B=8 T=8192 D=1536: NOTES v11d).
+# At m = 1, 2 only the backward runs here by default (bdlru_chain.py's single-pass forward is faster).
+_DEFAULTS = {1: (32, 32, 8), 2: (32, 32, 2), 4: (64, 32, 2), 8: (32, 32, 1)}
 _DTYPE_IDS = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}
 
 
 @triton.jit
-def _unpack(w, slot, DT: tl.constexpr):
-    """Logits from their 64-bit words w (int64), slot = position of the logit in its word."""
-    if DT == 2:  # fp32: two per word
-        half = tl.where(slot == 0, w, w >> 32).to(tl.int32)
-        return half.to(tl.float32, bitcast=True)
-    half = tl.where(slot < 2, w, w >> 32).to(tl.int32)
+def _as_words(ptr, WORD: tl.constexpr):
+    """ptr as a pointer to WORD-bit words (see _launch_args)."""
+    if WORD == 64:
+        return ptr.to(tl.pointer_type(tl.int64), bitcast=True)
+    else:
+        return ptr.to(tl.pointer_type(tl.int32), bitcast=True)
+
+
+@triton.jit
+def _unpack(w, slot, DT: tl.constexpr, WORD: tl.constexpr):
+    """Logits from their words w (int64 or int32), slot = position of the logit in its word."""
+    if WORD == 64:
+        if DT == 2:  # fp32: two per word
+            return tl.where(slot == 0, w, w >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+        half = tl.where(slot < 2, w, w >> 32).to(tl.int32)
+        sub = slot % 2
+    else:
+        if DT == 2:
+            return w.to(tl.float32, bitcast=True)
+        half = w
+        sub = slot
     if DT == 0:  # bf16: the top 16 bits of an fp32
-        bits = tl.where(slot % 2 == 0, half << 16, half & -65536)
+        bits = tl.where(sub == 0, half << 16, half & -65536)
         return bits.to(tl.float32, bitcast=True)
-    bits = tl.where(slot % 2 == 0, half, half >> 16) & 65535
+    bits = tl.where(sub == 0, half, half >> 16) & 65535
     return bits.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
 
 
 @triton.jit
 def _anchor(wq, n, ii, jj, ONE, M: tl.constexpr):
-    """int64 zeros [BN, m, m] and [BN, m] in the scalar layout, from a load that never runs (its mask is false at run
+    """Integer zeros [BN, m, m] and [BN, m] in the scalar layout, from a load that never runs (its mask is false at run
     time). They anchor the layout of the unpacked logits, which otherwise get a default layout that spreads a block
     over lanes, and shuffles."""
     offx = n[:, None, None] * 0 + (ii[:, None] * M + jj[None, :])[None] * ONE
@@ -54,7 +72,7 @@ def _anchor(wq, n, ii, jj, ONE, M: tl.constexpr):
 
 @triton.jit
 def _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M: tl.constexpr, WB: tl.constexpr, WL: tl.constexpr,
-               WH: tl.constexpr, EPW: tl.constexpr, DT: tl.constexpr):  # fmt: skip
+               WH: tl.constexpr, EPW: tl.constexpr, DT: tl.constexpr, WORD: tl.constexpr):  # fmt: skip
     """Step s of the tile as (zA [BN, m, m], za [BN, m]) fp32. A block's WB words are loaded as [BN, WL] and
     [BN, WH] (powers of two, so no padding word is loaded); each logit then picks its word (a constant index along
     an axis held in registers, so the picks fold at compile time) and its slot in the word. xA, xa: _anchor."""
@@ -72,13 +90,57 @@ def _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M: tl.constexpr, WB:
             word = tl.sum(tl.where(wh == w - WL, hi, 0), axis=1)
         xA = tl.where((fA // EPW == w)[None], word[:, None, None], xA)
         xa = tl.where((fa // EPW == w)[None], word[:, None], xa)
-    return _unpack(xA, (fA % EPW)[None], DT), _unpack(xa, (fa % EPW)[None], DT)
+    return _unpack(xA, (fA % EPW)[None], DT, WORD), _unpack(xa, (fa % EPW)[None], DT, WORD)
 
 
 @triton.jit
-def _pick(x, tt3, s):
-    """Step s of a [BN, BT, m] tile (the BT axis is in registers: a register pick)."""
-    return tl.sum(tl.where(tt3 == s, x, 0.0), axis=1)
+def _bits(x, DT: tl.constexpr, WORD: tl.constexpr):
+    """x (fp32) rounded to the logits' dtype, as its raw bits in the low 16 (bf16, fp16) or 32 (fp32) bits of
+    WORD-bit integers."""
+    if DT == 2:
+        b = x.to(tl.int32, bitcast=True)
+    else:
+        y = x.to(tl.bfloat16) if DT == 0 else x.to(tl.float16)
+        b = y.to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+    if WORD == 64:
+        b = b.to(tl.int64) & 0xFFFFFFFF
+    return b
+
+
+@triton.jit
+def _store_words(dq, s, N, n, mask, dzA, dza, ii, jj, ONE, M: tl.constexpr, WB: tl.constexpr, WL: tl.constexpr,
+                 WH: tl.constexpr, EPW: tl.constexpr, DT: tl.constexpr, WORD: tl.constexpr):  # fmt: skip
+    """Store step s of dlogits (dzA [BN, m, m], dza [BN, m]) as words, the inverse of _logits_at: WB wide stores per
+    lane instead of m(m+1) narrow ones (at m = 4 those touch ~10 cache lines per warp each, and made the backward
+    4x slower: NOTES v11)."""
+    wl = tl.arange(0, WL)[None, :]
+    wh = tl.arange(0, WH)[None, :]
+    fA = ii[:, None] * (M + 1) + jj[None, :]
+    fa = ii * (M + 1) + M
+    bA = _bits(dzA, DT, WORD)
+    ba = _bits(dza, DT, WORD)
+    bA = bA << ((fA % EPW) * (WORD // EPW)).to(bA.dtype)[None]  # disjoint bit fields: a word is their sum
+    ba = ba << ((fa % EPW) * (WORD // EPW)).to(ba.dtype)[None]
+    lo = (wl + n[:, None] * 0).to(ba.dtype) * 0
+    hi = (wh + n[:, None] * 0).to(ba.dtype) * 0
+    for w in tl.static_range(WB):
+        word = tl.sum(tl.sum(tl.where((fA // EPW == w)[None], bA, 0), axis=2), axis=1)
+        word += tl.sum(tl.where((fa // EPW == w)[None], ba, 0), axis=1)
+        if w < WL:
+            lo = tl.where(wl == w, word[:, None], lo)
+        else:
+            hi = tl.where(wh == w - WL, word[:, None], hi)
+    base = dq + ((s * N + n) * WB)[:, None]
+    tl.store(base + wl * ONE, lo, mask=mask[:, None])
+    tl.store(base + (WL + wh) * ONE, hi, mask=(mask[:, None] & (wh < WB - WL)) != 0)
+
+
+@triton.jit
+def _vec(ptr, row0, s, N, n, ii, ONE, rmask, M: tl.constexpr):
+    """[BN, m] fp32: step s of a (B, T, N, m) tensor (v, h or dh) in the tile (row0 = the tile's first token row).
+    Element loads: reading a block's m entries as words measured no faster (NOTES v11d)."""
+    offs = ((row0 + s * N + n) * M)[:, None] + ii[None, :] * ONE
+    return tl.load(ptr + offs, mask=rmask[:, None], other=0.0).to(tl.float32)
 
 
 @triton.jit
@@ -172,29 +234,21 @@ def _bdlru_tile_fwd_kernel(
     WL: tl.constexpr,
     WH: tl.constexpr,
     EPW: tl.constexpr,
+    WORD: tl.constexpr,
     DT: tl.constexpr,
     NORM: tl.constexpr,
+    UNROLL: tl.constexpr,
     AGG_ONLY: tl.constexpr,
 ):
     k, b, nt = _tile(B, NT, NTT, False)
     n = nt * BN + tl.arange(0, BN)
     nmask = n < N
-    tt = tl.arange(0, BT)
     ii = tl.arange(0, M)
     jj = tl.arange(0, M)
-    t = k * BT + tt
-    tmask = t < T
     row0 = (b * T + k * BT).to(tl.int64) * N  # (token, block) index of the tile's origin
-    tok = tt[None, :] * N + n[:, None]  # [BN, BT] int32 offsets from it
-    mask = nmask[:, None] & tmask[None, :]
-    tt3 = tt[None, :, None]
-    offv = tok[:, :, None] * M + ii[None, None, :] * ONE
-    vmask = mask[:, :, None]
-    wq = z_ptr.to(tl.pointer_type(tl.int64), bitcast=True) + row0 * WB  # the tile's logits as 64-bit words
+    wq = _as_words(z_ptr, WORD) + row0 * WB  # the tile's logits as words
     xA, xa = _anchor(wq, n, ii, jj, ONE, M)
-    v = tl.load(v_ptr + row0 * M + offv, mask=vmask, other=0.0).to(tl.float32)  # [BN, BT, M]
-    sbase = (b * N).to(tl.int64) * M + n * M
-    offs = sbase[:, None] + ii[None, :] * ONE
+    offs = (b * N).to(tl.int64) * M + n[:, None] * M + ii[None, :] * ONE  # state (b, n, i)
     smask = nmask[:, None]
     if k == 0:  # the start state is known: no map, no look-back
         h = tl.load(h0_ptr + offs, mask=smask, other=0.0)
@@ -202,28 +256,33 @@ def _bdlru_tile_fwd_kernel(
         # phase 1: the tile's map
         mat = tl.zeros([BN, M, M], dtype=tl.float32) + (ii[:, None] == jj[None, :]).to(tl.float32)[None]
         e = tl.zeros([BN, M], dtype=tl.float32)
-        for s in tl.static_range(BT):
-            ok = (k * BT + s) < T
-            zA, za = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT)
-            pAs, pas, _ = _norm_rows(zA, za, NORM, 2)
-            e_new = tl.sum(pAs * e[:, None, :], axis=2) + pas * _pick(v, tt3, s)
-            mat_new = _matmul(pAs, mat, ii[None, :, None], jj[None, None, :], M)
-            e = tl.where(ok, e_new, e)
-            mat = tl.where(ok, mat_new, mat)
+        for s0 in range(0, BT, UNROLL):
+            for r in tl.static_range(UNROLL):
+                s = s0 + r
+                ok = (k * BT + s) < T
+                zA, za = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT, WORD)
+                pAs, pas, _ = _norm_rows(zA, za, NORM, 2)
+                vs = _vec(v_ptr, row0, s, N, n, ii, ONE, (nmask & ok) != 0, M)
+                e = tl.where(ok, tl.sum(pAs * e[:, None, :], axis=2) + pas * vs, e)
+                mat = tl.where(ok, _matmul(pAs, mat, ii[None, :, None], jj[None, None, :], M), mat)
         h = _lookback(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE, M)
         end = tl.sum(mat * h[:, None, :], axis=2) + e
         if k == NTT - 1:
             tl.store(final_ptr + offs, end, mask=smask)
         else:
             _publish(flag_ptr, inc_ptr, k, 0, B, b, N, n, smask, NT, nt, ii, ONE, end, M, AGG_ONLY)
-    # phase 2: rerun from the true start state (the reloaded words hit L1 / L2)
-    for s in tl.static_range(BT):
-        ok = (k * BT + s) < T
-        zA, za = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT)
-        pAs, pas, _ = _norm_rows(zA, za, NORM, 2)
-        h = tl.where(ok, tl.sum(pAs * h[:, None, :], axis=2) + pas * _pick(v, tt3, s), h)
-        offh = (row0 + s * N + n)[:, None] * M + ii[None, :] * ONE
-        tl.store(h_ptr + offh, h.to(h_ptr.dtype.element_ty), mask=(smask & ok) != 0)
+    # phase 2: rerun from the true start state (the reloaded words and v hit L1 / L2)
+    for s0 in range(0, BT, UNROLL):
+        for r in tl.static_range(UNROLL):
+            s = s0 + r
+            ok = (k * BT + s) < T
+            okn = (nmask & ok) != 0
+            zA, za = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT, WORD)
+            pAs, pas, _ = _norm_rows(zA, za, NORM, 2)
+            vs = _vec(v_ptr, row0, s, N, n, ii, ONE, okn, M)
+            h = tl.where(ok, tl.sum(pAs * h[:, None, :], axis=2) + pas * vs, h)
+            offh = ((row0 + s * N + n) * M)[:, None] + ii[None, :] * ONE
+            tl.store(h_ptr + offh, h.to(h_ptr.dtype.element_ty), mask=okn[:, None])
     if k == 0:  # its end state is published only now
         if NTT == 1:
             tl.store(final_ptr + offs, h, mask=smask)
@@ -258,9 +317,11 @@ def _bdlru_tile_bwd_kernel(
     WL: tl.constexpr,
     WH: tl.constexpr,
     EPW: tl.constexpr,
+    WORD: tl.constexpr,
     DT: tl.constexpr,
     NORM: tl.constexpr,
     HAS_G: tl.constexpr,
+    UNROLL: tl.constexpr,
     AGG_ONLY: tl.constexpr,
 ):
     """Reverse adjoint lam_t = g_t + A_{t+1}^T lam_{t+1}, run on the carry u_t = A_t^T lam_t (a step maps the carry x
@@ -271,25 +332,12 @@ def _bdlru_tile_bwd_kernel(
     k, b, nt = _tile(B, NT, NTT, True)
     n = nt * BN + tl.arange(0, BN)
     nmask = n < N
-    tt = tl.arange(0, BT)
     ii = tl.arange(0, M)
     jj = tl.arange(0, M)
-    t = k * BT + tt
-    tmask = t < T
     row0 = (b * T + k * BT).to(tl.int64) * N
-    tok = tt[None, :] * N + n[:, None]
-    mask = nmask[:, None] & tmask[None, :]
-    tt3 = tt[None, :, None]
-    offv = tok[:, :, None] * M + ii[None, None, :] * ONE
-    vmask = mask[:, :, None]
-    wq = z_ptr.to(tl.pointer_type(tl.int64), bitcast=True) + row0 * WB  # the tile's logits as 64-bit words
+    wq = _as_words(z_ptr, WORD) + row0 * WB
     xA, xa = _anchor(wq, n, ii, jj, ONE, M)
-    if HAS_G:
-        g = tl.load(g_ptr + row0 * M + offv, mask=vmask, other=0.0).to(tl.float32)  # [BN, BT, M]
-    else:
-        g = offv * 0.0
-    sbase = (b * N).to(tl.int64) * M + n * M
-    offs = sbase[:, None] + ii[None, :] * ONE
+    offs = (b * N).to(tl.int64) * M + n[:, None] * M + ii[None, :] * ONE
     smask = nmask[:, None]
     if k == NTT - 1:  # the carry entering it is d final state: no map, no look-back
         x = tl.load(dfinal_ptr + offs, mask=smask, other=0.0)
@@ -297,15 +345,16 @@ def _bdlru_tile_bwd_kernel(
         # phase 1: the tile's carry map, steps in reverse
         mat = tl.zeros([BN, M, M], dtype=tl.float32) + (ii[:, None] == jj[None, :]).to(tl.float32)[None]
         e = tl.zeros([BN, M], dtype=tl.float32)
-        for r in tl.static_range(BT):
-            s = BT - 1 - r
-            ok = (k * BT + s) < T
-            zA, za = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT)
-            pAs, pas, _ = _norm_rows(zA, za, NORM, 2)
-            e_new = tl.sum(pAs * (_pick(g, tt3, s) + e)[:, :, None], axis=1)
-            mat_new = _matmul_tn(pAs, mat, ii[None, :, None], M)
-            e = tl.where(ok, e_new, e)
-            mat = tl.where(ok, mat_new, mat)
+        for r0 in range(0, BT, UNROLL):
+            for r in tl.static_range(UNROLL):
+                s = BT - 1 - r0 - r
+                ok = (k * BT + s) < T
+                zA, za = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT, WORD)
+                pAs, pas, _ = _norm_rows(zA, za, NORM, 2)
+                if HAS_G:
+                    e += _vec(g_ptr, row0, s, N, n, ii, ONE, (nmask & ok) != 0, M)
+                e = tl.where(ok, tl.sum(pAs * e[:, :, None], axis=1), e)
+                mat = tl.where(ok, _matmul_tn(pAs, mat, ii[None, :, None], M), mat)
         x = _lookback(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE, M)
         out = tl.sum(mat * x[:, None, :], axis=2) + e
         if k == 0:
@@ -313,29 +362,26 @@ def _bdlru_tile_bwd_kernel(
         else:
             _publish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, smask, NT, nt, ii, ONE, out, M, AGG_ONLY)
     # phase 2: rerun backwards from the true carry, write dlogits and dv
-    v = tl.load(v_ptr + row0 * M + offv, mask=vmask, other=0.0).to(tl.float32)
-    hmask = (vmask & (t > 0)[None, :, None]) != 0
-    hp = tl.load(h_ptr + row0 * M + offv - N * M, mask=hmask, other=0.0).to(tl.float32)  # h_{t-1}
     h0 = tl.load(h0_ptr + offs, mask=smask, other=0.0)
-    zb = dz_ptr + (row0 + n) * (M * (M + 1))
-    offA = (ii[:, None] * (M + 1) + jj[None, :] * ONE)[None]
-    offa = (ii * (M + 1) + M * ONE)[None]
-    for r in tl.static_range(BT):
-        s = BT - 1 - r
-        ok = (k * BT + s) < T
-        okm = (smask & ok) != 0
-        zA, za = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT)
-        pAs, pas, inv = _norm_rows(zA, za, NORM, 2)
-        lam = _pick(g, tt3, s) + x
-        hps = tl.where(k * BT + s == 0, h0, _pick(hp, tt3, s))
-        dzA, dza = _norm_rows_bwd(zA, za, pAs, pas, inv, lam[:, :, None] * hps[:, None, :], lam * _pick(v, tt3, s),
-                                  NORM, 2)  # fmt: skip
-        zs = zb + s * N * (M * (M + 1))
-        tl.store(zs[:, None, None] + offA, dzA.to(dz_ptr.dtype.element_ty), mask=okm[:, :, None])
-        tl.store(zs[:, None] + offa, dza.to(dz_ptr.dtype.element_ty), mask=okm)
-        offd = (row0 + s * N + n)[:, None] * M + ii[None, :] * ONE
-        tl.store(dv_ptr + offd, (lam * pas).to(dv_ptr.dtype.element_ty), mask=okm)
-        x = tl.where(ok, tl.sum(pAs * lam[:, :, None], axis=1), x)
+    dq = _as_words(dz_ptr, WORD) + row0 * WB  # dlogits as words
+    for r0 in range(0, BT, UNROLL):
+        for r in tl.static_range(UNROLL):
+            s = BT - 1 - r0 - r
+            ok = (k * BT + s) < T
+            okn = (nmask & ok) != 0
+            zA, za = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT, WORD)
+            pAs, pas, inv = _norm_rows(zA, za, NORM, 2)
+            lam = x
+            if HAS_G:
+                lam += _vec(g_ptr, row0, s, N, n, ii, ONE, okn, M)
+            hp = _vec(h_ptr, row0, s - 1, N, n, ii, ONE, (okn & (k * BT + s > 0)) != 0, M)
+            hps = tl.where(k * BT + s == 0, h0, hp)
+            vs = _vec(v_ptr, row0, s, N, n, ii, ONE, okn, M)
+            dzA, dza = _norm_rows_bwd(zA, za, pAs, pas, inv, lam[:, :, None] * hps[:, None, :], lam * vs, NORM, 2)
+            _store_words(dq, s, N, n, okn, dzA, dza, ii, jj, ONE, M, WB, WL, WH, EPW, DT, WORD)
+            offd = ((row0 + s * N + n) * M)[:, None] + ii[None, :] * ONE
+            tl.store(dv_ptr + offd, (lam * pas).to(dv_ptr.dtype.element_ty), mask=okn[:, None])
+            x = tl.where(ok, tl.sum(pAs * lam[:, :, None], axis=1), x)
     if k == NTT - 1:  # its carry is published only now
         if k == 0:
             tl.store(dh0_ptr + offs, x, mask=smask)
@@ -347,24 +393,36 @@ def _bdlru_tile_bwd_kernel(
 # launch
 
 
+def _word_bytes(m: int, dtype: torch.dtype) -> int:
+    """Logit word size: 8 bytes where a block's logits fill whole 64-bit words (m = 4, or fp32), else 4 (bf16 / fp16
+    at m = 1, 2: 4 and 12 bytes per block)."""
+    return 8 if (m * (m + 1) * dtype.itemsize) % 8 == 0 else 4
+
+
 def use_tile(z: torch.Tensor, m: int) -> bool:
-    """m in TILE_M takes this kernel unless HLRU_TILE=0, if the logits can be read as aligned 64-bit words."""
-    if m not in TILE_M or _env_int("HLRU_TILE", 1) != 1 or z.dtype not in _DTYPE_IDS:
+    """m in TILE_M takes this kernel unless HLRU_TILE=0, if the logits can be read as aligned words. HLRU_TILE_M8=1
+    tries it at m = 8 too (it spills there: NOTES v11)."""
+    on = m in TILE_M or (m == 8 and _env_int("HLRU_TILE_M8", 0) == 1)
+    if not on or _env_int("HLRU_TILE", 1) != 1 or z.dtype not in _DTYPE_IDS:
         return False
-    return (m * (m + 1) * z.element_size()) % 8 == 0 and z.data_ptr() % 8 == 0
+    return z.data_ptr() % _word_bytes(m, z.dtype) == 0
 
 
 def _launch_args(z: torch.Tensor, seqlen: int, nblocks: int, m: int, bwd: bool) -> tuple[dict, int, int, int]:
     """Constexprs and launch options shared by both kernels; also (BN tiles, time tiles, grid size / (B))."""
-    bt = _env_int("HLRU_TILE_BT_BWD" if bwd else "HLRU_TILE_BT", 8)
+    bt_fwd, bt_bwd, warps = _DEFAULTS[m]
+    bt = _env_int("HLRU_TILE_BT_BWD", bt_bwd) if bwd else _env_int("HLRU_TILE_BT", bt_fwd)
     bt = min(bt, max(2, triton.next_power_of_2(seqlen)))
-    warps = max(1, min(_env_int("HLRU_TILE_WARPS", 1), triton.next_power_of_2(nblocks) // 32))
+    warps = max(1, min(_env_int("HLRU_TILE_WARPS", warps), triton.next_power_of_2(nblocks) // 32))
     bn = 32 * warps
     nt, ntt = triton.cdiv(nblocks, bn), triton.cdiv(seqlen, bt)
-    wb = m * (m + 1) * z.element_size() // 8  # 64-bit words per block
+    word = _word_bytes(m, z.dtype)
+    wb = m * (m + 1) * z.element_size() // word  # words per block
     wl = 1 << (wb.bit_length() - 1)
-    kw = dict(M=m, BT=bt, BN=bn, WB=wb, WL=wl, WH=triton.next_power_of_2(max(1, wb - wl)), EPW=8 // z.element_size())
-    kw.update(DT=_DTYPE_IDS[z.dtype], AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0))
+    kw = dict(M=m, BT=bt, BN=bn, WB=wb, WL=wl, WH=triton.next_power_of_2(max(1, wb - wl)), EPW=word // z.element_size())
+    kw["WORD"] = 8 * word
+    kw.update(DT=_DTYPE_IDS[z.dtype], UNROLL=min(bt, _env_int("HLRU_TILE_UNROLL", 2)))
+    kw["AGG_ONLY"] = _env_int("HLRU_DEBUG_AGG_ONLY", 0)
     kw["num_warps"] = warps
     maxnreg = _env_int("HLRU_TILE_MAXNREG", 0)
     if maxnreg:
@@ -374,8 +432,8 @@ def _launch_args(z: torch.Tensor, seqlen: int, nblocks: int, m: int, bwd: bool) 
 
 def bdlru_tile_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str):
     bsz, seqlen, nblocks, m = v.shape
-    kw, nt, ntt, _ = _launch_args(z, seqlen, nblocks, m, bwd=False)
     h = torch.empty_like(v)
+    kw, nt, ntt, _ = _launch_args(z, seqlen, nblocks, m, bwd=False)
     final = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
     flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
     _bdlru_tile_fwd_kernel[(ntt * bsz * nt,)](
@@ -386,8 +444,8 @@ def bdlru_tile_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str
 
 def bdlru_tile_bwd(z, v, h0, h, dh, dfinal, norm: str):
     bsz, seqlen, nblocks, m = v.shape
-    kw, nt, ntt, _ = _launch_args(z, seqlen, nblocks, m, bwd=True)
     has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dh, dfinal, (bsz, nblocks, m))
+    kw, nt, ntt, _ = _launch_args(z, seqlen, nblocks, m, bwd=True)
     flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
     _bdlru_tile_bwd_kernel[(ntt * bsz * nt,)](
         z, v, h, h0, g, dfinal, dz, dv, dh0, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt, 1,
