@@ -85,8 +85,8 @@ def test_bdlru_scan_m16(small_chunks):
 
 
 @pytest.mark.parametrize("norm", NORMS)
-@pytest.mark.parametrize("m", [1, 2, 4])
-def test_bdlru_generic_kernels_small_m(small_chunks, monkeypatch, m, norm):
+@pytest.mark.parametrize("m", [1, 2, 4, 8])
+def test_bdlru_generic_kernels(small_chunks, monkeypatch, m, norm):
     monkeypatch.setenv("HLRU_CHAIN", "0")
     monkeypatch.setenv("HLRU_TILE", "0")
     z, v, h0 = _inputs((2, 37, 3, m, m + 1), (2, 37, 3, m), (2, 3, m), norm, seed=11)
@@ -157,6 +157,12 @@ def test_bdlru_tile_small_m(monkeypatch, m, tile_fwd, dtype):
         monkeypatch.setenv("HLRU_CHAIN", "0")
     _tile_case(monkeypatch, m, "4", "1", dtype)
     assert calls == (["bdlru_tile_fwd"] if tile_fwd else []) + ["bdlru_tile_bwd"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_bdlru_tile_m8(monkeypatch, dtype):
+    """m = 8 tile kernels (one step per loop iteration), look-back maps composed."""
+    _tile_case(monkeypatch, 8, "8", "1", dtype)
 
 
 def test_bdlru_tile_unaligned_logits_fall_back(monkeypatch):

@@ -24,10 +24,11 @@ import triton.language as tl
 from .bdlru_chain import _lookback_buffers, _poll, _signal, _tile
 from .common import NORM_IDS, _env_int, _norm_rows, _norm_rows_bwd, bwd_buffers
 
-TILE_M = (1, 2, 4)
-# m: (forward BT, backward BT, warps per program), the best measured (H200, B=8 T=8192 D=1536: NOTES v11d).
-# At m = 1, 2 only the backward runs here by default (bdlru_chain.py's single-pass forward is faster).
-_DEFAULTS = {1: (32, 32, 8), 2: (32, 32, 2), 4: (64, 32, 2), 8: (32, 32, 1)}
+TILE_M = (1, 2, 4, 8)
+# m: (forward BT, backward BT, warps per program, steps unrolled), the best measured (H200, B=8 T=8192 D=1536:
+# NOTES v11). At m = 1, 2 only the backward runs here by default (bdlru_chain.py's single-pass forward is faster).
+# m = 8 spills (208-352 B per thread at UNROLL = 1) and is still faster than the generic kernels.
+_DEFAULTS = {1: (32, 32, 8, 2), 2: (32, 32, 2, 2), 4: (64, 32, 2, 2), 8: (32, 32, 1, 1)}
 _DTYPE_IDS = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}
 
 
@@ -400,17 +401,15 @@ def _word_bytes(m: int, dtype: torch.dtype) -> int:
 
 
 def use_tile(z: torch.Tensor, m: int) -> bool:
-    """m in TILE_M takes this kernel unless HLRU_TILE=0, if the logits can be read as aligned words. HLRU_TILE_M8=1
-    tries it at m = 8 too (it spills there: NOTES v11)."""
-    on = m in TILE_M or (m == 8 and _env_int("HLRU_TILE_M8", 0) == 1)
-    if not on or _env_int("HLRU_TILE", 1) != 1 or z.dtype not in _DTYPE_IDS:
+    """m in TILE_M takes this kernel unless HLRU_TILE=0, if the logits can be read as aligned words."""
+    if m not in TILE_M or _env_int("HLRU_TILE", 1) != 1 or z.dtype not in _DTYPE_IDS:
         return False
     return z.data_ptr() % _word_bytes(m, z.dtype) == 0
 
 
 def _launch_args(z: torch.Tensor, seqlen: int, nblocks: int, m: int, bwd: bool) -> tuple[dict, int, int, int]:
     """Constexprs and launch options shared by both kernels; also (BN tiles, time tiles, grid size / (B))."""
-    bt_fwd, bt_bwd, warps = _DEFAULTS[m]
+    bt_fwd, bt_bwd, warps, unroll = _DEFAULTS[m]
     bt = _env_int("HLRU_TILE_BT_BWD", bt_bwd) if bwd else _env_int("HLRU_TILE_BT", bt_fwd)
     bt = min(bt, max(2, triton.next_power_of_2(seqlen)))
     warps = max(1, min(_env_int("HLRU_TILE_WARPS", warps), triton.next_power_of_2(nblocks) // 32))
@@ -421,7 +420,7 @@ def _launch_args(z: torch.Tensor, seqlen: int, nblocks: int, m: int, bwd: bool) 
     wl = 1 << (wb.bit_length() - 1)
     kw = dict(M=m, BT=bt, BN=bn, WB=wb, WL=wl, WH=triton.next_power_of_2(max(1, wb - wl)), EPW=word // z.element_size())
     kw["WORD"] = 8 * word
-    kw.update(DT=_DTYPE_IDS[z.dtype], UNROLL=min(bt, _env_int("HLRU_TILE_UNROLL", 2)))
+    kw.update(DT=_DTYPE_IDS[z.dtype], UNROLL=min(bt, _env_int("HLRU_TILE_UNROLL", unroll)))
     kw["AGG_ONLY"] = _env_int("HLRU_DEBUG_AGG_ONLY", 0)
     kw["num_warps"] = warps
     maxnreg = _env_int("HLRU_TILE_MAXNREG", 0)
