@@ -28,7 +28,7 @@ TILE_M = (1, 2, 4, 8)
 # m: (forward BT, backward BT, warps per program, steps unrolled), the best measured (H200, B=8 T=8192 D=1536:
 # NOTES v11). At m = 1, 2 only the backward runs here by default (bdlru_chain.py's single-pass forward is faster).
 # m = 8 spills (208-352 B per thread at UNROLL = 1) and is still faster than the generic kernels.
-_DEFAULTS = {1: (32, 32, 8, 2), 2: (32, 32, 2, 2), 4: (64, 32, 2, 2), 8: (32, 32, 1, 1)}
+_DEFAULTS = {1: (32, 32, 8, 2), 2: (32, 32, 2, 2), 4: (64, 32, 2, 2), 8: (64, 32, 1, 1)}
 _DTYPE_IDS = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}
 
 
