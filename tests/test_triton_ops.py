@@ -165,9 +165,11 @@ def test_bdlru_tile_m8(monkeypatch, dtype):
     _tile_case(monkeypatch, 8, "8", "1", dtype)
 
 
-def test_bdlru_tile_unaligned_logits_fall_back(monkeypatch):
-    """Logits that are not 8-byte aligned cannot be read as 64-bit words: the generic kernels run instead (the tile
-    kernels are made to fail here, so the test sees which path ran)."""
+@pytest.mark.parametrize("m", [1, 4])
+def test_bdlru_tile_unaligned_logits_fall_back(monkeypatch, m):
+    """Logits that are not aligned to the tile kernel's 64-bit words (fp32) cannot be read as words: the chained
+    kernels (m = 1) or the generic ones (m = 4) run instead; the tile kernels are made to fail here, so the test
+    sees which path ran."""
     from hlru_lm.kernels import bdlru
     from hlru_lm.kernels.bdlru_tile import use_tile
 
@@ -176,10 +178,10 @@ def test_bdlru_tile_unaligned_logits_fall_back(monkeypatch):
 
     monkeypatch.setattr(bdlru, "bdlru_tile_fwd", no_tile)
     monkeypatch.setattr(bdlru, "bdlru_tile_bwd", no_tile)
-    z, v, h0 = _inputs((1, 9, 3, 4, 5), (1, 9, 3, 4), (1, 3, 4), "softmax", seed=14)
+    z, v, h0 = _inputs((1, 9, 3, m, m + 1), (1, 9, 3, m), (1, 3, m), "softmax", seed=14)
     shifted = torch.empty(z.numel() + 1)[1:].view(z.shape)  # 4 bytes past an aligned allocation
     shifted.copy_(z)
-    assert use_tile(z, 4) and not use_tile(shifted, 4)
+    assert use_tile(z, m) and not use_tile(shifted, m)
     zt = shifted.requires_grad_()
     zr, vr, hr = (x.double().requires_grad_() for x in (z, v, h0))
     h, f = bdlru_scan(zt, v, h0, backend="triton")

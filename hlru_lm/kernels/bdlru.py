@@ -445,8 +445,7 @@ class BDLRUScanFn(torch.autograd.Function):
         z = z.contiguous()
         v = v.contiguous()
         h0 = h0.contiguous()
-        chain = use_chain(v.shape[-1])
-        if chain:
+        if use_chain(v.shape[-1]):
             h, final = bdlru_chain_fwd(z, v, h0, norm)
         elif chunk_len is None and use_tile(z, v.shape[-1]):
             h, final = bdlru_tile_fwd(z, v, h0, norm)
@@ -460,11 +459,11 @@ class BDLRUScanFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dh, dfinal):
         z, v, h0, h = ctx.saved_tensors  # every backward kernel takes these, whichever kernel ran forward
-        chain = use_chain(v.shape[-1], bwd=True)
-        if chain:
-            dz, dv, dh0 = bdlru_chain_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
-        elif ctx.chunk_len is None and use_tile(z, v.shape[-1]):
+        m = v.shape[-1]
+        if ctx.chunk_len is None and use_tile(z, m) and not use_chain(m, bwd=True):
             dz, dv, dh0 = bdlru_tile_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
+        elif use_chain(m):  # m = 1, 2 with HLRU_CHAIN_BWD=1, or logits not aligned for the tile kernel's words
+            dz, dv, dh0 = bdlru_chain_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
         else:
             dz, dv, dh0 = bdlru_bwd(z, v, h0, h, dh, dfinal, ctx.norm, ctx.chunk_len)
         return dz, dv, dh0, None, None

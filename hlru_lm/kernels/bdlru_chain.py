@@ -12,7 +12,9 @@ in each thread's registers: the scan needs no shuffles) while every byte is read
 time-major, so a tile's predecessors have lower ids and, launched first, have always started (see _tile). One int32
 flag per tile (raised with release semantics after a barrier) guards the published values.
 Backward runs the same scheme in reverse on the adjoint lam_t = g_t + A_{t+1}^T lam_{t+1} (scanned as the carry
-u_t = A_t^T lam_t, so each step needs only its own gates); h_{t-1} is read back from the saved output.
+u_t = A_t^T lam_t, so each step needs only its own gates); h_{t-1} is read back from the saved output. Its tiles must
+be short (BT = 4), so the two-phase tile backward of bdlru_tile.py is faster and the default; this one runs for
+logits that kernel cannot read as words, or with HLRU_CHAIN_BWD=1.
 """
 
 import torch
@@ -544,8 +546,9 @@ def _bdlru_chain_bwd_kernel(
 
 
 def use_chain(m: int, bwd: bool = False) -> bool:
-    """m in CHAIN_M takes the chained forward unless HLRU_CHAIN=0. The chained backward only with HLRU_CHAIN_BWD=1:
-    the two-phase tile backward (bdlru_tile.py) is faster at m = 1, 2 (NOTES v11d)."""
+    """m in CHAIN_M takes the chained forward unless HLRU_CHAIN=0. bwd=True: HLRU_CHAIN_BWD=1 asks for the chained
+    backward; by default the two-phase tile backward (bdlru_tile.py) runs, faster at m = 1, 2 (NOTES v11), and the
+    chained one only where the tile kernel cannot read the logits as words."""
     if bwd:
         return m in CHAIN_M and _env_int("HLRU_CHAIN_BWD", 0) == 1
     return m in CHAIN_M and _env_int("HLRU_CHAIN", 1) == 1

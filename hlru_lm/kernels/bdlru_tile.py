@@ -1,20 +1,23 @@
-"""Two-phase look-back tile scan for BD-LRU with m = 4 (forward and backward).
+"""Two-phase look-back tile scan for BD-LRU: m = 4, 8 forward and backward, and the m = 1, 2 backward.
 
-One program owns one tile: BN blocks x BT time steps of one batch row, one lane per block (the scalar layout of
-common._tile_offsets: a block's m x (m+1) gate logits sit in one thread's registers, so the row normalisation and
-the mat-vecs need no shuffles).
+One program owns one tile: BN = 32 x warps blocks x BT time steps of one batch row, one lane per block (the scalar
+layout of common._tile_offsets: a block's m x (m+1) gate logits sit in one thread's registers, so the row
+normalisation and the mat-vecs need no shuffles).
   Phase 1 composes the tile's affine map x -> M x + e over its BT steps (M <- A_t M: m^3 FMA per step).
   The tiles before it hand over their end states by the decoupled look-back of bdlru_chain.py (maps published at
   once, end states once known; a tile composes its predecessors' maps until it meets an end state).
   Phase 2 reruns the BT steps from the true start state and writes h.
-Only one map is live across a tile (the associative scan of bdlru_chain.py keeps one per step), so there is no
-second pass over HBM and no chunk-map kernel. The chain's first tile knows its start state and runs phase 2 only.
-The backward runs the same two phases in reverse on the adjoint carry (see _bdlru_tile_bwd_kernel).
+Only one map is live across a tile (the associative scan of bdlru_chain.py keeps one per step), so tiles can be long
+and there is no chunk-map kernel. The chain's first tile knows its start state and runs phase 2 only. The backward
+runs the same two phases in reverse on the adjoint carry (see _bdlru_tile_bwd_kernel).
 
-Logits are read as 64-bit words (a block's m(m+1) logits are contiguous): m(m+1)/4 wide loads per lane instead of
-m(m+1) two-byte loads that each touch ~10 cache lines per warp; phase 2 reloads them (L1 / L2 hits). Words need
-8-byte aligned logits: use_tile checks, other calls take bdlru.py. Measured alternatives (two-byte loads; the tile's
-words kept in registers between the phases) were slower: benchmarks/NOTES.md, v10.
+Both phases loop over the tile at run time, UNROLL steps per iteration, so registers do not grow with BT (fully
+unrolled, ptxas hoisted every step's loads: 255 registers at m = 4, BT = 8).
+
+Logits are read and their gradients written as words (a block's m(m+1) logits are contiguous): 64-bit where they
+fill whole words (m = 4, 8; fp32), else 32-bit (bf16 / fp16 at m = 1, 2). Narrow two-byte accesses at a 40-byte
+lane stride touch ~10 cache lines per warp each: as loads they cost 1.7x (v10), as the backward's stores 4x (v11b).
+Words need aligned logits: use_tile checks, other calls take bdlru_chain.py (m = 1, 2) or bdlru.py.
 """
 
 import torch
