@@ -317,9 +317,10 @@ def main():
         del z, v, h0
         dump()
 
-    # H-LRU at one size
+    # H-LRU at one size; the orders the tile kernels take also with the sequential kernel (HLRU_TILE=0)
     hrows = []
-    for m in (1, 4, 16):
+    for m, knobs in [(1, {}), (2, {}), (2, {"HLRU_TILE": "0"}), (4, {}), (4, {"HLRU_TILE": "0"}), (8, {}),
+                     (8, {"HLRU_TILE": "0"}), (16, {})]:  # fmt: skip
         if time.time() - t_start > args.budget_s + 60:
             break
         b, t, d = 8, 8192, 1536
@@ -327,11 +328,16 @@ def main():
         z = torch.randn(b, t, n, m + 1, device="cuda", dtype=torch.bfloat16)
         v = torch.randn(b, t, n, device="cuda", dtype=torch.bfloat16)
         h0 = torch.zeros(b, n, m, device="cuda")
+        os.environ.update(knobs)
         fwd, fb = time_op(lambda z, v, h0: triton_hlru_scan(z, v, h0, "softmax"), z, v, h0)
+        for k in knobs:
+            del os.environ[k]
         floor = b * t * n * 2 * ((m + 1) + 1 + m)
-        hrows.append(dict(B=b, T=t, D=d, m=m, fwd_ms=fwd, fwdbwd_ms=fb, pct_copy=floor / fwd / 1e6 / copy_bw * 100))
-        log(f"hlru B={b} T={t} D={d} m={m:2d}: fwd {fwd:.3f} ms ({hrows[-1]['pct_copy']:.0f}% copy) fwd+bwd {fb:.3f}")
-    res["hlru_rows"] = hrows
+        pct = floor / fwd / 1e6 / copy_bw * 100
+        hrows.append(dict(B=b, T=t, D=d, m=m, knobs=knobs, fwd_ms=fwd, fwdbwd_ms=fb, pct_copy=pct))
+        res["hlru_rows"] = hrows
+        dump()
+        log(f"hlru B={b} T={t} D={d} m={m:2d} {knobs!s:20s}: fwd {fwd:.3f} ms ({pct:.0f}% copy) fwd+bwd {fb:.3f}")
     dump()
     with open(os.path.join(args.out, f"bench_scan_{args.tag}.log"), "w") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -211,6 +211,46 @@ def test_hlru_scan(m, norm):
     _check(hlru_scan, z, v, h0, norm)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("m", [2, 4, 8])
+def test_hlru_tile(monkeypatch, m, dtype):
+    """H-LRU of order 2, 4, 8 on the BD-LRU tile kernels in companion form: several time tiles, two channel tiles
+    (N = 40 > BN = 32), look-back maps composed (HLRU_DEBUG_AGG_ONLY=1)."""
+    from hlru_lm.kernels import hlru
+
+    calls = []
+    for name in ("hlru_tile_fwd", "hlru_tile_bwd"):
+        fn = getattr(hlru, name)
+        monkeypatch.setattr(hlru, name, lambda *a, fn=fn, name=name: calls.append(name) or fn(*a))
+    monkeypatch.setenv("HLRU_TILE_WARPS", "1")
+    monkeypatch.setenv("HLRU_TILE_BT", "4")
+    monkeypatch.setenv("HLRU_TILE_BT_BWD", "8")
+    monkeypatch.setenv("HLRU_DEBUG_AGG_ONLY", "1")
+    z, v, h0 = _inputs((2, 30, 40, m + 1), (2, 30, 40), (2, 40, m), "softmax", seed=200 + m)
+    if dtype == torch.float32:
+        _check(hlru_scan, z, v, h0, "softmax")
+    else:  # the reference gets the same rounded inputs; y is rounded to bf16 on output
+        z, v = z.to(dtype), v.to(dtype)
+        lt = [x.clone().to(DEV).requires_grad_() for x in (z, v, h0)]
+        lr = [x.double().requires_grad_() for x in (z, v, h0)]
+        ot = hlru_scan(*lt, gate_norm="softmax", backend="triton")
+        orf = hlru_scan(*lr, gate_norm="softmax", backend="naive")
+        assert ot[0].dtype == dtype and rel(ot[0].cpu(), orf[0]) < 1e-2 and rel(ot[1].cpu(), orf[1]) < TOL
+        (ot[0].float().sum() + ot[1].sum()).backward()
+        (orf[0].sum() + orf[1].sum()).backward()
+        for a, b in zip(lt, lr, strict=True):
+            assert rel(a.grad.cpu(), b.grad) < 1e-2
+    assert calls == ["hlru_tile_fwd", "hlru_tile_bwd"]
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_hlru_generic_kernel(monkeypatch, m):
+    """HLRU_TILE=0: the sequential H-LRU kernel (hlru.py), kept for orders the tile kernels do not take."""
+    monkeypatch.setenv("HLRU_TILE", "0")
+    z, v, h0 = _inputs((2, 37, 3, m + 1), (2, 37, 3), (2, 3, m), "relu_l1", seed=102)
+    _check(hlru_scan, z, v, h0, "relu_l1")
+
+
 def test_hlru_m1_generic_kernel(monkeypatch):
     """H-LRU of order 1 runs the m = 1 BD-LRU look-back kernel; HLRU_CHAIN=0 keeps the H-LRU kernel tested there."""
     monkeypatch.setenv("HLRU_CHAIN", "0")

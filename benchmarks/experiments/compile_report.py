@@ -4,7 +4,8 @@ Compiles with the Triton of the device image (3.6) installed beside the CPU venv
     pip install --target /tmp/tr36 triton==3.6.0
     PYTHONPATH=/tmp/tr36:. python benchmarks/experiments/compile_report.py chain-fwd,1,32,128,4 generic-fwd,4,32,1
 Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py), tile-fwd|tile-bwd,M,BT,WARPS,UNROLL[,MAXNREG]
-(bdlru_tile.py), generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py).
+(bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form), generic-fwd|generic-bwd|generic-map,M,BN,WARPS
+(bdlru.py).
 Pointer and N arguments get the divisibility-16 specialisation the runtime gives them, except the ones the kernels
 opt out of. Prints cuobjdump's REG/STACK/SHARED, PTX instruction counts and the TTGIR blocked layouts; SASS=1 adds
 a static SASS opcode histogram.
@@ -79,15 +80,18 @@ def main() -> None:
             else:
                 sig = dict(z_ptr=P, v_ptr=P, h_ptr=P, h0_ptr=F, g_ptr=P, carry_ptr=F, dz_ptr=P, dv_ptr=P, dh0_ptr=F)
                 report(bdlru._bdlru_bwd_kernel, {**sig, **GEN_INTS}, {**consts, "HAS_G": True}, warps, spec)
-        elif kind in ("tile-fwd", "tile-bwd"):
+        elif kind in ("tile-fwd", "tile-bwd", "hlru-tile-fwd", "hlru-tile-bwd"):
             m, bt, warps, unroll, *maxnreg = nums
+            hlru = kind.startswith("hlru")
             word = bdlru_tile._word_bytes(m, torch.bfloat16)
             wb = m * (m + 1) * 2 // word
             wl = 1 << (wb.bit_length() - 1)
             consts = dict(M=m, BT=bt, BN=32 * warps, WB=wb, WL=wl, WH=triton.next_power_of_2(max(1, wb - wl)))
             consts.update(EPW=word // 2, WORD=8 * word)
-            consts.update(DT=0, NORM=0, UNROLL=unroll)
-            if kind == "tile-fwd":
+            if hlru:
+                consts.update(WB=0, WL=1, WH=1, EPW=1, WORD=0)
+            consts.update(DT=0, NORM=0, UNROLL=unroll, HLRU=hlru)
+            if kind.endswith("fwd"):
                 consts["AGG_ONLY"] = 0
                 sig = {**CHAIN_FWD, **CHAIN_INTS, "ONE": "i32"}
                 report(bdlru_tile._bdlru_tile_fwd_kernel, sig, consts, warps, spec, *maxnreg)

@@ -28,6 +28,7 @@ from .bdlru_chain import _lookback_buffers, _poll, _signal, _tile
 from .common import NORM_IDS, _env_int, _norm_rows, _norm_rows_bwd, bwd_buffers
 
 TILE_M = (1, 2, 4, 8)
+HLRU_TILE_M = (2, 4, 8)  # H-LRU orders run in companion form (order 1 is the m = 1 BD-LRU)
 # m: (forward BT, backward BT, warps per program, steps unrolled), the best measured (H200, B=8 T=8192 D=1536:
 # NOTES v11). At m = 1, 2 only the backward runs here by default (bdlru_chain.py's single-pass forward is faster).
 # m = 8 spills (208-352 B per thread at UNROLL = 1) and is still faster than the generic kernels.
@@ -37,11 +38,13 @@ _DTYPE_IDS = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}
 
 @triton.jit
 def _as_words(ptr, WORD: tl.constexpr):
-    """ptr as a pointer to WORD-bit words (see _launch_args)."""
+    """ptr as a pointer to WORD-bit words (see _launch_args); WORD = 0 keeps it."""
     if WORD == 64:
         return ptr.to(tl.pointer_type(tl.int64), bitcast=True)
-    else:
+    elif WORD == 32:
         return ptr.to(tl.pointer_type(tl.int32), bitcast=True)
+    else:  # H-LRU: element loads
+        return ptr
 
 
 @triton.jit
@@ -148,6 +151,36 @@ def _vec(ptr, row0, s, N, n, ii, ONE, rmask, M: tl.constexpr):
 
 
 @triton.jit
+def _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M: tl.constexpr, WB: tl.constexpr,
+          WL: tl.constexpr, WH: tl.constexpr, EPW: tl.constexpr, DT: tl.constexpr, WORD: tl.constexpr,
+          NORM: tl.constexpr, HLRU: tl.constexpr):  # fmt: skip
+    """Step s of the tile as a BD-LRU step, (A [BN, m, m], a0 [BN, m], v [BN, m]), then what the adjoint of phi
+    needs: the logit rows, their phi and inv (_norm_rows). HLRU: the H-LRU in companion form, A's row 0 = P[:m] and
+    row i > 0 the unit row e_{i-1} (the lag shift), a0 = (P[m], 0, ...), v = (v_t, 0, ...); its one logit row per
+    channel is returned as [BN, m] + [BN]. xA, xa (_anchor) give the companion entries the scalar layout."""
+    okn = (nmask & ok) != 0
+    if HLRU:
+        row = row0 + s * N + n
+        zr = tl.load(z_ptr + (row * (M + 1))[:, None] + ii[None, :] * ONE, mask=okn[:, None], other=0.0)
+        zl = tl.load(z_ptr + row * (M + 1) + M * ONE, mask=okn, other=0.0).to(tl.float32)
+        zr = zr.to(tl.float32)
+        pr, pl, inv = _norm_rows(zr, zl, NORM, 1)
+        vt = tl.load(v_ptr + row, mask=okn, other=0.0).to(tl.float32)
+        i3 = ii[None, :, None]
+        zero3 = xA.to(tl.float32)
+        zero2 = xa.to(tl.float32)
+        pA = tl.where(i3 == 0, zero3 + pr[:, None, :], zero3 + (jj[None, None, :] == i3 - 1).to(tl.float32))
+        pa = tl.where(ii[None, :] == 0, zero2 + pl[:, None], zero2)
+        vs = tl.where(ii[None, :] == 0, zero2 + vt[:, None], zero2)
+    else:
+        zr, zl = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT, WORD)
+        pA, pa, inv = _norm_rows(zr, zl, NORM, 2)
+        pr, pl = pA, pa
+        vs = _vec(v_ptr, row0, s, N, n, ii, ONE, okn, M)
+    return pA, pa, vs, zr, zl, pr, pl, inv
+
+
+@triton.jit
 def _matmul(a, b, ii3, jj3, M: tl.constexpr):
     """a @ b for [BN, m, m] tensors as m outer products: 3-D tensors only (a 4-D product gets a layout that splits a
     block over lanes and costs shuffles)."""
@@ -243,6 +276,7 @@ def _bdlru_tile_fwd_kernel(
     NORM: tl.constexpr,
     UNROLL: tl.constexpr,
     AGG_ONLY: tl.constexpr,
+    HLRU: tl.constexpr,
 ):
     k, b, nt = _tile(B, NT, NTT, False)
     n = nt * BN + tl.arange(0, BN)
@@ -264,9 +298,8 @@ def _bdlru_tile_fwd_kernel(
             for r in tl.static_range(UNROLL):
                 s = s0 + r
                 ok = (k * BT + s) < T
-                zA, za = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT, WORD)
-                pAs, pas, _ = _norm_rows(zA, za, NORM, 2)
-                vs = _vec(v_ptr, row0, s, N, n, ii, ONE, (nmask & ok) != 0, M)
+                pAs, pas, vs, _, _, _, _, _ = _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE,
+                                                    M, WB, WL, WH, EPW, DT, WORD, NORM, HLRU)  # fmt: skip
                 e = tl.where(ok, tl.sum(pAs * e[:, None, :], axis=2) + pas * vs, e)
                 mat = tl.where(ok, _matmul(pAs, mat, ii[None, :, None], jj[None, None, :], M), mat)
         h = _lookback(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE, M)
@@ -281,9 +314,8 @@ def _bdlru_tile_fwd_kernel(
             s = s0 + r
             ok = (k * BT + s) < T
             okn = (nmask & ok) != 0
-            zA, za = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT, WORD)
-            pAs, pas, _ = _norm_rows(zA, za, NORM, 2)
-            vs = _vec(v_ptr, row0, s, N, n, ii, ONE, okn, M)
+            pAs, pas, vs, _, _, _, _, _ = _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE,
+                                                M, WB, WL, WH, EPW, DT, WORD, NORM, HLRU)  # fmt: skip
             h = tl.where(ok, tl.sum(pAs * h[:, None, :], axis=2) + pas * vs, h)
             offh = ((row0 + s * N + n) * M)[:, None] + ii[None, :] * ONE
             tl.store(h_ptr + offh, h.to(h_ptr.dtype.element_ty), mask=okn[:, None])
@@ -327,6 +359,7 @@ def _bdlru_tile_bwd_kernel(
     HAS_G: tl.constexpr,
     UNROLL: tl.constexpr,
     AGG_ONLY: tl.constexpr,
+    HLRU: tl.constexpr,
 ):
     """Reverse adjoint lam_t = g_t + A_{t+1}^T lam_{t+1}, run on the carry u_t = A_t^T lam_t (a step maps the carry x
     from the step after it to A_t^T (g_t + x)). Phase 1 composes the tile's carry map backwards over its steps; the
@@ -353,8 +386,8 @@ def _bdlru_tile_bwd_kernel(
             for r in tl.static_range(UNROLL):
                 s = BT - 1 - r0 - r
                 ok = (k * BT + s) < T
-                zA, za = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT, WORD)
-                pAs, pas, _ = _norm_rows(zA, za, NORM, 2)
+                pAs, _, _, _, _, _, _, _ = _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE,
+                                                 M, WB, WL, WH, EPW, DT, WORD, NORM, HLRU)  # fmt: skip
                 if HAS_G:
                     e += _vec(g_ptr, row0, s, N, n, ii, ONE, (nmask & ok) != 0, M)
                 e = tl.where(ok, tl.sum(pAs * e[:, :, None], axis=1), e)
@@ -373,18 +406,26 @@ def _bdlru_tile_bwd_kernel(
             s = BT - 1 - r0 - r
             ok = (k * BT + s) < T
             okn = (nmask & ok) != 0
-            zA, za = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT, WORD)
-            pAs, pas, inv = _norm_rows(zA, za, NORM, 2)
+            pAs, pas, vs, zr, zl, pr, pl, inv = _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE,
+                                                      M, WB, WL, WH, EPW, DT, WORD, NORM, HLRU)  # fmt: skip
             lam = x
             if HAS_G:
                 lam += _vec(g_ptr, row0, s, N, n, ii, ONE, okn, M)
             hp = _vec(h_ptr, row0, s - 1, N, n, ii, ONE, (okn & (k * BT + s > 0)) != 0, M)
             hps = tl.where(k * BT + s == 0, h0, hp)
-            vs = _vec(v_ptr, row0, s, N, n, ii, ONE, okn, M)
-            dzA, dza = _norm_rows_bwd(zA, za, pAs, pas, inv, lam[:, :, None] * hps[:, None, :], lam * vs, NORM, 2)
-            _store_words(dq, s, N, n, okn, dzA, dza, ii, jj, ONE, M, WB, WL, WH, EPW, DT, WORD)
-            offd = ((row0 + s * N + n) * M)[:, None] + ii[None, :] * ONE
-            tl.store(dv_ptr + offd, (lam * pas).to(dv_ptr.dtype.element_ty), mask=okn[:, None])
+            if HLRU:  # only row 0 of the companion matrix and a0[0] come from the logits
+                lam0 = tl.sum(tl.where(ii[None, :] == 0, lam, 0.0), axis=1)
+                dzr, dzl = _norm_rows_bwd(zr, zl, pr, pl, inv, lam0[:, None] * hps, lam0 * tl.sum(vs, axis=1), NORM, 1)
+                row = row0 + s * N + n
+                ty = dz_ptr.dtype.element_ty
+                tl.store(dz_ptr + (row * (M + 1))[:, None] + ii[None, :] * ONE, dzr.to(ty), mask=okn[:, None])
+                tl.store(dz_ptr + row * (M + 1) + M * ONE, dzl.to(ty), mask=okn)
+                tl.store(dv_ptr + row, (lam0 * pl).to(dv_ptr.dtype.element_ty), mask=okn)
+            else:
+                dzA, dza = _norm_rows_bwd(zr, zl, pr, pl, inv, lam[:, :, None] * hps[:, None, :], lam * vs, NORM, 2)
+                _store_words(dq, s, N, n, okn, dzA, dza, ii, jj, ONE, M, WB, WL, WH, EPW, DT, WORD)
+                offd = ((row0 + s * N + n) * M)[:, None] + ii[None, :] * ONE
+                tl.store(dv_ptr + offd, (lam * pas).to(dv_ptr.dtype.element_ty), mask=okn[:, None])
             x = tl.where(ok, tl.sum(pAs * lam[:, :, None], axis=1), x)
     if k == NTT - 1:  # its carry is published only now
         if k == 0:
@@ -410,7 +451,9 @@ def use_tile(z: torch.Tensor, m: int) -> bool:
     return z.data_ptr() % _word_bytes(m, z.dtype) == 0
 
 
-def _launch_args(z: torch.Tensor, seqlen: int, nblocks: int, m: int, bwd: bool) -> tuple[dict, int, int, int]:
+def _launch_args(
+    z: torch.Tensor, seqlen: int, nblocks: int, m: int, bwd: bool, hlru: bool = False
+) -> tuple[dict, int, int, int]:
     """Constexprs and launch options shared by both kernels; also (BN tiles, time tiles, grid size / (B))."""
     bt_fwd, bt_bwd, warps, unroll = _DEFAULTS[m]
     bt = _env_int("HLRU_TILE_BT_BWD", bt_bwd) if bwd else _env_int("HLRU_TILE_BT", bt_fwd)
@@ -418,14 +461,15 @@ def _launch_args(z: torch.Tensor, seqlen: int, nblocks: int, m: int, bwd: bool) 
     warps = max(1, min(_env_int("HLRU_TILE_WARPS", warps), triton.next_power_of_2(nblocks) // 32))
     bn = 32 * warps
     nt, ntt = triton.cdiv(nblocks, bn), triton.cdiv(seqlen, bt)
-    word = _word_bytes(m, z.dtype)
-    wb = m * (m + 1) * z.element_size() // word  # words per block
-    wl = 1 << (wb.bit_length() - 1)
-    kw = dict(M=m, BT=bt, BN=bn, WB=wb, WL=wl, WH=triton.next_power_of_2(max(1, wb - wl)), EPW=word // z.element_size())
-    kw["WORD"] = 8 * word
-    kw.update(DT=_DTYPE_IDS[z.dtype], UNROLL=min(bt, _env_int("HLRU_TILE_UNROLL", unroll)))
-    kw["AGG_ONLY"] = _env_int("HLRU_DEBUG_AGG_ONLY", 0)
-    kw["num_warps"] = warps
+    if hlru:  # element loads of the (m + 1) logits per channel
+        kw = dict(WB=0, WL=1, WH=1, EPW=1, WORD=0)
+    else:
+        word = _word_bytes(m, z.dtype)
+        wb = m * (m + 1) * z.element_size() // word  # words per block
+        wl = 1 << (wb.bit_length() - 1)
+        kw = dict(WB=wb, WL=wl, WH=triton.next_power_of_2(max(1, wb - wl)), EPW=word // z.element_size(), WORD=8 * word)
+    kw.update(M=m, BT=bt, BN=bn, DT=_DTYPE_IDS[z.dtype], UNROLL=min(bt, _env_int("HLRU_TILE_UNROLL", unroll)))
+    kw.update(AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), HLRU=hlru, num_warps=warps)
     maxnreg = _env_int("HLRU_TILE_MAXNREG", 0)
     if maxnreg:
         kw["maxnreg"] = maxnreg
@@ -451,6 +495,37 @@ def bdlru_tile_bwd(z, v, h0, h, dh, dfinal, norm: str):
     flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
     _bdlru_tile_bwd_kernel[(ntt * bsz * nt,)](
         z, v, h, h0, g, dfinal, dz, dv, dh0, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt, 1,
+        NORM=NORM_IDS[norm], HAS_G=has_g, **kw,
+    )  # fmt: skip
+    return dz, dv, dh0
+
+
+def use_tile_hlru(z: torch.Tensor, m: int) -> bool:
+    """H-LRU of order m in HLRU_TILE_M runs the tile kernels in companion form unless HLRU_TILE=0."""
+    return m in HLRU_TILE_M and _env_int("HLRU_TILE", 1) == 1 and z.dtype in _DTYPE_IDS
+
+
+def hlru_tile_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str):
+    bsz, seqlen, nch = v.shape
+    m = h0.shape[-1]
+    kw, nt, ntt, _ = _launch_args(z, seqlen, nch, m, bwd=False, hlru=True)
+    y = torch.empty(bsz, seqlen, nch, m, dtype=v.dtype, device=v.device)
+    final = torch.empty(bsz, nch, m, dtype=torch.float32, device=v.device)
+    flags, agg, inc = _lookback_buffers(bsz, ntt, nch, nt, m, v.device)
+    _bdlru_tile_fwd_kernel[(ntt * bsz * nt,)](
+        z, v, h0, y, final, flags, agg, inc, bsz, seqlen, nch, nt, ntt, 1, NORM=NORM_IDS[norm], **kw
+    )
+    return y, final
+
+
+def hlru_tile_bwd(z, v, h0, y, dy, dfinal, norm: str):
+    bsz, seqlen, nch = v.shape
+    m = h0.shape[-1]
+    kw, nt, ntt, _ = _launch_args(z, seqlen, nch, m, bwd=True, hlru=True)
+    has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dy, dfinal, (bsz, nch, m))
+    flags, agg, inc = _lookback_buffers(bsz, ntt, nch, nt, m, v.device)
+    _bdlru_tile_bwd_kernel[(ntt * bsz * nt,)](
+        z, v, y, h0, g, dfinal, dz, dv, dh0, flags, agg, inc, bsz, seqlen, nch, nt, ntt, 1,
         NORM=NORM_IDS[norm], HAS_G=has_g, **kw,
     )  # fmt: skip
     return dz, dv, dh0

@@ -4,13 +4,16 @@ x_t = sum_{k=1..m} P_t[k-1] x_{t-k} + P_t[m] v_t; y_t = (x_t, ..., x_{t-m+1}).
 The lag window lives in registers in *time-slot order*: x_s sits in slot s mod m. A step then only overwrites one slot
 (no shift): the gate logits are loaded with permuted offsets so that the coefficient of each slot lines up, and y_t is
 stored with permuted offsets. The backward runs the transposed companion recurrence in the same slot order.
-One program per (batch, channel tile), sequential over T (no time chunking yet: parallelism is B*N channels).
+One program per (batch, channel tile), sequential over T (no time parallelism: parallelism is B*N channels). Orders
+in bdlru_tile.HLRU_TILE_M run the two-phase tile scan of bdlru_tile.py instead (the companion matrix as a dense
+BD-LRU block), which is parallel over time too; this kernel takes the other orders and HLRU_TILE=0.
 """
 
 import torch
 import triton
 import triton.language as tl
 
+from .bdlru_tile import hlru_tile_bwd, hlru_tile_fwd, use_tile_hlru
 from .common import NORM_IDS, _norm_rows, _norm_rows_bwd, bwd_buffers
 
 
@@ -191,7 +194,8 @@ class HLRUScanFn(torch.autograd.Function):
         z = z.contiguous()
         v = v.contiguous()
         h0 = h0.contiguous()
-        y, final = hlru_fwd(z, v, h0, norm)
+        ctx.tile = use_tile_hlru(z, h0.shape[-1])
+        y, final = (hlru_tile_fwd if ctx.tile else hlru_fwd)(z, v, h0, norm)
         ctx.save_for_backward(z, v, h0, y)
         ctx.norm = norm
         return y, final
@@ -199,5 +203,5 @@ class HLRUScanFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy, dfinal):
         z, v, h0, y = ctx.saved_tensors
-        dz, dv, dh0 = hlru_bwd(z, v, h0, y, dy, dfinal, ctx.norm)
+        dz, dv, dh0 = (hlru_tile_bwd if ctx.tile else hlru_bwd)(z, v, h0, y, dy, dfinal, ctx.norm)
         return dz, dv, dh0, None
