@@ -1,4 +1,5 @@
-"""Two-phase look-back tile scan for BD-LRU: m = 4, 8 forward and backward, and the m = 1, 2 backward.
+"""Two-phase look-back tile scan for BD-LRU (m = 4, 8 forward and backward, the m = 1, 2 backward) and for H-LRU of
+order 2, 4, 8 (HLRU=True: the companion matrix as a BD-LRU block, see _step).
 
 One program owns one tile: BN = 32 x warps blocks x BT time steps of one batch row, one lane per block (the scalar
 layout of common._tile_offsets: a block's m x (m+1) gate logits sit in one thread's registers, so the row
