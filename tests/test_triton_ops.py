@@ -109,26 +109,40 @@ def test_bdlru_chain_tiles(monkeypatch, m, bt, agg_only):
     _check(bdlru_scan, z, v, h0, "softmax")
 
 
+def _check_dtype(fn, z, v, h0, norm, dtype):
+    """_check for fp32; bf16 / fp16 inputs against the reference on the same rounded inputs (the output is rounded
+    to dtype): 1e-2 on values and grads."""
+    if dtype == torch.float32:
+        _check(fn, z, v, h0, norm)
+        return
+    z, v = z.to(dtype), v.to(dtype)
+    lt = [x.clone().to(DEV).requires_grad_() for x in (z, v, h0)]
+    lr = [x.double().requires_grad_() for x in (z, v, h0)]
+    ot = fn(*lt, gate_norm=norm, backend="triton")
+    orf = fn(*lr, gate_norm=norm, backend="naive")
+    assert ot[0].dtype == dtype and rel(ot[0].cpu(), orf[0]) < 1e-2 and rel(ot[1].cpu(), orf[1]) < TOL
+    (ot[0].float().sum() + ot[1].sum()).backward()
+    (orf[0].sum() + orf[1].sum()).backward()
+    for a, b in zip(lt, lr, strict=True):
+        assert rel(a.grad.cpu(), b.grad) < 1e-2
+
+
+def _record_calls(monkeypatch, module, names) -> list:
+    """Wrap module.<name> so the test sees which kernels ran, in order."""
+    calls = []
+    for name in names:
+        fn = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, fn=fn, name=name: calls.append(name) or fn(*a))
+    return calls
+
+
 def _tile_case(monkeypatch, m, bt, agg_only, dtype):
     monkeypatch.setenv("HLRU_TILE_WARPS", "1")  # two block tiles at N = 40
     monkeypatch.setenv("HLRU_TILE_BT", bt)
     monkeypatch.setenv("HLRU_TILE_BT_BWD", bt)
     monkeypatch.setenv("HLRU_DEBUG_AGG_ONLY", agg_only)
     z, v, h0 = _inputs((2, 30, 40, m, m + 1), (2, 30, 40, m), (2, 40, m), "sigmoid_l1", seed=13)
-    if dtype == torch.float32:
-        _check(bdlru_scan, z, v, h0, "sigmoid_l1")
-        return
-    # low-precision inputs: the reference gets the same rounded inputs; h is rounded to dtype on output
-    z, v = z.to(dtype), v.to(dtype)
-    lt = [x.clone().to(DEV).requires_grad_() for x in (z, v, h0)]
-    lr = [x.double().requires_grad_() for x in (z, v, h0)]
-    ot = bdlru_scan(*lt, gate_norm="sigmoid_l1", backend="triton")
-    orf = bdlru_scan(*lr, gate_norm="sigmoid_l1", backend="naive")
-    assert ot[0].dtype == dtype and rel(ot[0].cpu(), orf[0]) < 1e-2 and rel(ot[1].cpu(), orf[1]) < TOL
-    (ot[0].float().sum() + ot[1].sum()).backward()
-    (orf[0].sum() + orf[1].sum()).backward()
-    for a, b in zip(lt, lr, strict=True):
-        assert rel(a.grad.cpu(), b.grad) < 1e-2
+    _check_dtype(bdlru_scan, z, v, h0, "sigmoid_l1", dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
@@ -149,10 +163,7 @@ def test_bdlru_tile_small_m(monkeypatch, m, tile_fwd, dtype):
     the backward after the chained forward (the default), or both directions (HLRU_CHAIN=0)."""
     from hlru_lm.kernels import bdlru
 
-    calls = []
-    for name in ("bdlru_tile_fwd", "bdlru_tile_bwd"):
-        fn = getattr(bdlru, name)
-        monkeypatch.setattr(bdlru, name, lambda *a, fn=fn, name=name: calls.append(name) or fn(*a))
+    calls = _record_calls(monkeypatch, bdlru, ("bdlru_tile_fwd", "bdlru_tile_bwd"))
     if tile_fwd:
         monkeypatch.setenv("HLRU_CHAIN", "0")
     _tile_case(monkeypatch, m, "4", "1", dtype)
@@ -218,28 +229,13 @@ def test_hlru_tile(monkeypatch, m, dtype):
     (N = 40 > BN = 32), look-back maps composed (HLRU_DEBUG_AGG_ONLY=1)."""
     from hlru_lm.kernels import hlru
 
-    calls = []
-    for name in ("hlru_tile_fwd", "hlru_tile_bwd"):
-        fn = getattr(hlru, name)
-        monkeypatch.setattr(hlru, name, lambda *a, fn=fn, name=name: calls.append(name) or fn(*a))
+    calls = _record_calls(monkeypatch, hlru, ("hlru_tile_fwd", "hlru_tile_bwd"))
     monkeypatch.setenv("HLRU_TILE_WARPS", "1")
     monkeypatch.setenv("HLRU_TILE_BT", "4")
     monkeypatch.setenv("HLRU_TILE_BT_BWD", "8")
     monkeypatch.setenv("HLRU_DEBUG_AGG_ONLY", "1")
     z, v, h0 = _inputs((2, 30, 40, m + 1), (2, 30, 40), (2, 40, m), "softmax", seed=200 + m)
-    if dtype == torch.float32:
-        _check(hlru_scan, z, v, h0, "softmax")
-    else:  # the reference gets the same rounded inputs; y is rounded to bf16 on output
-        z, v = z.to(dtype), v.to(dtype)
-        lt = [x.clone().to(DEV).requires_grad_() for x in (z, v, h0)]
-        lr = [x.double().requires_grad_() for x in (z, v, h0)]
-        ot = hlru_scan(*lt, gate_norm="softmax", backend="triton")
-        orf = hlru_scan(*lr, gate_norm="softmax", backend="naive")
-        assert ot[0].dtype == dtype and rel(ot[0].cpu(), orf[0]) < 1e-2 and rel(ot[1].cpu(), orf[1]) < TOL
-        (ot[0].float().sum() + ot[1].sum()).backward()
-        (orf[0].sum() + orf[1].sum()).backward()
-        for a, b in zip(lt, lr, strict=True):
-            assert rel(a.grad.cpu(), b.grad) < 1e-2
+    _check_dtype(hlru_scan, z, v, h0, "softmax", dtype)
     assert calls == ["hlru_tile_fwd", "hlru_tile_bwd"]
 
 
