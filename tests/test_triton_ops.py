@@ -170,10 +170,20 @@ def test_bdlru_tile_small_m(monkeypatch, m, tile_fwd, dtype):
     assert calls == (["bdlru_tile_fwd"] if tile_fwd else []) + ["bdlru_tile_bwd"]
 
 
+@pytest.mark.parametrize("coal_m", ["8", "16"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_bdlru_tile_m8(monkeypatch, dtype):
-    """m = 8 tile kernels (one step per loop iteration), look-back maps composed."""
+def test_bdlru_tile_m8(monkeypatch, dtype, coal_m):
+    """m = 8 tile kernels (one step per loop iteration), look-back maps composed; logit words read and written
+    coalesced through shared memory (the default, 18 or 36 words per block) or one word per lane (HLRU_TILE_COAL_M)."""
+    monkeypatch.setenv("HLRU_TILE_COAL_M", coal_m)
     _tile_case(monkeypatch, 8, "8", "1", dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_bdlru_tile_m4_coalesced(monkeypatch, dtype):
+    """m = 4 with the coalesced logit words of m = 8 (HLRU_TILE_COAL_M=4; 5 or 10 words per block)."""
+    monkeypatch.setenv("HLRU_TILE_COAL_M", "4")
+    _tile_case(monkeypatch, 4, "8", "1", dtype)
 
 
 @pytest.mark.parametrize("m", [1, 4])

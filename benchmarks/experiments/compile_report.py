@@ -8,7 +8,7 @@ Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py), tile-fwd|tile-bwd,M,B
 (bdlru.py).
 Pointer and N arguments get the divisibility-16 specialisation the runtime gives them, except the ones the kernels
 opt out of. Prints cuobjdump's REG/STACK/SHARED, PTX instruction counts and the TTGIR blocked layouts; SASS=1 adds
-a static SASS opcode histogram.
+a static SASS opcode histogram and the instruction count of each loop body (a runtime step loop: UNROLL steps).
 """
 
 import os
@@ -49,9 +49,16 @@ def report(fn, sig: dict, consts: dict, warps: int, label: str, maxnreg: int | N
     print(f"{label}: REG/STACK/SHARED {res.groups() if res else '?'} {counts}")
     if os.environ.get("SASS"):  # SASS opcode histogram (static counts over the whole kernel)
         sass = subprocess.run([cuobjdump, "-sass", path], capture_output=True, text=True).stdout
-        ops = re.findall(r"^\s+/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)(?:\.[\w.]+)?", sass, re.M)
+        ops = re.findall(r"^\s+/\*[0-9a-f]{4,5}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)(?:\.[\w.]+)?", sass, re.M)
         hist = {op: ops.count(op) for op in sorted(set(ops), key=ops.count, reverse=True)}
         print(f"    SASS {len(ops)} instructions: {hist}")
+        # loop bodies: a branch back to a lower address closes a loop of (source - target) / 16 instructions
+        loops = [
+            (int(src, 16) - int(dst, 16)) // 16 + 1
+            for src, dst in re.findall(r"/\*([0-9a-f]{4,5})\*/\s+(?:@!?P\w+\s+)?BRA 0x([0-9a-f]+)", sass)
+            if int(dst, 16) < int(src, 16)
+        ]
+        print(f"    loop bodies (instructions): {loops}")
     for line in re.findall(r"^#\w+ = (#ttg\.blocked.*)$", c.asm["ttgir"], re.M):
         print("   ", line[:130])
 
@@ -87,9 +94,9 @@ def main() -> None:
             wb = m * (m + 1) * 2 // word
             wl = 1 << (wb.bit_length() - 1)
             consts = dict(M=m, BT=bt, BN=32 * warps, WB=wb, WL=wl, WH=triton.next_power_of_2(max(1, wb - wl)))
-            consts.update(EPW=word // 2, WORD=8 * word)
+            consts.update(EPW=word // 2, WORD=8 * word, COAL=m >= int(os.environ.get("HLRU_TILE_COAL_M", 8)))
             if hlru:
-                consts.update(WB=0, WL=1, WH=1, EPW=1, WORD=0)
+                consts.update(WB=0, WL=1, WH=1, EPW=1, WORD=0, COAL=False)
             consts.update(DT=0, NORM=0, UNROLL=unroll, HLRU=hlru)
             if kind.endswith("fwd"):
                 consts["AGG_ONLY"] = 0

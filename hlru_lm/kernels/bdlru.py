@@ -63,7 +63,7 @@ def _bdlru_chunk_fwd_kernel(
             zA = tl.load(z_ptr + row * (N * M * (M + 1)) + offA, mask=(mask3 & tm) != 0, other=0.0).to(tl.float32)
             za = tl.load(z_ptr + row * (N * M * (M + 1)) + offa, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
             vv = tl.load(v_ptr + row * (N * M) + offv, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
-            pA, pa, inv = _norm_rows(zA, za, NORM, 2)
+            pA, pa, inv = _norm_rows(zA, za, NORM, 2, False)
             e_new = tl.sum(pA * e[:, None, :], axis=2) + pa * vv
             mat_new = tl.sum(pA[:, :, :, None] * mat[:, None, :, :], axis=2)
             e = tl.where(tm, e_new, e)
@@ -86,7 +86,7 @@ def _ld_fwd(z_ptr, v_ptr, b, T, N, t0, k, n_steps, offA, offa, offv, mask3, mask
 
 @triton.jit
 def _step_fwd(h, zA, za, vv, tm, row, h_ptr, N, offv, mask2, M: tl.constexpr, NORM: tl.constexpr):
-    pA, pa, inv = _norm_rows(zA, za, NORM, 2)
+    pA, pa, inv = _norm_rows(zA, za, NORM, 2, False)
     h_new = tl.sum(pA * h[:, None, :], axis=2) + pa * vv
     tl.store(h_ptr + row * (N * M) + offv, h_new.to(h_ptr.dtype.element_ty), mask=(mask2 & tm) != 0)
     return tl.where(tm, h_new, h)
@@ -166,7 +166,7 @@ def _bdlru_chunk_bwd_kernel(
             row = (b * T + t0 + n_steps - 1 - k0 - kk).to(tl.int64)
             zA = tl.load(z_ptr + row * (N * M * (M + 1)) + offA, mask=(mask3 & tm) != 0, other=0.0).to(tl.float32)
             za = tl.load(z_ptr + row * (N * M * (M + 1)) + offa, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
-            pA, pa, inv = _norm_rows(zA, za, NORM, 2)
+            pA, pa, inv = _norm_rows(zA, za, NORM, 2, False)
             if HAS_G:
                 lam = f + tl.load(g_ptr + row * (N * M) + offv, mask=(mask2 & tm) != 0, other=0.0).to(tl.float32)
             else:
@@ -239,10 +239,10 @@ def _step_bwd(
     NORM: tl.constexpr,
 ):
     lam = mu + g
-    pA, pa, inv = _norm_rows(zA, za, NORM, 2)
+    pA, pa, inv = _norm_rows(zA, za, NORM, 2, False)
     dpA = lam[:, :, None] * hp[:, None, :]
     dpa = lam * vv
-    dzA, dza = _norm_rows_bwd(zA, za, pA, pa, inv, dpA, dpa, NORM, 2)
+    dzA, dza = _norm_rows_bwd(zA, za, pA, pa, inv, dpA, dpa, NORM, 2, False)
     zrow = row * (N * M * (M + 1))
     tl.store(dz_ptr + zrow + offA, dzA.to(dz_ptr.dtype.element_ty), mask=(mask3 & tm) != 0)
     tl.store(dz_ptr + zrow + offa, dza.to(dz_ptr.dtype.element_ty), mask=(mask2 & tm) != 0)

@@ -18,6 +18,8 @@ unrolled, ptxas hoisted every step's loads: 255 registers at m = 4, BT = 8).
 Logits are read and their gradients written as words (a block's m(m+1) logits are contiguous): 64-bit where they
 fill whole words (m = 4, 8; fp32), else 32-bit (bf16 / fp16 at m = 1, 2). Narrow two-byte accesses at a 40-byte
 lane stride touch ~10 cache lines per warp each: as loads they cost 1.7x (v10), as the backward's stores 4x (v11b).
+At m = 8 a warp reads and writes the words of its blocks coalesced and moves them between lanes through shared memory
+(_word_axes, _columns), instead of one word per lane and instruction (v12b).
 Words need aligned logits: use_tile checks, other calls take bdlru_chain.py (m = 1, 2) or bdlru.py.
 """
 
@@ -26,7 +28,7 @@ import triton
 import triton.language as tl
 
 from .bdlru_chain import _lookback_buffers, _poll, _signal, _tile
-from .common import NORM_IDS, _env_int, _norm_rows, _norm_rows_bwd, bwd_buffers
+from .common import NORM_IDS, _env_int, _norm_rows, _norm_rows_bwd, _phi_terms, bwd_buffers
 
 TILE_M = (1, 2, 4, 8)
 HLRU_TILE_M = (2, 4, 8)  # H-LRU orders run in companion form (order 1 is the m = 1 BD-LRU)
@@ -69,6 +71,62 @@ def _unpack(w, slot, DT: tl.constexpr, WORD: tl.constexpr):
 
 
 @triton.jit
+def _halves(x):
+    """x [BN, K] (K >= 2) as its even and odd columns, [BN, K / 2] each."""
+    BN: tl.constexpr = x.shape[0]
+    K: tl.constexpr = x.shape[1]
+    return tl.split(tl.reshape(x, [BN, K // 2, 2]))
+
+
+@triton.jit
+def _columns(x):
+    """The K columns of x [BN, K] (K = 1, 2, 4, ..., 32) as a tuple of [BN] tensors. tl.split needs a row's entries in
+    one thread, so Triton moves x there through shared memory once, whatever layout x was loaded in: x can be loaded
+    coalesced (lanes along a row) and still end up one block per lane."""
+    BN: tl.constexpr = x.shape[0]
+    K: tl.constexpr = x.shape[1]
+    if K == 1:
+        return (tl.reshape(x, [BN]),)
+    else:
+        e, o = _halves(x)
+        ce = _columns(e)
+        co = _columns(o)
+        out = ()
+        for i in tl.static_range(K // 2):
+            out = out + (ce[i], co[i])
+        return out
+
+
+@triton.jit
+def _stack(cols, K: tl.constexpr):
+    """The inverse of _columns: K [BN] tensors as the columns of a [BN, K] tensor (tl.join), which can then be
+    stored coalesced."""
+    BN: tl.constexpr = cols[0].shape[0]
+    if K == 1:
+        return tl.reshape(cols[0], [BN, 1])
+    else:
+        evens = ()
+        odds = ()
+        for i in tl.static_range(K // 2):
+            evens = evens + (cols[2 * i],)
+            odds = odds + (cols[2 * i + 1],)
+        return tl.reshape(tl.join(_stack(evens, K // 2), _stack(odds, K // 2)), [BN, K])
+
+
+@triton.jit
+def _word_axes(COAL: tl.constexpr, WL: tl.constexpr, WH: tl.constexpr, ONE):
+    """Word offsets [1, WL] and [1, WH] within a block. COAL (m = 8 by default): contiguous, so a warp's load covers
+    ~5 cache lines instead of one line per lane (36 per load at m = 8, blocks 144 B apart), and _columns moves the
+    words to their lanes through shared memory (m = 8 fwd+bwd 7.72 -> 5.03 ms, NOTES v12b). Else strided by the
+    runtime ONE, which keeps one block per lane from the load on, with no shared memory: at m = 4, 2 warps per
+    program, the transpose and its barriers cost more than the lines they save (fwd 0.84 -> 1.05 ms)."""
+    if COAL:
+        return tl.arange(0, WL)[None, :], tl.arange(0, WH)[None, :]
+    else:
+        return tl.arange(0, WL)[None, :] * ONE, tl.arange(0, WH)[None, :] * ONE
+
+
+@triton.jit
 def _anchor(wq, n, ii, jj, ONE, M: tl.constexpr):
     """Integer zeros [BN, m, m] and [BN, m] in the scalar layout, from a load that never runs (its mask is false at run
     time). They anchor the layout of the unpacked logits, which otherwise get a default layout that spreads a block
@@ -80,22 +138,23 @@ def _anchor(wq, n, ii, jj, ONE, M: tl.constexpr):
 
 @triton.jit
 def _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M: tl.constexpr, WB: tl.constexpr, WL: tl.constexpr,
-               WH: tl.constexpr, EPW: tl.constexpr, DT: tl.constexpr, WORD: tl.constexpr):  # fmt: skip
+               WH: tl.constexpr, EPW: tl.constexpr, DT: tl.constexpr, WORD: tl.constexpr,
+               COAL: tl.constexpr):  # fmt: skip
     """Step s of the tile as (zA [BN, m, m], za [BN, m]) fp32. A block's WB words are loaded as [BN, WL] and
-    [BN, WH] (powers of two, so no padding word is loaded); each logit then picks its word (a constant index along
-    an axis held in registers, so the picks fold at compile time) and its slot in the word. xA, xa: _anchor."""
-    wl = tl.arange(0, WL)[None, :]
-    wh = tl.arange(0, WH)[None, :]
+    [BN, WH] (powers of two, so no padding word is loaded; _word_axes), split into one [BN] tensor per word; each
+    logit then picks its word (a constant index, so the picks fold at compile time) and its slot in the word. xA, xa:
+    _anchor."""
     base = wq + ((s * N + n) * WB)[:, None]
-    lo = tl.load(base + wl * ONE, mask=(nmask[:, None] & ok) != 0, other=0)
-    hi = tl.load(base + (WL + wh) * ONE, mask=(nmask[:, None] & (wh < WB - WL) & ok) != 0, other=0)
+    wl, wh = _word_axes(COAL, WL, WH, ONE)
+    lo = _columns(tl.load(base + wl, mask=(nmask[:, None] & ok) != 0, other=0))
+    hi = _columns(tl.load(base + (WL + wh), mask=(nmask[:, None] & (wh < WB - WL) & ok) != 0, other=0))
     fA = ii[:, None] * (M + 1) + jj[None, :]  # flat index of logit (i, j) in its block
     fa = ii * (M + 1) + M
     for w in tl.static_range(WB):
         if w < WL:
-            word = tl.sum(tl.where(wl == w, lo, 0), axis=1)
+            word = lo[w]
         else:
-            word = tl.sum(tl.where(wh == w - WL, hi, 0), axis=1)
+            word = hi[w - WL]
         xA = tl.where((fA // EPW == w)[None], word[:, None, None], xA)
         xa = tl.where((fa // EPW == w)[None], word[:, None], xa)
     return _unpack(xA, (fA % EPW)[None], DT, WORD), _unpack(xa, (fa % EPW)[None], DT, WORD)
@@ -117,30 +176,30 @@ def _bits(x, DT: tl.constexpr, WORD: tl.constexpr):
 
 @triton.jit
 def _store_words(dq, s, N, n, mask, dzA, dza, ii, jj, ONE, M: tl.constexpr, WB: tl.constexpr, WL: tl.constexpr,
-                 WH: tl.constexpr, EPW: tl.constexpr, DT: tl.constexpr, WORD: tl.constexpr):  # fmt: skip
+                 WH: tl.constexpr, EPW: tl.constexpr, DT: tl.constexpr, WORD: tl.constexpr,
+                 COAL: tl.constexpr):  # fmt: skip
     """Store step s of dlogits (dzA [BN, m, m], dza [BN, m]) as words, the inverse of _logits_at: WB wide stores per
     lane instead of m(m+1) narrow ones (at m = 4 those touch ~10 cache lines per warp each, and made the backward
     4x slower: NOTES v11)."""
-    wl = tl.arange(0, WL)[None, :]
-    wh = tl.arange(0, WH)[None, :]
     fA = ii[:, None] * (M + 1) + jj[None, :]
     fa = ii * (M + 1) + M
     bA = _bits(dzA, DT, WORD)
     ba = _bits(dza, DT, WORD)
     bA = bA << ((fA % EPW) * (WORD // EPW)).to(bA.dtype)[None]  # disjoint bit fields: a word is their sum
     ba = ba << ((fa % EPW) * (WORD // EPW)).to(ba.dtype)[None]
-    lo = (wl + n[:, None] * 0).to(ba.dtype) * 0
-    hi = (wh + n[:, None] * 0).to(ba.dtype) * 0
-    for w in tl.static_range(WB):
+    lo = ()
+    hi = ()
+    for w in tl.static_range(WL + WH):
         word = tl.sum(tl.sum(tl.where((fA // EPW == w)[None], bA, 0), axis=2), axis=1)
-        word += tl.sum(tl.where((fa // EPW == w)[None], ba, 0), axis=1)
+        word += tl.sum(tl.where((fa // EPW == w)[None], ba, 0), axis=1)  # 0 past the block's WB words
         if w < WL:
-            lo = tl.where(wl == w, word[:, None], lo)
+            lo = lo + (word,)
         else:
-            hi = tl.where(wh == w - WL, word[:, None], hi)
+            hi = hi + (word,)
     base = dq + ((s * N + n) * WB)[:, None]
-    tl.store(base + wl * ONE, lo, mask=mask[:, None])
-    tl.store(base + (WL + wh) * ONE, hi, mask=(mask[:, None] & (wh < WB - WL)) != 0)
+    wl, wh = _word_axes(COAL, WL, WH, ONE)
+    tl.store(base + wl, _stack(lo, WL), mask=mask[:, None])
+    tl.store(base + (WL + wh), _stack(hi, WH), mask=(mask[:, None] & (wh < WB - WL)) != 0)
 
 
 @triton.jit
@@ -154,9 +213,10 @@ def _vec(ptr, row0, s, N, n, ii, ONE, rmask, M: tl.constexpr):
 @triton.jit
 def _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M: tl.constexpr, WB: tl.constexpr,
           WL: tl.constexpr, WH: tl.constexpr, EPW: tl.constexpr, DT: tl.constexpr, WORD: tl.constexpr,
-          NORM: tl.constexpr, HLRU: tl.constexpr):  # fmt: skip
+          COAL: tl.constexpr, NORM: tl.constexpr, HLRU: tl.constexpr, RAW: tl.constexpr):  # fmt: skip
     """Step s of the tile as a BD-LRU step, (A [BN, m, m], a0 [BN, m], v [BN, m]), then what the adjoint of phi
-    needs: the logit rows, their phi and inv (_norm_rows). HLRU: the H-LRU in companion form, A's row 0 = P[:m] and
+    needs: the logit rows, their phi and inv (_norm_rows). RAW (BD-LRU only): A and a0 unnormalised, A = diag(inv) A'
+    (_phi_terms). HLRU: the H-LRU in companion form, A's row 0 = P[:m] and
     row i > 0 the unit row e_{i-1} (the lag shift), a0 = (P[m], 0, ...), v = (v_t, 0, ...); its one logit row per
     channel is returned as [BN, m] + [BN]. xA, xa (_anchor) give the companion entries the scalar layout."""
     okn = (nmask & ok) != 0
@@ -165,7 +225,7 @@ def _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M: tl
         zr = tl.load(z_ptr + (row * (M + 1))[:, None] + ii[None, :] * ONE, mask=okn[:, None], other=0.0)
         zl = tl.load(z_ptr + row * (M + 1) + M * ONE, mask=okn, other=0.0).to(tl.float32)
         zr = zr.to(tl.float32)
-        pr, pl, inv = _norm_rows(zr, zl, NORM, 1)
+        pr, pl, inv = _norm_rows(zr, zl, NORM, 1, True)
         vt = tl.load(v_ptr + row, mask=okn, other=0.0).to(tl.float32)
         i3 = ii[None, :, None]
         zero3 = xA.to(tl.float32)
@@ -174,8 +234,11 @@ def _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M: tl
         pa = tl.where(ii[None, :] == 0, zero2 + pl[:, None], zero2)
         vs = tl.where(ii[None, :] == 0, zero2 + vt[:, None], zero2)
     else:
-        zr, zl = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT, WORD)
-        pA, pa, inv = _norm_rows(zr, zl, NORM, 2)
+        zr, zl = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT, WORD, COAL)
+        if RAW:
+            pA, pa, inv = _phi_terms(zr, zl, NORM, 2, True)
+        else:
+            pA, pa, inv = _norm_rows(zr, zl, NORM, 2, True)
         pr, pl = pA, pa
         vs = _vec(v_ptr, row0, s, N, n, ii, ONE, okn, M)
     return pA, pa, vs, zr, zl, pr, pl, inv
@@ -273,12 +336,16 @@ def _bdlru_tile_fwd_kernel(
     WH: tl.constexpr,
     EPW: tl.constexpr,
     WORD: tl.constexpr,
+    COAL: tl.constexpr,
     DT: tl.constexpr,
     NORM: tl.constexpr,
     UNROLL: tl.constexpr,
     AGG_ONLY: tl.constexpr,
     HLRU: tl.constexpr,
 ):
+    # phase 2 on unnormalised rows scales the m results instead of the m(m + 1) entries: m = 4 forward 537 -> 421
+    # instructions per 2 steps (offline); at m = 8 those rows live longer and spill more (296 vs 192 B per thread)
+    RAW: tl.constexpr = (not HLRU) and M < 8
     k, b, nt = _tile(B, NT, NTT, False)
     n = nt * BN + tl.arange(0, BN)
     nmask = n < N
@@ -300,7 +367,7 @@ def _bdlru_tile_fwd_kernel(
                 s = s0 + r
                 ok = (k * BT + s) < T
                 pAs, pas, vs, _, _, _, _, _ = _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE,
-                                                    M, WB, WL, WH, EPW, DT, WORD, NORM, HLRU)  # fmt: skip
+                                                    M, WB, WL, WH, EPW, DT, WORD, COAL, NORM, HLRU, False)  # fmt: skip
                 e = tl.where(ok, tl.sum(pAs * e[:, None, :], axis=2) + pas * vs, e)
                 mat = tl.where(ok, _matmul(pAs, mat, ii[None, :, None], jj[None, None, :], M), mat)
         h = _lookback(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE, M)
@@ -315,9 +382,12 @@ def _bdlru_tile_fwd_kernel(
             s = s0 + r
             ok = (k * BT + s) < T
             okn = (nmask & ok) != 0
-            pAs, pas, vs, _, _, _, _, _ = _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE,
-                                                M, WB, WL, WH, EPW, DT, WORD, NORM, HLRU)  # fmt: skip
-            h = tl.where(ok, tl.sum(pAs * h[:, None, :], axis=2) + pas * vs, h)
+            pAs, pas, vs, _, _, _, _, inv = _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE,
+                                                  M, WB, WL, WH, EPW, DT, WORD, COAL, NORM, HLRU, RAW)  # fmt: skip
+            hn = tl.sum(pAs * h[:, None, :], axis=2) + pas * vs
+            if RAW:
+                hn = hn * inv
+            h = tl.where(ok, hn, h)
             offh = ((row0 + s * N + n) * M)[:, None] + ii[None, :] * ONE
             tl.store(h_ptr + offh, h.to(h_ptr.dtype.element_ty), mask=okn[:, None])
     if k == 0:  # its end state is published only now
@@ -355,6 +425,7 @@ def _bdlru_tile_bwd_kernel(
     WH: tl.constexpr,
     EPW: tl.constexpr,
     WORD: tl.constexpr,
+    COAL: tl.constexpr,
     DT: tl.constexpr,
     NORM: tl.constexpr,
     HAS_G: tl.constexpr,
@@ -388,7 +459,7 @@ def _bdlru_tile_bwd_kernel(
                 s = BT - 1 - r0 - r
                 ok = (k * BT + s) < T
                 pAs, _, _, _, _, _, _, _ = _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE,
-                                                 M, WB, WL, WH, EPW, DT, WORD, NORM, HLRU)  # fmt: skip
+                                                 M, WB, WL, WH, EPW, DT, WORD, COAL, NORM, HLRU, False)  # fmt: skip
                 if HAS_G:
                     e += _vec(g_ptr, row0, s, N, n, ii, ONE, (nmask & ok) != 0, M)
                 e = tl.where(ok, tl.sum(pAs * e[:, :, None], axis=1), e)
@@ -407,8 +478,9 @@ def _bdlru_tile_bwd_kernel(
             s = BT - 1 - r0 - r
             ok = (k * BT + s) < T
             okn = (nmask & ok) != 0
-            pAs, pas, vs, zr, zl, pr, pl, inv = _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE,
-                                                      M, WB, WL, WH, EPW, DT, WORD, NORM, HLRU)  # fmt: skip
+            pAs, pas, vs, zr, zl, pr, pl, inv = _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa,
+                                                      ONE, M, WB, WL, WH, EPW, DT, WORD, COAL, NORM, HLRU,
+                                                      False)  # fmt: skip
             lam = x
             if HAS_G:
                 lam += _vec(g_ptr, row0, s, N, n, ii, ONE, okn, M)
@@ -416,15 +488,17 @@ def _bdlru_tile_bwd_kernel(
             hps = tl.where(k * BT + s == 0, h0, hp)
             if HLRU:  # only row 0 of the companion matrix and a0[0] come from the logits
                 lam0 = tl.sum(tl.where(ii[None, :] == 0, lam, 0.0), axis=1)
-                dzr, dzl = _norm_rows_bwd(zr, zl, pr, pl, inv, lam0[:, None] * hps, lam0 * tl.sum(vs, axis=1), NORM, 1)
+                dpr = lam0[:, None] * hps
+                dzr, dzl = _norm_rows_bwd(zr, zl, pr, pl, inv, dpr, lam0 * tl.sum(vs, axis=1), NORM, 1, True)
                 row = row0 + s * N + n
                 ty = dz_ptr.dtype.element_ty
                 tl.store(dz_ptr + (row * (M + 1))[:, None] + ii[None, :] * ONE, dzr.to(ty), mask=okn[:, None])
                 tl.store(dz_ptr + row * (M + 1) + M * ONE, dzl.to(ty), mask=okn)
                 tl.store(dv_ptr + row, (lam0 * pl).to(dv_ptr.dtype.element_ty), mask=okn)
             else:
-                dzA, dza = _norm_rows_bwd(zr, zl, pr, pl, inv, lam[:, :, None] * hps[:, None, :], lam * vs, NORM, 2)
-                _store_words(dq, s, N, n, okn, dzA, dza, ii, jj, ONE, M, WB, WL, WH, EPW, DT, WORD)
+                dpA = lam[:, :, None] * hps[:, None, :]
+                dzA, dza = _norm_rows_bwd(zr, zl, pr, pl, inv, dpA, lam * vs, NORM, 2, True)
+                _store_words(dq, s, N, n, okn, dzA, dza, ii, jj, ONE, M, WB, WL, WH, EPW, DT, WORD, COAL)
                 offd = ((row0 + s * N + n) * M)[:, None] + ii[None, :] * ONE
                 tl.store(dv_ptr + offd, (lam * pas).to(dv_ptr.dtype.element_ty), mask=okn[:, None])
             x = tl.where(ok, tl.sum(pAs * lam[:, :, None], axis=1), x)
@@ -463,12 +537,13 @@ def _launch_args(
     bn = 32 * warps
     nt, ntt = triton.cdiv(nblocks, bn), triton.cdiv(seqlen, bt)
     if hlru:  # element loads of the (m + 1) logits per channel
-        kw = dict(WB=0, WL=1, WH=1, EPW=1, WORD=0)
+        kw = dict(WB=0, WL=1, WH=1, EPW=1, WORD=0, COAL=False)
     else:
         word = _word_bytes(m, z.dtype)
         wb = m * (m + 1) * z.element_size() // word  # words per block
         wl = 1 << (wb.bit_length() - 1)
         kw = dict(WB=wb, WL=wl, WH=triton.next_power_of_2(max(1, wb - wl)), EPW=word // z.element_size(), WORD=8 * word)
+        kw["COAL"] = m >= _env_int("HLRU_TILE_COAL_M", 8)  # _word_axes
     kw.update(M=m, BT=bt, BN=bn, DT=_DTYPE_IDS[z.dtype], UNROLL=min(bt, _env_int("HLRU_TILE_UNROLL", unroll)))
     kw.update(AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), HLRU=hlru, num_warps=warps)
     maxnreg = _env_int("HLRU_TILE_MAXNREG", 0)

@@ -31,7 +31,7 @@ def _ld_hfwd(z_ptr, v_ptr, b, T, N, t, n, slot, nmask, mask2, M: tl.constexpr):
 
 @triton.jit
 def _step_hfwd(win, zl, zv, vv, tm, row, t, y_ptr, N, n, slot, mask2, M: tl.constexpr, NORM: tl.constexpr):
-    pl, pv, inv = _norm_rows(zl, zv, NORM, 1)
+    pl, pv, inv = _norm_rows(zl, zv, NORM, 1, True)
     x = tl.sum(pl * win, axis=1) + pv * vv
     win = tl.where(((slot[None, :] == (t & (M - 1))) & tm) != 0, x[:, None], win)
     kout = (t - slot) & (M - 1)  # slot s holds x_{t-kout} = y_t[kout]
@@ -129,10 +129,10 @@ def _hlru_bwd_kernel(
             )
             xh = tl.load(h0_ptr + sbase + kidx[None, :], mask=(mask2 & tm & (t == 0)) != 0, other=0.0)
             xl = tl.where(t > 0, xl.to(tl.float32), xh)
-            pl, pv, inv = _norm_rows(zl, zv, NORM, 1)
+            pl, pv, inv = _norm_rows(zl, zv, NORM, 1, True)
             dpl = lam[:, None] * xl
             dpv = lam * vv
-            dzl, dzv = _norm_rows_bwd(zl, zv, pl, pv, inv, dpl, dpv, NORM, 1)
+            dzl, dzv = _norm_rows_bwd(zl, zv, pl, pv, inv, dpl, dpv, NORM, 1, True)
             tl.store(dz_ptr + zoff, dzl.to(dz_ptr.dtype.element_ty), mask=(mask2 & tm) != 0)
             tl.store(dz_ptr + zvoff, dzv.to(dz_ptr.dtype.element_ty), mask=(nmask & tm) != 0)
             tl.store(dv_ptr + row * N + n, (lam * pv).to(dv_ptr.dtype.element_ty), mask=(nmask & tm) != 0)
