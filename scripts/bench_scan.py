@@ -214,8 +214,7 @@ def main():
         knobs = {  # {} = the package defaults
             1: [{"HLRU_CHAIN_BWD": "1"}, {}, {"HLRU_TILE_WARPS": "16"}, {"HLRU_TILE_BT_BWD": "64"}],
             2: [{"HLRU_CHAIN_BWD": "1"}, {}, {"HLRU_TILE_WARPS": "4"}],
-            4: [{}, {"HLRU_TILE_WARPS": "1"}, {"HLRU_TILE_COAL_M": "4"},
-                {"HLRU_TILE_COAL_M": "4", "HLRU_TILE_WARPS": "1"}],
+            4: [{}, {"HLRU_TILE_MAXNREG": "112"}, {"HLRU_TILE_COAL_M": "4"}],
             8: [{}, {"HLRU_TILE_COAL_M": "16"}, tile("32", "32", "1"), tile("64", "32", "2")],
         }  # fmt: skip
         for m in args.sweep:
