@@ -216,9 +216,9 @@ def _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M: tl
           COAL: tl.constexpr, NORM: tl.constexpr, HLRU: tl.constexpr, RAW: tl.constexpr):  # fmt: skip
     """Step s of the tile as a BD-LRU step, (A [BN, m, m], a0 [BN, m], v [BN, m]), then what the adjoint of phi
     needs: the logit rows, their phi and inv (_norm_rows). RAW (BD-LRU only): A and a0 unnormalised, A = diag(inv) A'
-    (_phi_terms). HLRU: the H-LRU in companion form, A's row 0 = P[:m] and
-    row i > 0 the unit row e_{i-1} (the lag shift), a0 = (P[m], 0, ...), v = (v_t, 0, ...); its one logit row per
-    channel is returned as [BN, m] + [BN]. xA, xa (_anchor) give the companion entries the scalar layout."""
+    (_phi_terms). HLRU: the H-LRU in companion form, A's row 0 = P[:m] and row i > 0 the unit row e_{i-1} (the lag
+    shift), a0 = (P[m], 0, ...), v = (v_t, 0, ...); its one logit row per channel is returned as [BN, m] + [BN].
+    xA, xa (_anchor) give the companion entries the scalar layout."""
     okn = (nmask & ok) != 0
     if HLRU:
         row = row0 + s * N + n
@@ -344,7 +344,7 @@ def _bdlru_tile_fwd_kernel(
     HLRU: tl.constexpr,
 ):
     # phase 2 on unnormalised rows scales the m results instead of the m(m + 1) entries: m = 4 forward 537 -> 421
-    # instructions per 2 steps (offline); at m = 8 those rows live longer and spill more (296 vs 192 B per thread)
+    # instructions per 2 steps; at m = 8 those rows live longer and spill more (296 vs 192 B per thread; offline, v12a)
     RAW: tl.constexpr = (not HLRU) and M < 8
     k, b, nt = _tile(B, NT, NTT, False)
     n = nt * BN + tl.arange(0, BN)
