@@ -179,6 +179,13 @@ def test_bdlru_tile_m8(monkeypatch, dtype, coal_m):
     _tile_case(monkeypatch, 8, "8", "1", dtype)
 
 
+def test_launch_knob_not_an_integer(monkeypatch):
+    monkeypatch.setenv("HLRU_TILE_COAL_M", "eight")
+    z, v, h0 = _inputs((1, 4, 2, 8, 9), (1, 4, 2, 8), (1, 2, 8), "softmax", seed=0)
+    with pytest.raises(ValueError, match="HLRU_TILE_COAL_M='eight' must be an integer"):
+        bdlru_scan(z.to(DEV), v.to(DEV), h0.to(DEV), gate_norm="softmax", backend="triton")
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_bdlru_tile_m4_coalesced(monkeypatch, dtype):
     """m = 4 with the coalesced logit words of m = 8 (HLRU_TILE_COAL_M=4; 5 or 10 words per block)."""

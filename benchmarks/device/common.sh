@@ -2,6 +2,7 @@
 # `bash benchmarks/device/vNN.sh <commit>`; the fla-core wheel is carried in .whl/, results go to $OUT).
 #   job NAME "ENV" "PYTEST -k EXPRESSION"   GPU tests in the background, log in $OUT/NAME.log
 #   collect TAG                             wait for the jobs, print their summaries, merge the logs
+#   all_gpu_tests TAG                       every GPU test in 7 parallel jobs (look-back maps composed too), collected
 set -u
 export PYTHONPATH=. HLRU_GIT_COMMIT=${1:-unknown}
 python -m pip install -q --no-deps .whl/*.whl 2>&1 | grep -v WARNING
@@ -18,4 +19,15 @@ collect() {
     for f in "$OUT"/p?.log; do head -n 1 "$f"; tail -n 1 "$f"; done
     cat "$OUT"/p?.log > "$OUT/pytest_gpu_$1.log"
     rm "$OUT"/p?.log
+}
+
+all_gpu_tests() {
+    job p1 HLRU_TILE=1 "bdlru_fp32 and (1- or 2-)"
+    job p2 HLRU_TILE=1 "bdlru_fp32 and (4- or 16-)"
+    job p3 HLRU_TILE=1 "bdlru_fp32 and 8-"
+    job p4 HLRU_TILE=1 "bdlru_bf16 or steps or no_nan"
+    job p5 HLRU_TILE=1 "hlru_fp32"
+    job p6 HLRU_DEBUG_AGG_ONLY=1 "bdlru_fp32 and (1-softmax or 2-softmax or 4-softmax or 8-softmax)"
+    job p7 HLRU_DEBUG_AGG_ONLY=1 "hlru_fp32 and (4-softmax or 8-softmax)"
+    collect "$1"
 }

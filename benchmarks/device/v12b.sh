@@ -4,14 +4,7 @@
 # Every GPU float64 test; bench_scan with its correctness pass and an m = 4, 8 launch sweep; then, in the same call,
 # the v12a tile kernels (.exp/v12a: this tree without the coalesced words) and the previous commit (.exp/base)
 source benchmarks/device/common.sh
-job p1 HLRU_TILE=1 "bdlru_fp32 and (1- or 2-)"
-job p2 HLRU_TILE=1 "bdlru_fp32 and (4- or 16-)"
-job p3 HLRU_TILE=1 "bdlru_fp32 and 8-"
-job p4 HLRU_TILE=1 "bdlru_bf16 or steps or no_nan"
-job p5 HLRU_TILE=1 "hlru_fp32"
-job p6 HLRU_DEBUG_AGG_ONLY=1 "bdlru_fp32 and (1-softmax or 2-softmax or 4-softmax or 8-softmax)"
-job p7 HLRU_DEBUG_AGG_ONLY=1 "hlru_fp32 and (4-softmax or 8-softmax)"
-collect v12b
+all_gpu_tests v12b
 python scripts/bench_scan.py --no-torch --sweep 4,8 --tag v12b --out "$OUT" --budget-s 420 --shapes 8x8192x1536 \
   2>&1 | grep -v "^$" | grep -v "^check.*OK"
 for base in v12a base; do

@@ -3,14 +3,7 @@
 # instructions per two steps): every GPU float64 test; bench_scan (no check: the tests above compare with float64)
 # with an m = 4 sweep (maxnreg 112), then the previous commit (.exp/base) in the same call
 source benchmarks/device/common.sh
-job p1 HLRU_TILE=1 "bdlru_fp32 and (1- or 2-)"
-job p2 HLRU_TILE=1 "bdlru_fp32 and (4- or 16-)"
-job p3 HLRU_TILE=1 "bdlru_fp32 and 8-"
-job p4 HLRU_TILE=1 "bdlru_bf16 or steps or no_nan"
-job p5 HLRU_TILE=1 "hlru_fp32"
-job p6 HLRU_DEBUG_AGG_ONLY=1 "bdlru_fp32 and (1-softmax or 2-softmax or 4-softmax or 8-softmax)"
-job p7 HLRU_DEBUG_AGG_ONLY=1 "hlru_fp32 and (4-softmax or 8-softmax)"
-collect v12e
+all_gpu_tests v12e
 python scripts/bench_scan.py --no-torch --no-check --sweep 4 --tag v12e --out "$OUT" --budget-s 150 \
   --shapes 8x8192x1536 2>&1 | grep -v "^$"
 PYTHONPATH=.exp/base HLRU_GIT_COMMIT=$2 python scripts/bench_scan.py --no-torch --no-check --tag v12e_base \

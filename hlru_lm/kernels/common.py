@@ -156,8 +156,14 @@ def scalar_layout(m: int) -> bool:
 
 
 def _env_int(name: str, default: int) -> int:
+    """An integer launch knob from the environment (HLRU_*), or default when unset or empty."""
     val = os.environ.get(name)
-    return int(val) if val else default
+    if not val:
+        return default
+    try:
+        return int(val)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={val!r} must be an integer") from None
 
 
 @triton.jit
