@@ -4,7 +4,8 @@ Compiles with the Triton of the device image (3.6) installed beside the CPU venv
     pip install --target /tmp/tr36 triton==3.6.0
     PYTHONPATH=/tmp/tr36:. python benchmarks/experiments/compile_report.py chain-fwd,1,32,128,4 generic-fwd,4,32,1
 Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py), tile-fwd|tile-bwd,M,BT,WARPS,UNROLL[,MAXNREG]
-(bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form), generic-fwd|generic-bwd|generic-map,M,BN,WARPS
+(bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form; env HLRU_TILE_COAL_M, _REV, _EVICT as at run
+time), generic-fwd|generic-bwd|generic-map,M,BN,WARPS
 (bdlru.py).
 Pointer and N arguments get the divisibility-16 specialisation the runtime gives them, except the ones the kernels
 opt out of. Prints cuobjdump's REG/STACK/SHARED, PTX instruction counts and the TTGIR blocked layouts; SASS=1 adds
@@ -97,7 +98,10 @@ def main() -> None:
             consts.update(EPW=word // 2, WORD=8 * word, COAL=m >= int(os.environ.get("HLRU_TILE_COAL_M", 8)))
             if hlru:
                 consts.update(WB=0, WL=1, WH=1, EPW=1, WORD=0, COAL=False)
-            consts.update(DT=0, NORM=0, UNROLL=unroll, HLRU=hlru)
+            consts.update(DT=0, NORM=0, UNROLL=unroll, HLRU=hlru, REV=os.environ.get("HLRU_TILE_REV") == "1")
+            evict = int(os.environ.get("HLRU_TILE_EVICT") or 0)  # as bdlru_tile._launch_args
+            consts.update(EV1="evict_last" if evict == 2 else "", EV2="evict_first" if evict else "")
+            consts["EVS"] = consts["EV2"]
             if kind.endswith("fwd"):
                 consts["AGG_ONLY"] = 0
                 sig = {**CHAIN_FWD, **CHAIN_INTS, "ONE": "i32"}

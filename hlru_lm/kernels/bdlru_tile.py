@@ -139,15 +139,17 @@ def _anchor(wq, n, ii, jj, ONE, M: tl.constexpr):
 @triton.jit
 def _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M: tl.constexpr, WB: tl.constexpr, WL: tl.constexpr,
                WH: tl.constexpr, EPW: tl.constexpr, DT: tl.constexpr, WORD: tl.constexpr,
-               COAL: tl.constexpr):  # fmt: skip
+               COAL: tl.constexpr, EV: tl.constexpr):  # fmt: skip
     """Step s of the tile as (zA [BN, m, m], za [BN, m]) fp32. A block's WB words are loaded as [BN, WL] and
     [BN, WH] (powers of two, so no padding word is loaded; _word_axes), split into one [BN] tensor per word; each
     logit then picks its word (a constant index, so the picks fold at compile time) and its slot in the word. xA, xa:
     _anchor."""
     base = wq + ((s * N + n) * WB)[:, None]
     wl, wh = _word_axes(COAL, WL, WH, ONE)
-    lo = _columns(tl.load(base + wl, mask=(nmask[:, None] & ok) != 0, other=0))
-    hi = _columns(tl.load(base + (WL + wh), mask=(nmask[:, None] & (wh < WB - WL) & ok) != 0, other=0))
+    lo = _columns(tl.load(base + wl, mask=(nmask[:, None] & ok) != 0, other=0, eviction_policy=EV))
+    hi = _columns(
+        tl.load(base + (WL + wh), mask=(nmask[:, None] & (wh < WB - WL) & ok) != 0, other=0, eviction_policy=EV)
+    )
     fA = ii[:, None] * (M + 1) + jj[None, :]  # flat index of logit (i, j) in its block
     fa = ii * (M + 1) + M
     for w in tl.static_range(WB):
@@ -177,7 +179,7 @@ def _bits(x, DT: tl.constexpr, WORD: tl.constexpr):
 @triton.jit
 def _store_words(dq, s, N, n, mask, dzA, dza, ii, jj, ONE, M: tl.constexpr, WB: tl.constexpr, WL: tl.constexpr,
                  WH: tl.constexpr, EPW: tl.constexpr, DT: tl.constexpr, WORD: tl.constexpr,
-                 COAL: tl.constexpr):  # fmt: skip
+                 COAL: tl.constexpr, EV: tl.constexpr):  # fmt: skip
     """Store step s of dlogits (dzA [BN, m, m], dza [BN, m]) as words, the inverse of _logits_at: WB wide stores per
     lane instead of m(m+1) narrow ones (at m = 4 those touch ~10 cache lines per warp each, and made the backward
     4x slower: NOTES v11)."""
@@ -198,22 +200,23 @@ def _store_words(dq, s, N, n, mask, dzA, dza, ii, jj, ONE, M: tl.constexpr, WB: 
             hi = hi + (word,)
     base = dq + ((s * N + n) * WB)[:, None]
     wl, wh = _word_axes(COAL, WL, WH, ONE)
-    tl.store(base + wl, _stack(lo, WL), mask=mask[:, None])
-    tl.store(base + (WL + wh), _stack(hi, WH), mask=(mask[:, None] & (wh < WB - WL)) != 0)
+    tl.store(base + wl, _stack(lo, WL), mask=mask[:, None], eviction_policy=EV)
+    tl.store(base + (WL + wh), _stack(hi, WH), mask=(mask[:, None] & (wh < WB - WL)) != 0, eviction_policy=EV)
 
 
 @triton.jit
-def _vec(ptr, row0, s, N, n, ii, ONE, rmask, M: tl.constexpr):
+def _vec(ptr, row0, s, N, n, ii, ONE, rmask, M: tl.constexpr, EV: tl.constexpr):
     """[BN, m] fp32: step s of a (B, T, N, m) tensor (v, h or dh) in the tile (row0 = the tile's first token row).
     Element loads: reading a block's m entries as words measured no faster (NOTES v11d)."""
     offs = ((row0 + s * N + n) * M)[:, None] + ii[None, :] * ONE
-    return tl.load(ptr + offs, mask=rmask[:, None], other=0.0).to(tl.float32)
+    return tl.load(ptr + offs, mask=rmask[:, None], other=0.0, eviction_policy=EV).to(tl.float32)
 
 
 @triton.jit
 def _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M: tl.constexpr, WB: tl.constexpr,
           WL: tl.constexpr, WH: tl.constexpr, EPW: tl.constexpr, DT: tl.constexpr, WORD: tl.constexpr,
-          COAL: tl.constexpr, NORM: tl.constexpr, HLRU: tl.constexpr, RAW: tl.constexpr):  # fmt: skip
+          COAL: tl.constexpr, NORM: tl.constexpr, HLRU: tl.constexpr, RAW: tl.constexpr,
+          EV: tl.constexpr):  # fmt: skip
     """Step s of the tile as a BD-LRU step, (A [BN, m, m], a0 [BN, m], v [BN, m]), then what the adjoint of phi
     needs: the logit rows, their phi and inv (_norm_rows). RAW (BD-LRU only): A and a0 unnormalised, A = diag(inv) A'
     (_phi_terms). HLRU: the H-LRU in companion form, A's row 0 = P[:m] and row i > 0 the unit row e_{i-1} (the lag
@@ -222,11 +225,13 @@ def _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M: tl
     okn = (nmask & ok) != 0
     if HLRU:
         row = row0 + s * N + n
-        zr = tl.load(z_ptr + (row * (M + 1))[:, None] + ii[None, :] * ONE, mask=okn[:, None], other=0.0)
-        zl = tl.load(z_ptr + row * (M + 1) + M * ONE, mask=okn, other=0.0).to(tl.float32)
+        zr = tl.load(
+            z_ptr + (row * (M + 1))[:, None] + ii[None, :] * ONE, mask=okn[:, None], other=0.0, eviction_policy=EV
+        )
+        zl = tl.load(z_ptr + row * (M + 1) + M * ONE, mask=okn, other=0.0, eviction_policy=EV).to(tl.float32)
         zr = zr.to(tl.float32)
         pr, pl, inv = _norm_rows(zr, zl, NORM, 1, True)
-        vt = tl.load(v_ptr + row, mask=okn, other=0.0).to(tl.float32)
+        vt = tl.load(v_ptr + row, mask=okn, other=0.0, eviction_policy=EV).to(tl.float32)
         i3 = ii[None, :, None]
         zero3 = xA.to(tl.float32)
         zero2 = xa.to(tl.float32)
@@ -234,13 +239,13 @@ def _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M: tl
         pa = tl.where(ii[None, :] == 0, zero2 + pl[:, None], zero2)
         vs = tl.where(ii[None, :] == 0, zero2 + vt[:, None], zero2)
     else:
-        zr, zl = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT, WORD, COAL)
+        zr, zl = _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M, WB, WL, WH, EPW, DT, WORD, COAL, EV)
         if RAW:
             pA, pa, inv = _phi_terms(zr, zl, NORM, 2, True)
         else:
             pA, pa, inv = _norm_rows(zr, zl, NORM, 2, True)
         pr, pl = pA, pa
-        vs = _vec(v_ptr, row0, s, N, n, ii, ONE, okn, M)
+        vs = _vec(v_ptr, row0, s, N, n, ii, ONE, okn, M, EV)
     return pA, pa, vs, zr, zl, pr, pl, inv
 
 
@@ -342,6 +347,10 @@ def _bdlru_tile_fwd_kernel(
     UNROLL: tl.constexpr,
     AGG_ONLY: tl.constexpr,
     HLRU: tl.constexpr,
+    REV: tl.constexpr,
+    EV1: tl.constexpr,
+    EV2: tl.constexpr,
+    EVS: tl.constexpr,
 ):
     # phase 2 on unnormalised rows scales the m results instead of the m(m + 1) entries: m = 4 forward 537 -> 421
     # instructions per 2 steps; at m = 8 those rows live longer and spill more (296 vs 192 B per thread; offline, v12a)
@@ -364,12 +373,17 @@ def _bdlru_tile_fwd_kernel(
         e = tl.zeros([BN, M], dtype=tl.float32)
         for s0 in range(0, BT, UNROLL):
             for r in tl.static_range(UNROLL):
-                s = s0 + r
+                s = BT - 1 - s0 - r if REV else s0 + r
                 ok = (k * BT + s) < T
                 pAs, pas, vs, _, _, _, _, _ = _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE,
-                                                    M, WB, WL, WH, EPW, DT, WORD, COAL, NORM, HLRU, False)  # fmt: skip
-                e = tl.where(ok, tl.sum(pAs * e[:, None, :], axis=2) + pas * vs, e)
-                mat = tl.where(ok, _matmul(pAs, mat, ii[None, :, None], jj[None, None, :], M), mat)
+                                                    M, WB, WL, WH, EPW, DT, WORD, COAL, NORM, HLRU, False,
+                                                    EV1)  # fmt: skip
+                if REV:  # steps s..BT-1 map x -> mat x + e; prepend step s: mat <- mat A_s, e <- mat a0_s v_s + e
+                    e = tl.where(ok, tl.sum(mat * (pas * vs)[:, None, :], axis=2) + e, e)
+                    mat = tl.where(ok, _matmul(mat, pAs, ii[None, :, None], jj[None, None, :], M), mat)
+                else:
+                    e = tl.where(ok, tl.sum(pAs * e[:, None, :], axis=2) + pas * vs, e)
+                    mat = tl.where(ok, _matmul(pAs, mat, ii[None, :, None], jj[None, None, :], M), mat)
         h = _lookback(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE, M)
         end = tl.sum(mat * h[:, None, :], axis=2) + e
         if k == NTT - 1:
@@ -383,13 +397,14 @@ def _bdlru_tile_fwd_kernel(
             ok = (k * BT + s) < T
             okn = (nmask & ok) != 0
             pAs, pas, vs, _, _, _, _, inv = _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE,
-                                                  M, WB, WL, WH, EPW, DT, WORD, COAL, NORM, HLRU, RAW)  # fmt: skip
+                                                  M, WB, WL, WH, EPW, DT, WORD, COAL, NORM, HLRU, RAW,
+                                                  EV2)  # fmt: skip
             hn = tl.sum(pAs * h[:, None, :], axis=2) + pas * vs
             if RAW:
                 hn = hn * inv
             h = tl.where(ok, hn, h)
             offh = ((row0 + s * N + n) * M)[:, None] + ii[None, :] * ONE
-            tl.store(h_ptr + offh, h.to(h_ptr.dtype.element_ty), mask=okn[:, None])
+            tl.store(h_ptr + offh, h.to(h_ptr.dtype.element_ty), mask=okn[:, None], eviction_policy=EVS)
     if k == 0:  # its end state is published only now
         if NTT == 1:
             tl.store(final_ptr + offs, h, mask=smask)
@@ -432,6 +447,10 @@ def _bdlru_tile_bwd_kernel(
     UNROLL: tl.constexpr,
     AGG_ONLY: tl.constexpr,
     HLRU: tl.constexpr,
+    REV: tl.constexpr,
+    EV1: tl.constexpr,
+    EV2: tl.constexpr,
+    EVS: tl.constexpr,
 ):
     """Reverse adjoint lam_t = g_t + A_{t+1}^T lam_{t+1}, run on the carry u_t = A_t^T lam_t (a step maps the carry x
     from the step after it to A_t^T (g_t + x)). Phase 1 composes the tile's carry map backwards over its steps; the
@@ -456,14 +475,22 @@ def _bdlru_tile_bwd_kernel(
         e = tl.zeros([BN, M], dtype=tl.float32)
         for r0 in range(0, BT, UNROLL):
             for r in tl.static_range(UNROLL):
-                s = BT - 1 - r0 - r
+                s = r0 + r if REV else BT - 1 - r0 - r
                 ok = (k * BT + s) < T
                 pAs, _, _, _, _, _, _, _ = _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa, ONE,
-                                                 M, WB, WL, WH, EPW, DT, WORD, COAL, NORM, HLRU, False)  # fmt: skip
-                if HAS_G:
-                    e += _vec(g_ptr, row0, s, N, n, ii, ONE, (nmask & ok) != 0, M)
-                e = tl.where(ok, tl.sum(pAs * e[:, :, None], axis=1), e)
-                mat = tl.where(ok, _matmul_tn(pAs, mat, ii[None, :, None], M), mat)
+                                                 M, WB, WL, WH, EPW, DT, WORD, COAL, NORM, HLRU, False,
+                                                 EV1)  # fmt: skip
+                if REV:  # steps 0..s map x -> mat x + e; append step s: mat <- mat A_s^T, e <- e + mat g_s
+                    pAt = tl.permute(pAs, (0, 2, 1))
+                    mat = tl.where(ok, _matmul(mat, pAt, ii[None, :, None], jj[None, None, :], M), mat)
+                    if HAS_G:
+                        g = _vec(g_ptr, row0, s, N, n, ii, ONE, (nmask & ok) != 0, M, EV1)
+                        e += tl.sum(mat * g[:, None, :], axis=2)
+                else:
+                    if HAS_G:
+                        e += _vec(g_ptr, row0, s, N, n, ii, ONE, (nmask & ok) != 0, M, EV1)
+                    e = tl.where(ok, tl.sum(pAs * e[:, :, None], axis=1), e)
+                    mat = tl.where(ok, _matmul_tn(pAs, mat, ii[None, :, None], M), mat)
         x = _lookback(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE, M)
         out = tl.sum(mat * x[:, None, :], axis=2) + e
         if k == 0:
@@ -480,11 +507,11 @@ def _bdlru_tile_bwd_kernel(
             okn = (nmask & ok) != 0
             pAs, pas, vs, zr, zl, pr, pl, inv = _step(wq, z_ptr, v_ptr, row0, s, N, n, nmask, ok, ii, jj, xA, xa,
                                                       ONE, M, WB, WL, WH, EPW, DT, WORD, COAL, NORM, HLRU,
-                                                      False)  # fmt: skip
+                                                      False, EV2)  # fmt: skip
             lam = x
             if HAS_G:
-                lam += _vec(g_ptr, row0, s, N, n, ii, ONE, okn, M)
-            hp = _vec(h_ptr, row0, s - 1, N, n, ii, ONE, (okn & (k * BT + s > 0)) != 0, M)
+                lam += _vec(g_ptr, row0, s, N, n, ii, ONE, okn, M, EV2)
+            hp = _vec(h_ptr, row0, s - 1, N, n, ii, ONE, (okn & (k * BT + s > 0)) != 0, M, EV2)
             hps = tl.where(k * BT + s == 0, h0, hp)
             if HLRU:  # only row 0 of the companion matrix and a0[0] come from the logits
                 lam0 = tl.sum(tl.where(ii[None, :] == 0, lam, 0.0), axis=1)
@@ -492,15 +519,20 @@ def _bdlru_tile_bwd_kernel(
                 dzr, dzl = _norm_rows_bwd(zr, zl, pr, pl, inv, dpr, lam0 * tl.sum(vs, axis=1), NORM, 1, True)
                 row = row0 + s * N + n
                 ty = dz_ptr.dtype.element_ty
-                tl.store(dz_ptr + (row * (M + 1))[:, None] + ii[None, :] * ONE, dzr.to(ty), mask=okn[:, None])
-                tl.store(dz_ptr + row * (M + 1) + M * ONE, dzl.to(ty), mask=okn)
-                tl.store(dv_ptr + row, (lam0 * pl).to(dv_ptr.dtype.element_ty), mask=okn)
+                tl.store(
+                    dz_ptr + (row * (M + 1))[:, None] + ii[None, :] * ONE,
+                    dzr.to(ty),
+                    mask=okn[:, None],
+                    eviction_policy=EVS,
+                )
+                tl.store(dz_ptr + row * (M + 1) + M * ONE, dzl.to(ty), mask=okn, eviction_policy=EVS)
+                tl.store(dv_ptr + row, (lam0 * pl).to(dv_ptr.dtype.element_ty), mask=okn, eviction_policy=EVS)
             else:
                 dpA = lam[:, :, None] * hps[:, None, :]
                 dzA, dza = _norm_rows_bwd(zr, zl, pr, pl, inv, dpA, lam * vs, NORM, 2, True)
-                _store_words(dq, s, N, n, okn, dzA, dza, ii, jj, ONE, M, WB, WL, WH, EPW, DT, WORD, COAL)
+                _store_words(dq, s, N, n, okn, dzA, dza, ii, jj, ONE, M, WB, WL, WH, EPW, DT, WORD, COAL, EVS)
                 offd = ((row0 + s * N + n) * M)[:, None] + ii[None, :] * ONE
-                tl.store(dv_ptr + offd, (lam * pas).to(dv_ptr.dtype.element_ty), mask=okn[:, None])
+                tl.store(dv_ptr + offd, (lam * pas).to(dv_ptr.dtype.element_ty), mask=okn[:, None], eviction_policy=EVS)
             x = tl.where(ok, tl.sum(pAs * lam[:, :, None], axis=1), x)
     if k == NTT - 1:  # its carry is published only now
         if k == 0:
@@ -546,6 +578,11 @@ def _launch_args(
         kw["COAL"] = m >= _env_int("HLRU_TILE_COAL_M", 8)  # _word_axes
     kw.update(M=m, BT=bt, BN=bn, DT=_DTYPE_IDS[z.dtype], UNROLL=min(bt, _env_int("HLRU_TILE_UNROLL", unroll)))
     kw.update(AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), HLRU=hlru, num_warps=warps)
+    kw["REV"] = _env_int("HLRU_TILE_REV", 0) == 1
+    evict = _env_int("HLRU_TILE_EVICT", 0)
+    kw.update(
+        EV1="evict_last" if evict == 2 else "", EV2="evict_first" if evict else "", EVS="evict_first" if evict else ""
+    )
     maxnreg = _env_int("HLRU_TILE_MAXNREG", 0)
     if maxnreg:
         kw["maxnreg"] = maxnreg
