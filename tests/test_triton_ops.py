@@ -179,6 +179,25 @@ def test_bdlru_tile_m8(monkeypatch, dtype, coal_m):
     _tile_case(monkeypatch, 8, "8", "1", dtype)
 
 
+@pytest.mark.parametrize("rev, evict", [("0", "0"), ("1", "1"), ("1", "2")])
+@pytest.mark.parametrize("m", [1, 4])
+def test_bdlru_tile_phase_order(monkeypatch, m, rev, evict):
+    """Phase 1 in the same time order as phase 2 or the opposite one (HLRU_TILE_REV, which composes the maps from the
+    other side), with and without L2 eviction hints, forward and backward on the tile kernels (HLRU_CHAIN=0 for the
+    m = 1 forward); the defaults pick these per m and direction (_CACHE_ORDER)."""
+    monkeypatch.setenv("HLRU_CHAIN", "0")
+    monkeypatch.setenv("HLRU_TILE_REV", rev)
+    monkeypatch.setenv("HLRU_TILE_EVICT", evict)
+    _tile_case(monkeypatch, m, "8", "1", torch.bfloat16)
+
+
+def test_cache_order_knobs_out_of_range(monkeypatch):
+    monkeypatch.setenv("HLRU_TILE_EVICT", "3")
+    z, v, h0 = _inputs((1, 4, 2, 4, 5), (1, 4, 2, 4), (1, 2, 4), "softmax", seed=0)
+    with pytest.raises(ValueError, match="HLRU_TILE_EVICT=3 0, 1 or 2"):
+        bdlru_scan(z.to(DEV), v.to(DEV), h0.to(DEV), gate_norm="softmax", backend="triton")
+
+
 def test_launch_knob_not_an_integer(monkeypatch):
     monkeypatch.setenv("HLRU_TILE_COAL_M", "eight")
     z, v, h0 = _inputs((1, 4, 2, 8, 9), (1, 4, 2, 8), (1, 2, 8), "softmax", seed=0)

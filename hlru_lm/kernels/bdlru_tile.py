@@ -33,9 +33,16 @@ from .common import NORM_IDS, _env_int, _norm_rows, _norm_rows_bwd, _phi_terms, 
 TILE_M = (1, 2, 4, 8)
 HLRU_TILE_M = (2, 4, 8)  # H-LRU orders run in companion form (order 1 is the m = 1 BD-LRU)
 # m: (forward BT, backward BT, warps per program, steps unrolled), the best measured (H200, B=8 T=8192 D=1536:
-# NOTES v11). At m = 1, 2 only the backward runs here by default (bdlru_chain.py's single-pass forward is faster).
+# NOTES v11; the m = 1 backward's BT 16: v13c). At m = 1, 2 only the backward runs here by default (bdlru_chain.py's
+# single-pass forward is faster).
 # m = 8 spills (208-352 B per thread at UNROLL = 1) and is still faster than the generic kernels.
-_DEFAULTS = {1: (32, 32, 8, 2), 2: (32, 32, 2, 2), 4: (64, 32, 2, 2), 8: (64, 32, 1, 1)}
+_DEFAULTS = {1: (32, 16, 8, 2), 2: (32, 32, 2, 2), 4: (64, 32, 2, 2), 8: (64, 32, 1, 1)}
+# (m, backward, H-LRU): (HLRU_TILE_REV, HLRU_TILE_EVICT) where they measured faster (H200, NOTES v13b-d), else (0, 0).
+# REV: phase 1 runs the steps in the opposite order to phase 2, so the steps it reads last are re-read first (from
+# L2); EVICT 1: phase 2's loads and the outputs are marked evict_first (their last use), 2: and phase 1's loads
+# evict_last. They help where phase 2's re-reads miss L2 (v13a: the m = 4 forward moves 1.9x its byte floor).
+_CACHE_ORDER = {(4, False, False): (1, 2), (1, True, False): (1, 1), (2, False, True): (1, 2), (2, True, True): (1, 2)}
+_CACHE_ORDER[(4, True, True)] = (1, 2)
 _DTYPE_IDS = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}
 
 
@@ -578,8 +585,11 @@ def _launch_args(
         kw["COAL"] = m >= _env_int("HLRU_TILE_COAL_M", 8)  # _word_axes
     kw.update(M=m, BT=bt, BN=bn, DT=_DTYPE_IDS[z.dtype], UNROLL=min(bt, _env_int("HLRU_TILE_UNROLL", unroll)))
     kw.update(AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), HLRU=hlru, num_warps=warps)
-    kw["REV"] = _env_int("HLRU_TILE_REV", 0) == 1
-    evict = _env_int("HLRU_TILE_EVICT", 0)
+    rev, evict = _CACHE_ORDER.get((m, bwd, hlru), (0, 0))
+    rev, evict = _env_int("HLRU_TILE_REV", rev), _env_int("HLRU_TILE_EVICT", evict)
+    if rev not in (0, 1) or evict not in (0, 1, 2):
+        raise ValueError(f"HLRU_TILE_REV={rev} must be 0 or 1 and HLRU_TILE_EVICT={evict} 0, 1 or 2")
+    kw["REV"] = rev == 1
     kw.update(
         EV1="evict_last" if evict == 2 else "", EV2="evict_first" if evict else "", EVS="evict_first" if evict else ""
     )
