@@ -1,7 +1,8 @@
 #!/bin/bash
 # v13f: v13e's ncu counters say the tile kernels are latency-bound (m = 1 backward: 32% fewer DRAM bytes, 6% faster);
 # HLRU_TILE_STAGES = num_stages of the step loops (Triton pipelines the step loads through shared memory with
-# cp.async, i.e. prefetches the next iterations), each case checked against float64 then timed, as v13b.
+# cp.async, i.e. prefetches the next iterations), each case checked against float64 then timed, as v13b. The knob
+# was removed after this run (slower everywhere): it made the four step loops `tl.range(0, BT, UNROLL, num_stages=NS)`.
 set -u
 export PYTHONPATH=. HLRU_GIT_COMMIT=${1:-unknown}
 NS=HLRU_TILE_STAGES; U=HLRU_TILE_UNROLL

@@ -101,7 +101,7 @@ def main() -> None:
             consts.update(DT=0, NORM=0, UNROLL=unroll, HLRU=hlru, REV=os.environ.get("HLRU_TILE_REV") == "1")
             evict = int(os.environ.get("HLRU_TILE_EVICT") or 0)  # as bdlru_tile._launch_args
             consts.update(EV1="evict_last" if evict == 2 else "", EV2="evict_first" if evict else "")
-            consts.update(EVS=consts["EV2"], NS=int(os.environ.get("HLRU_TILE_STAGES") or 1))
+            consts["EVS"] = consts["EV2"]
             if kind.endswith("fwd"):
                 consts["AGG_ONLY"] = 0
                 sig = {**CHAIN_FWD, **CHAIN_INTS, "ONE": "i32"}

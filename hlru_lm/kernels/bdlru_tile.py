@@ -358,7 +358,6 @@ def _bdlru_tile_fwd_kernel(
     EV1: tl.constexpr,
     EV2: tl.constexpr,
     EVS: tl.constexpr,
-    NS: tl.constexpr,
 ):
     # phase 2 on unnormalised rows scales the m results instead of the m(m + 1) entries: m = 4 forward 537 -> 421
     # instructions per 2 steps; at m = 8 those rows live longer and spill more (296 vs 192 B per thread; offline, v12a)
@@ -379,7 +378,7 @@ def _bdlru_tile_fwd_kernel(
         # phase 1: the tile's map
         mat = tl.zeros([BN, M, M], dtype=tl.float32) + (ii[:, None] == jj[None, :]).to(tl.float32)[None]
         e = tl.zeros([BN, M], dtype=tl.float32)
-        for s0 in tl.range(0, BT, UNROLL, num_stages=NS):
+        for s0 in range(0, BT, UNROLL):
             for r in tl.static_range(UNROLL):
                 s = BT - 1 - s0 - r if REV else s0 + r
                 ok = (k * BT + s) < T
@@ -399,7 +398,7 @@ def _bdlru_tile_fwd_kernel(
         else:
             _publish(flag_ptr, inc_ptr, k, 0, B, b, N, n, smask, NT, nt, ii, ONE, end, M, AGG_ONLY)
     # phase 2: rerun from the true start state (the reloaded words and v hit L1 / L2)
-    for s0 in tl.range(0, BT, UNROLL, num_stages=NS):
+    for s0 in range(0, BT, UNROLL):
         for r in tl.static_range(UNROLL):
             s = s0 + r
             ok = (k * BT + s) < T
@@ -459,7 +458,6 @@ def _bdlru_tile_bwd_kernel(
     EV1: tl.constexpr,
     EV2: tl.constexpr,
     EVS: tl.constexpr,
-    NS: tl.constexpr,
 ):
     """Reverse adjoint lam_t = g_t + A_{t+1}^T lam_{t+1}, run on the carry u_t = A_t^T lam_t (a step maps the carry x
     from the step after it to A_t^T (g_t + x)). Phase 1 composes the tile's carry map backwards over its steps; the
@@ -482,7 +480,7 @@ def _bdlru_tile_bwd_kernel(
         # phase 1: the tile's carry map, steps in reverse
         mat = tl.zeros([BN, M, M], dtype=tl.float32) + (ii[:, None] == jj[None, :]).to(tl.float32)[None]
         e = tl.zeros([BN, M], dtype=tl.float32)
-        for r0 in tl.range(0, BT, UNROLL, num_stages=NS):
+        for r0 in range(0, BT, UNROLL):
             for r in tl.static_range(UNROLL):
                 s = r0 + r if REV else BT - 1 - r0 - r
                 ok = (k * BT + s) < T
@@ -509,7 +507,7 @@ def _bdlru_tile_bwd_kernel(
     # phase 2: rerun backwards from the true carry, write dlogits and dv
     h0 = tl.load(h0_ptr + offs, mask=smask, other=0.0)
     dq = _as_words(dz_ptr, WORD) + row0 * WB  # dlogits as words
-    for r0 in tl.range(0, BT, UNROLL, num_stages=NS):
+    for r0 in range(0, BT, UNROLL):
         for r in tl.static_range(UNROLL):
             s = BT - 1 - r0 - r
             ok = (k * BT + s) < T
@@ -592,7 +590,6 @@ def _launch_args(
     if rev not in (0, 1) or evict not in (0, 1, 2):
         raise ValueError(f"HLRU_TILE_REV={rev} must be 0 or 1 and HLRU_TILE_EVICT={evict} 0, 1 or 2")
     kw["REV"] = rev == 1
-    kw["NS"] = _env_int("HLRU_TILE_STAGES", 1)
     kw.update(
         EV1="evict_last" if evict == 2 else "", EV2="evict_first" if evict else "", EVS="evict_first" if evict else ""
     )
