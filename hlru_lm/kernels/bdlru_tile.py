@@ -33,16 +33,17 @@ from .common import NORM_IDS, _env_int, _norm_rows, _norm_rows_bwd, _phi_terms, 
 TILE_M = (1, 2, 4, 8)
 HLRU_TILE_M = (2, 4, 8)  # H-LRU orders run in companion form (order 1 is the m = 1 BD-LRU)
 # m: (forward BT, backward BT, warps per program, steps unrolled), the best measured (H200, B=8 T=8192 D=1536:
-# NOTES v11; the m = 1 backward's BT 16: v13c). At m = 1, 2 only the backward runs here by default (bdlru_chain.py's
-# single-pass forward is faster).
-# m = 8 spills (208-352 B per thread at UNROLL = 1) and is still faster than the generic kernels.
-_DEFAULTS = {1: (32, 16, 8, 2), 2: (32, 32, 2, 2), 4: (64, 32, 2, 2), 8: (64, 32, 1, 1)}
-# (m, backward, H-LRU): (HLRU_TILE_REV, HLRU_TILE_EVICT) where they measured faster (H200, NOTES v13b-d), else (0, 0).
+# NOTES v11; v13: the m = 1, 2 backward's BT 16, UNROLL 1 at m = 4). At m = 1, 2 only the backward runs here by
+# default (bdlru_chain.py's single-pass forward is faster). m = 8 spills (208-352 B per thread at UNROLL = 1) and is
+# still faster than the generic kernels. H-LRU orders have their own (order 4: UNROLL 4, v13g).
+_DEFAULTS = {1: (32, 16, 8, 2), 2: (32, 16, 2, 2), 4: (64, 32, 2, 1), 8: (64, 32, 1, 1)}
+_HLRU_DEFAULTS = {2: (32, 32, 2, 2), 4: (64, 32, 2, 4), 8: (64, 32, 1, 1)}
+# (m, backward, H-LRU): (HLRU_TILE_REV, HLRU_TILE_EVICT) where they measured faster (H200, NOTES v13b-g), else (0, 0).
 # REV: phase 1 runs the steps in the opposite order to phase 2, so the steps it reads last are re-read first (from
 # L2); EVICT 1: phase 2's loads and the outputs are marked evict_first (their last use), 2: and phase 1's loads
 # evict_last. They help where phase 2's re-reads miss L2 (v13a: the m = 4 forward moves 1.9x its byte floor).
-_CACHE_ORDER = {(4, False, False): (1, 2), (1, True, False): (1, 1), (2, False, True): (1, 2), (2, True, True): (1, 2)}
-_CACHE_ORDER[(4, True, True)] = (1, 2)
+_CACHE_ORDER = {(4, False, False): (1, 2), (1, True, False): (1, 1), (2, True, False): (1, 1)}
+_CACHE_ORDER.update({(2, False, True): (1, 2), (2, True, True): (1, 2), (4, True, True): (1, 2)})
 _DTYPE_IDS = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}
 
 
@@ -569,7 +570,7 @@ def _launch_args(
     z: torch.Tensor, seqlen: int, nblocks: int, m: int, bwd: bool, hlru: bool = False
 ) -> tuple[dict, int, int, int]:
     """Constexprs and launch options shared by both kernels; also (BN tiles, time tiles, grid size / (B))."""
-    bt_fwd, bt_bwd, warps, unroll = _DEFAULTS[m]
+    bt_fwd, bt_bwd, warps, unroll = (_HLRU_DEFAULTS if hlru else _DEFAULTS)[m]
     bt = _env_int("HLRU_TILE_BT_BWD", bt_bwd) if bwd else _env_int("HLRU_TILE_BT", bt_fwd)
     bt = min(bt, max(2, triton.next_power_of_2(seqlen)))
     warps = max(1, min(_env_int("HLRU_TILE_WARPS", warps), triton.next_power_of_2(nblocks) // 32))
