@@ -1,5 +1,6 @@
 # Shared by the benchmarks/device/v*.sh scripts (one device call each, run from the repository root as
-# `bash benchmarks/device/vNN.sh <commit>`; the fla-core wheel is carried in .whl/, results go to $OUT).
+# `bash benchmarks/device/vNN.sh <commit>`; the fla-core wheel is carried in .whl/, results go to $OUT). Write the
+# commit out: `$(git rev-parse HEAD)` run on the device names the last landed commit, not the tree that travelled.
 #   job NAME "ENV" "PYTEST -k EXPRESSION"   GPU tests in the background, log in $OUT/NAME.log
 #   collect TAG                             wait for the jobs, print their summaries, merge the logs
 #   all_gpu_tests TAG                       every GPU test in 7 parallel jobs (look-back maps composed too), collected
