@@ -11,6 +11,10 @@ normalisation and the mat-vecs need no shuffles).
 Only one map is live across a tile (the associative scan of bdlru_chain.py keeps one per step), so tiles can be long
 and there is no chunk-map kernel. The chain's first tile knows its start state and runs phase 2 only. The backward
 runs the same two phases in reverse on the adjoint carry (see _bdlru_tile_bwd_kernel).
+Phase 2 re-reads what phase 1 read, a whole tile later; with ~1000 tiles in flight most re-reads missed L2 (NOTES
+v13a). Where it measured faster (_CACHE_ORDER), phase 1 therefore runs the steps in the opposite order (REV: the
+maps composed from the other side), so phase 2 first re-reads the steps phase 1 read last, and the loads carry L2
+eviction priorities (EV1, EV2, EVS).
 
 Both phases loop over the tile at run time, UNROLL steps per iteration, so registers do not grow with BT (fully
 unrolled, ptxas hoisted every step's loads: 255 registers at m = 4, BT = 8).
@@ -489,7 +493,7 @@ def _bdlru_tile_bwd_kernel(
                                                  M, WB, WL, WH, EPW, DT, WORD, COAL, NORM, HLRU, False,
                                                  EV1)  # fmt: skip
                 if REV:  # steps 0..s map x -> mat x + e; append step s: mat <- mat A_s^T, e <- e + mat g_s
-                    pAt = tl.permute(pAs, (0, 2, 1))
+                    pAt = tl.permute(pAs, (0, 2, 1))  # a transposed _matmul instead got 352 shuffles per tile (v13b)
                     mat = tl.where(ok, _matmul(mat, pAt, ii[None, :, None], jj[None, None, :], M), mat)
                     if HAS_G:
                         g = _vec(g_ptr, row0, s, N, n, ii, ONE, (nmask & ok) != 0, M, EV1)
