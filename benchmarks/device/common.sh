@@ -4,9 +4,11 @@
 #   job NAME "ENV" "PYTEST -k EXPRESSION"   GPU tests in the background, log in $OUT/NAME.log
 #   collect TAG                             wait for the jobs, print their summaries, merge the logs
 #   all_gpu_tests TAG                       every GPU test in 7 parallel jobs (look-back maps composed too), collected
+#   knob_sweep TAG BUDGET_S CASE...         benchmarks/experiments/knob_sweep.py over the cases (MIXER:M:KNOBS)
+#   bench_with_base TAG COMMIT S1 S2        bench_scan.py for this tree, then for .exp/base (COMMIT's package)
 set -u
 export PYTHONPATH=. HLRU_GIT_COMMIT=${1:-unknown}
-python -m pip install -q --no-deps .whl/*.whl 2>&1 | grep -v WARNING
+if compgen -G ".whl/*.whl" > /dev/null; then python -m pip install -q --no-deps .whl/*.whl 2>&1 | grep -v WARNING; fi
 t0=$(date +%s)
 
 job() {
@@ -31,4 +33,34 @@ all_gpu_tests() {
     job p6 HLRU_DEBUG_AGG_ONLY=1 "bdlru_fp32 and (1-softmax or 2-softmax or 4-softmax or 8-softmax)"
     job p7 HLRU_DEBUG_AGG_ONLY=1 "hlru_fp32 and (4-softmax or 8-softmax)"
     collect "$1"
+}
+
+knob_sweep() {
+    # Triton's cache is filled first by 4 parallel check-only runs (the cases of one MIXER:M in one run, so each
+    # float64 reference is computed once there); then one run checks and times every case in the given order.
+    local tag=$1 budget=$2 sweep=benchmarks/experiments/knob_sweep.py c i n=0
+    shift 2
+    local -A slot=()
+    for c in "$@"; do [[ -v "slot[${c%:*}]" ]] || slot[${c%:*}]=$(( n++ % 4 )); done
+    for i in 0 1 2 3; do
+        local -a grp=()
+        for c in "$@"; do [ "${slot[${c%:*}]}" = "$i" ] && grp+=("$c"); done
+        if [ ${#grp[@]} -gt 0 ]; then
+            python $sweep "/tmp/compile$i.json" "${grp[@]}" --check-only > "$OUT/compile$i.log" 2>&1 &
+        fi
+    done
+    wait
+    echo "compiled in $(( $(date +%s) - t0 )) s"
+    cat "$OUT"/compile?.log | grep -v "^\s*$" | grep -v OK
+    rm -f "$OUT"/compile?.log
+    PYTHONUNBUFFERED=1 python $sweep "$OUT/knob_sweep_$tag.json" "$@" --budget-s "$budget" 2>&1 \
+        | tee "$OUT/knob_sweep_$tag.log"
+    echo "total $(( $(date +%s) - t0 )) s"
+}
+
+bench_with_base() {
+    python scripts/bench_scan.py --no-torch --tag "$1" --out "$OUT" --budget-s "$3" --shapes 8x8192x1536 2>&1 \
+        | grep -v "^$" | grep -v "^check.*OK"
+    PYTHONPATH=.exp/base HLRU_GIT_COMMIT=$2 python scripts/bench_scan.py --no-torch --no-check --tag "$1_base" \
+        --out "$OUT" --budget-s "$4" --shapes 8x8192x1536 2>&1 | grep -v "^$"
 }

@@ -5,10 +5,7 @@
 # m = 1 backward for both packages and for the split variant (.exp/split, benchmarks/experiments/split_v13d.patch).
 source benchmarks/device/common.sh
 all_gpu_tests v13e
-python scripts/bench_scan.py --no-torch --tag v13e --out "$OUT" --budget-s 300 --shapes 8x8192x1536 2>&1 \
-  | grep -v "^$" | grep -v "^check.*OK"
-PYTHONPATH=.exp/base HLRU_GIT_COMMIT=fd4a564 python scripts/bench_scan.py --no-torch --no-check --tag v13e_base \
-  --out "$OUT" --budget-s 150 --shapes 8x8192x1536 2>&1 | grep -v "^$"
+bench_with_base v13e fd4a564 300 150
 export PATH=$PATH:$(ls -d /opt/nvidia/nsight-compute/*/ 2>/dev/null | head -n 1)
 MET=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct
 mem() {  # label pythonpath env m kernel-regex

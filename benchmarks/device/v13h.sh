@@ -4,8 +4,5 @@
 # fd4a564 (.exp/base) in the same call.
 source benchmarks/device/common.sh
 all_gpu_tests v13h
-python scripts/bench_scan.py --no-torch --tag v13h --out "$OUT" --budget-s 200 --shapes 8x8192x1536 2>&1 \
-  | grep -v "^$" | grep -v "^check.*OK"
-PYTHONPATH=.exp/base HLRU_GIT_COMMIT=fd4a564 python scripts/bench_scan.py --no-torch --no-check --tag v13h_base \
-  --out "$OUT" --budget-s 100 --shapes 8x8192x1536 2>&1 | grep -v "^$"
+bench_with_base v13h fd4a564 200 100
 echo "total $(( $(date +%s) - t0 )) s"

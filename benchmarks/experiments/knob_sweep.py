@@ -75,27 +75,44 @@ def timing(mixer: str, m: int, shape: tuple[int, int, int]) -> tuple[float, floa
     return fwd, do_bench(fb, warmup=25, rep=100, grad_to_none=[zg, vg], return_mode="median")
 
 
+def _case(text: str) -> tuple[str, int, dict]:
+    """MIXER:M:KNOBS as (mixer, m, {knob: value}), or an argparse error naming what is wrong."""
+    parts = text.split(":")
+    if len(parts) != 3 or parts[0] not in ("bdlru", "hlru") or parts[1] not in ("1", "2", "4", "8", "16"):
+        raise argparse.ArgumentTypeError(f"case {text!r} is not MIXER:M:KNOBS (bdlru|hlru, m in 1,2,4,8,16)")
+    knobs = [kv.split("=") for kv in parts[2].split(",") if kv]
+    if any(len(kv) != 2 or not kv[0].startswith("HLRU_") for kv in knobs):
+        raise argparse.ArgumentTypeError(f"case {text!r}: knobs must be HLRU_NAME=VALUE, comma-separated")
+    return parts[0], int(parts[1]), dict(knobs)
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    parts = text.split("x")
+    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"shape {text!r} is not BxTxD with positive integers, e.g. 8x8192x1536")
+    return tuple(int(p) for p in parts)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
-    ap.add_argument("cases", nargs="+")
-    ap.add_argument("--shape", default="8x8192x1536")
+    ap.add_argument("cases", nargs="+", type=_case, help="MIXER:M:KNOBS, e.g. bdlru:4:HLRU_TILE_REV=1")
+    ap.add_argument("--shape", type=_shape, default=(8, 8192, 1536), help="BxTxD (D = N·m)")
     ap.add_argument("--budget-s", type=float, default=1e9, help="skip the remaining cases after this many seconds")
     ap.add_argument("--check-only", action="store_true", help="no timings (e.g. to fill Triton's cache in parallel)")
     args = ap.parse_args()
-    shape = tuple(int(x) for x in args.shape.split("x"))
+    shape = args.shape
     t0, rows = time.time(), []
-    for case in args.cases:
-        mixer, m, knobs = case.split(":")
-        kn = dict(kv.split("=") for kv in knobs.split(",") if kv)
+    for mixer, m, kn in args.cases:
+        knobs = ",".join(f"{k}={v}" for k, v in kn.items())
         if time.time() - t0 > args.budget_s:
-            print(f"skipped {case} (budget)")
+            print(f"skipped {mixer}:{m}:{knobs} (budget)")
             continue
         saved = {k: os.environ.get(k) for k in kn}
         os.environ.update(kn)
         try:
-            errs = check(mixer, int(m), shape)
-            fwd, fb = (0.0, 0.0) if args.check_only else timing(mixer, int(m), shape)
+            errs = check(mixer, m, shape)
+            fwd, fb = (0.0, 0.0) if args.check_only else timing(mixer, m, shape)
         finally:
             for k, val in saved.items():
                 if val is None:
@@ -103,7 +120,7 @@ def main() -> None:
                 else:
                     os.environ[k] = val
         ok = errs["ok"]
-        rows.append(dict(mixer=mixer, m=int(m), knobs=kn, shape=shape, fwd_ms=fwd, fwdbwd_ms=fb, ok=ok, errs=errs))
+        rows.append(dict(mixer=mixer, m=m, knobs=kn, shape=shape, fwd_ms=fwd, fwdbwd_ms=fb, ok=ok, errs=errs))
         worst = max(v for k, v in errs.items() if k != "ok")
         print(f"{mixer} m={m} {knobs:55s} fwd {fwd:.3f} fwd+bwd {fb:.3f} bwd {fb - fwd:.3f} ms  "
               f"{'OK' if ok else 'BAD'} (worst rel {worst:.1e})  [{time.time() - t0:.0f} s]", flush=True)  # fmt: skip

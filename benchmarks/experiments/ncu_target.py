@@ -15,8 +15,15 @@ from hlru_lm.kernels import triton_bdlru_scan, triton_hlru_scan
 
 
 def main() -> None:
-    mixer, m = sys.argv[1], int(sys.argv[2])
-    b, t, d = (int(x) for x in sys.argv[3:6]) if len(sys.argv) > 3 else (8, 8192, 1536)
+    args = sys.argv[1:]
+    if (
+        len(args) not in (2, 5)
+        or not all(a.isdigit() and int(a) > 0 for a in args[1:])
+        or args[1] not in "1 2 4 8 16".split()
+    ):
+        raise SystemExit("usage: ncu_target.py bdlru|hlru M [B T D], M in 1 2 4 8 16, B T D positive integers")
+    mixer, m = args[0], int(args[1])
+    b, t, d = (int(x) for x in args[2:5]) if len(args) == 5 else (8, 8192, 1536)
     n = d // m
     g = torch.Generator(device="cuda").manual_seed(0)
     if mixer == "bdlru":
