@@ -5,8 +5,9 @@ Compiles with the Triton of the device image (3.6) installed beside the CPU venv
     PYTHONPATH=/tmp/tr36:. python benchmarks/experiments/compile_report.py chain-fwd,1,32,128,4 generic-fwd,4,32,1
 Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py), tile-fwd|tile-bwd,M,BT,WARPS,UNROLL[,MAXNREG]
 (bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form; env HLRU_TILE_COAL_M, _REV, _EVICT as at run
-time), generic-fwd|generic-bwd|generic-map,M,BN,WARPS
-(bdlru.py).
+time), diag-fwd|diag-bwd,BT,VEC,WARPS,UNROLL, diag-chain|diag-chain-bwd,BT,VEC,WARPS (diag_tile.py; env HLRU_DIAG_REV,
+_EVICT), generic-fwd|generic-bwd|
+generic-map,M,BN,WARPS (bdlru.py).
 Pointer and N arguments get the divisibility-16 specialisation the runtime gives them, except the ones the kernels
 opt out of. Prints cuobjdump's REG/STACK/SHARED, PTX instruction counts and the TTGIR blocked layouts; SASS=1 adds
 a static SASS opcode histogram and the instruction count of each loop body (a runtime step loop: UNROLL steps).
@@ -22,7 +23,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from hlru_lm.kernels import bdlru, bdlru_chain, bdlru_tile
+from hlru_lm.kernels import bdlru, bdlru_chain, bdlru_tile, diag_tile
 
 P, F, I32 = "*bf16", "*fp32", "*i32"
 CHAIN_FWD = dict(z_ptr=P, v_ptr=P, h0_ptr=F, h_ptr=P, final_ptr=F, flag_ptr=I32, agg_ptr=F, inc_ptr=F)
@@ -33,8 +34,8 @@ GEN_INTS = dict(T="i32", N="i32", NT="i32", NC="i32", CL="i32", ONE="i32")
 NO_ALIGN = {"v_ptr", "h_ptr", "g_ptr", "dv_ptr", "ONE", "B", "T", "NT", "NTT", "NC", "CL"}
 
 
-def report(fn, sig: dict, consts: dict, warps: int, label: str, maxnreg: int | None = None) -> None:
-    attrs = {(i,): [["tt.divisibility", 16]] for i, k in enumerate(sig) if k not in NO_ALIGN}
+def report(fn, sig: dict, consts: dict, warps: int, label: str, maxnreg: int | None = None, no_align=NO_ALIGN) -> None:
+    attrs = {(i,): [["tt.divisibility", 16]] for i, k in enumerate(sig) if k not in no_align}
     src = ASTSource(fn, signature={**sig, **{k: "constexpr" for k in consts}}, constexprs=consts, attrs=attrs)
     c = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "maxnreg": maxnreg})
     path = "/tmp/compile_report.cubin"
@@ -110,6 +111,37 @@ def main() -> None:
                 consts.update(HAS_G=True, AGG_ONLY=0)
                 sig = {**CHAIN_BWD, **CHAIN_INTS, "ONE": "i32"}
                 report(bdlru_tile._bdlru_tile_bwd_kernel, sig, consts, warps, spec, *maxnreg)
+        elif kind in ("diag-chain", "diag-chain-bwd"):
+            bt, vec, warps = nums
+            consts = dict(BT=bt, BC=32 * warps * vec, VEC=vec, NORM=0, AGG_ONLY=0)
+            no_align = {"B", "T", "NT", "NTT"}
+            if kind == "diag-chain":
+                report(
+                    diag_tile._diag_chain_fwd_kernel, {**CHAIN_FWD, **CHAIN_INTS}, consts, warps, spec, None, no_align
+                )
+            else:
+                consts["HAS_G"] = True
+                report(
+                    diag_tile._diag_chain_bwd_kernel, {**CHAIN_BWD, **CHAIN_INTS}, consts, warps, spec, None, no_align
+                )
+        elif kind in ("diag-fwd", "diag-bwd"):
+            bt, vec, warps, unroll = nums
+            consts = dict(BT=bt, BC=32 * warps * vec, NORM=0, UNROLL=unroll, AGG_ONLY=0)
+            rev, evict = diag_tile._CACHE_ORDER[kind[5:]]  # as diag_tile._launch_args
+            consts["REV"] = int(os.environ.get("HLRU_DIAG_REV") or rev) == 1
+            evict = int(os.environ.get("HLRU_DIAG_EVICT") or evict)
+            consts.update(EV1="evict_last" if evict == 2 else "", EV2="evict_first" if evict else "")
+            consts["EVS"] = consts["EV2"]
+            no_align = {"B", "T", "NT", "NTT"}  # the kernel's tensors and N keep their alignment specialisation
+            if kind == "diag-fwd":
+                report(
+                    diag_tile._diag_tile_fwd_kernel, {**CHAIN_FWD, **CHAIN_INTS}, consts, warps, spec, None, no_align
+                )
+            else:
+                consts["HAS_G"] = True
+                report(
+                    diag_tile._diag_tile_bwd_kernel, {**CHAIN_BWD, **CHAIN_INTS}, consts, warps, spec, None, no_align
+                )
         else:
             sys.exit(f"unknown spec {spec!r}: see the module docstring")
 

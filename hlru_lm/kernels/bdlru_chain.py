@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import NORM_IDS, _env_int, bwd_buffers
+from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid, bwd_buffers
 
 CHAIN_M = (1, 2)
 _READY = 1 << 32
@@ -38,14 +38,15 @@ def _sig(z):
 
 
 @triton.jit
-def _phi2(z0, z1, NORM: tl.constexpr):
+def _phi2(z0, z1, NORM: tl.constexpr, FAST: tl.constexpr):
+    """FAST: common._rcp / _exp_shift's short forms (diag_tile.py's kernels; the chained ones keep the exact forms)."""
     if NORM == 0:
         mx = tl.maximum(z0, z1)
-        e0 = tl.exp2((z0 - mx) * 1.4426950408889634)
-        e1 = tl.exp2((z1 - mx) * 1.4426950408889634)
+        e0 = _exp_shift(z0, mx, FAST)
+        e1 = _exp_shift(z1, mx, FAST)
     elif NORM == 1:
-        e0 = _sig(z0)
-        e1 = _sig(z1)
+        e0 = _sigmoid(z0, FAST)
+        e1 = _sigmoid(z1, FAST)
     elif NORM == 2:
         e0 = tl.maximum(z0, 0.0)
         e1 = tl.maximum(z1, 0.0)
@@ -55,9 +56,9 @@ def _phi2(z0, z1, NORM: tl.constexpr):
         p1 = z1
     else:
         if NORM == 2:
-            inv = 1.0 / (e0 + e1 + 1e-6)
+            inv = _rcp(e0 + e1 + 1e-6, FAST)
         else:
-            inv = 1.0 / (e0 + e1)
+            inv = _rcp(e0 + e1, FAST)
         p0 = e0 * inv
         p1 = e1 * inv
     return p0, p1, inv
@@ -95,12 +96,12 @@ def _phi3(z0, z1, z2, NORM: tl.constexpr):
 
 
 @triton.jit
-def _dphi(z, p, dp, dot, inv, NORM: tl.constexpr):
+def _dphi(z, p, dp, dot, inv, NORM: tl.constexpr, FAST: tl.constexpr):
     """One entry of the closed-form adjoint of phi; dot = sum_k p_k dp_k over the row."""
     if NORM == 0:
         dz = p * (dp - dot)
     elif NORM == 1:
-        s = _sig(z)
+        s = _sigmoid(z, FAST)
         dz = (dp - dot) * inv * s * (1.0 - s)
     elif NORM == 2:
         dz = tl.where(z > 0.0, (dp - dot) * inv, 0.0)
@@ -315,7 +316,7 @@ def _bdlru_chain_fwd_kernel(
         z0 = tl.load(zb + tok * 2, mask=mask, other=0.0).to(tl.float32)
         z1 = tl.load(zb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
         v = tl.load(vb + tok, mask=mask, other=0.0).to(tl.float32)
-        a, w, _ = _phi2(z0, z1, NORM)
+        a, w, _ = _phi2(z0, z1, NORM, False)
         a = tl.where(mask, a, 1.0)  # identity maps past T keep the scan's last row = the tile's map
         e = tl.where(mask, w * v, 0.0)
         ca, ce = tl.associative_scan((a, e), 1, _comb1)
@@ -437,7 +438,7 @@ def _bdlru_chain_bwd_kernel(
         z0 = tl.load(zb + tok * 2, mask=mask, other=0.0).to(tl.float32)
         z1 = tl.load(zb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
         v = tl.load(vb + tok, mask=mask, other=0.0).to(tl.float32)
-        a, w, inv = _phi2(z0, z1, NORM)
+        a, w, inv = _phi2(z0, z1, NORM, False)
         if HAS_G:
             g = tl.load(gb + tok, mask=mask, other=0.0).to(tl.float32)
         else:
@@ -462,8 +463,8 @@ def _bdlru_chain_bwd_kernel(
         da = lam * hp
         dw = lam * v
         dot = a * da + w * dw
-        tl.store(dzb + tok * 2, _dphi(z0, a, da, dot, inv, NORM).to(dz_ptr.dtype.element_ty), mask=mask)
-        tl.store(dzb + tok * 2 + 1, _dphi(z1, w, dw, dot, inv, NORM).to(dz_ptr.dtype.element_ty), mask=mask)
+        tl.store(dzb + tok * 2, _dphi(z0, a, da, dot, inv, NORM, False).to(dz_ptr.dtype.element_ty), mask=mask)
+        tl.store(dzb + tok * 2 + 1, _dphi(z1, w, dw, dot, inv, NORM, False).to(dz_ptr.dtype.element_ty), mask=mask)
         tl.store(dvb + tok, (lam * w).to(dv_ptr.dtype.element_ty), mask=mask)
     else:
         zp = zb + tok * 6
@@ -532,12 +533,12 @@ def _bdlru_chain_bwd_kernel(
         dot1 = p10 * d10 + p11 * d11 + q1 * d12
         dzp = dzb + tok * 6
         ty = dz_ptr.dtype.element_ty
-        tl.store(dzp, _dphi(z00, p00, d00, dot0, inv0, NORM).to(ty), mask=mask)
-        tl.store(dzp + 1, _dphi(z01, p01, d01, dot0, inv0, NORM).to(ty), mask=mask)
-        tl.store(dzp + 2, _dphi(z02, q0, d02, dot0, inv0, NORM).to(ty), mask=mask)
-        tl.store(dzp + 3, _dphi(z10, p10, d10, dot1, inv1, NORM).to(ty), mask=mask)
-        tl.store(dzp + 4, _dphi(z11, p11, d11, dot1, inv1, NORM).to(ty), mask=mask)
-        tl.store(dzp + 5, _dphi(z12, q1, d12, dot1, inv1, NORM).to(ty), mask=mask)
+        tl.store(dzp, _dphi(z00, p00, d00, dot0, inv0, NORM, False).to(ty), mask=mask)
+        tl.store(dzp + 1, _dphi(z01, p01, d01, dot0, inv0, NORM, False).to(ty), mask=mask)
+        tl.store(dzp + 2, _dphi(z02, q0, d02, dot0, inv0, NORM, False).to(ty), mask=mask)
+        tl.store(dzp + 3, _dphi(z10, p10, d10, dot1, inv1, NORM, False).to(ty), mask=mask)
+        tl.store(dzp + 4, _dphi(z11, p11, d11, dot1, inv1, NORM, False).to(ty), mask=mask)
+        tl.store(dzp + 5, _dphi(z12, q1, d12, dot1, inv1, NORM, False).to(ty), mask=mask)
         tl.store(dvb + tok * 2, (lam0 * q0).to(dv_ptr.dtype.element_ty), mask=mask)
         tl.store(dvb + tok * 2 + 1, (lam1 * q1).to(dv_ptr.dtype.element_ty), mask=mask)
 
