@@ -1,9 +1,10 @@
 """Triton kernels vs the float64 loop reference, on CPU through TRITON_INTERPRET=1 (tiny shapes).
 
 T is not a multiple of the chunk length and several chunks are forced (HLRU_CHUNK), so the chunk-map, carry and
-recompute kernels of the forward and backward are all exercised; for m = 1, 2 (HLRU_CHAIN_BT, HLRU_TILE_BT_BWD) and
-m = 4 (HLRU_TILE_BT) several time tiles run the look-back kernels' carry path, and HLRU_CHAIN=0 / HLRU_TILE=0 run the
-generic kernels at those m too (HLRU_CHAIN_BWD=1: the chained backward at m = 1, 2).
+recompute kernels of the forward and backward are all exercised; for m = 1 (HLRU_DIAG_BT), m = 2 (HLRU_CHAIN_BT,
+HLRU_TILE_BT_BWD) and m = 4, 8 (HLRU_TILE_BT) several time tiles run the look-back kernels' carry path, and
+HLRU_CHAIN=0 / HLRU_TILE=0 run the generic kernels at those m too (HLRU_CHAIN_BWD=1: the chained backward at m = 1,
+2; HLRU_DIAG_FWD=0 / HLRU_DIAG_BWD=0: the chained and tile kernels at m = 1).
 """
 
 import os
@@ -67,8 +68,10 @@ def small_chunks(monkeypatch):
     monkeypatch.setenv("HLRU_CHUNK", "8")
     monkeypatch.setenv("HLRU_CHAIN_BT", "16")  # m = 1, 2 chained kernels: 3 time tiles, the last one partial
     monkeypatch.setenv("HLRU_CHAIN_BT_BWD", "8")
-    monkeypatch.setenv("HLRU_TILE_BT", "16")  # tile kernels (m = 4; the m = 1, 2 backward): 3 and 5 time tiles
+    monkeypatch.setenv("HLRU_TILE_BT", "16")  # tile kernels (m = 4, 8; the m = 2 backward): 3 and 5 time tiles
     monkeypatch.setenv("HLRU_TILE_BT_BWD", "8")
+    monkeypatch.setenv("HLRU_DIAG_BT", "16")  # m = 1 (diag_tile.py): 3 and 5 time tiles
+    monkeypatch.setenv("HLRU_DIAG_BT_BWD", "8")
 
 
 @pytest.mark.parametrize("norm", NORMS)
@@ -104,6 +107,7 @@ def test_bdlru_chain_tiles(monkeypatch, m, bt, agg_only):
     monkeypatch.setenv("HLRU_CHAIN_BT_BWD", bt)
     monkeypatch.setenv("HLRU_CHAIN_WARPS", "1")
     monkeypatch.setenv("HLRU_CHAIN_BWD", "1")  # the chained backward (opt-in; the tile backward is the default)
+    monkeypatch.setenv("HLRU_DIAG_FWD", "0")  # m = 1: the chained forward, not diag_tile.py's
     monkeypatch.setenv("HLRU_DEBUG_AGG_ONLY", agg_only)
     z, v, h0 = _inputs((2, 30, 40, m, m + 1), (2, 30, 40, m), (2, 40, m), "softmax", seed=12)
     _check(bdlru_scan, z, v, h0, "softmax")
@@ -160,9 +164,12 @@ def test_bdlru_tile(monkeypatch, bt, agg_only, dtype):
 @pytest.mark.parametrize("m", [1, 2])
 def test_bdlru_tile_small_m(monkeypatch, m, tile_fwd, dtype):
     """The tile kernels at m = 1, 2 (32-bit logit words for bf16 / fp16, 64-bit for fp32), look-back maps composed:
-    the backward after the chained forward (the default), or both directions (HLRU_CHAIN=0)."""
+    the backward after the chained forward (the m = 2 default), or both directions (HLRU_CHAIN=0). At m = 1 they
+    run with HLRU_DIAG_FWD=0 / HLRU_DIAG_BWD=0 (diag_tile.py is the default there)."""
     from hlru_lm.kernels import bdlru
 
+    monkeypatch.setenv("HLRU_DIAG_FWD", "0")
+    monkeypatch.setenv("HLRU_DIAG_BWD", "0")
     calls = _record_calls(monkeypatch, bdlru, ("bdlru_tile_fwd", "bdlru_tile_bwd"))
     if tile_fwd:
         monkeypatch.setenv("HLRU_CHAIN", "0")
@@ -184,8 +191,11 @@ def test_bdlru_tile_m8(monkeypatch, dtype, coal_m):
 def test_bdlru_tile_phase_order(monkeypatch, m, rev, evict):
     """Phase 1 in the same time order as phase 2 or the opposite one (HLRU_TILE_REV, which composes the maps from the
     other side), with and without L2 eviction hints, forward and backward on the tile kernels (HLRU_CHAIN=0 for the
-    m = 1 forward); the defaults pick these per m and direction (_CACHE_ORDER)."""
+    m = 1 forward, HLRU_DIAG_FWD=0 / HLRU_DIAG_BWD=0 for m = 1); the defaults pick these per m and direction
+    (_CACHE_ORDER)."""
     monkeypatch.setenv("HLRU_CHAIN", "0")
+    monkeypatch.setenv("HLRU_DIAG_FWD", "0")
+    monkeypatch.setenv("HLRU_DIAG_BWD", "0")
     monkeypatch.setenv("HLRU_TILE_REV", rev)
     monkeypatch.setenv("HLRU_TILE_EVICT", evict)
     _tile_case(monkeypatch, m, "8", "1", torch.bfloat16)
@@ -214,9 +224,9 @@ def test_bdlru_tile_m4_coalesced(monkeypatch, dtype):
 
 @pytest.mark.parametrize("m", [1, 4])
 def test_bdlru_tile_unaligned_logits_fall_back(monkeypatch, m):
-    """Logits that are not aligned to the tile kernel's 64-bit words (fp32) cannot be read as words: the chained
-    kernels (m = 1) or the generic ones (m = 4) run instead; the tile kernels are made to fail here, so the test
-    sees which path ran."""
+    """Logits that are not aligned to the tile kernel's 64-bit words (fp32) cannot be read as words: the generic
+    kernels run instead at m = 4 (m = 1 runs diag_tile.py's kernels, which need no alignment); the tile kernels are
+    made to fail here, so the test sees which path ran."""
     from hlru_lm.kernels import bdlru
     from hlru_lm.kernels.bdlru_tile import use_tile
 
@@ -237,6 +247,45 @@ def test_bdlru_tile_unaligned_logits_fall_back(monkeypatch, m):
     (h.sum() + f.sum()).backward()
     (href.sum() + fref.sum()).backward()
     assert rel(zt.grad, zr.grad) < 20 * TOL
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("agg_only", ["0", "1"])
+@pytest.mark.parametrize("vec, bt, n", [("1", "4", 40), ("2", "8", 136), ("4", "4", 37), ("2", "64", 136)])
+def test_diag(monkeypatch, vec, bt, n, agg_only, dtype):
+    """m = 1 on diag_tile.py (the default: single-pass forward, two-phase backward), VEC channels per lane: several
+    time tiles (the last partial) or one, several channel tiles (one warp: 32 VEC channels each), N not a multiple of
+    the tile or of 16 (element loads); agg_only as in test_bdlru_chain_tiles."""
+    from hlru_lm.kernels import bdlru
+
+    calls = _record_calls(monkeypatch, bdlru, ("diag_fwd", "diag_bwd"))
+    for knob, val in dict(VEC=vec, BT=bt, BT_BWD=bt, WARPS="1").items():
+        monkeypatch.setenv(f"HLRU_DIAG_{knob}", val)
+    monkeypatch.setenv("HLRU_DEBUG_AGG_ONLY", agg_only)
+    z, v, h0 = _inputs((2, 30, n, 1, 2), (2, 30, n, 1), (2, n, 1), "softmax", seed=15)
+    _check_dtype(bdlru_scan, z, v, h0, "softmax", dtype)
+    assert calls == ["diag_fwd", "diag_bwd"]
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("fast, evict", [("0", "0"), ("1", "1"), ("1", "2")])
+def test_diag_knobs(monkeypatch, fast, evict, norm):
+    """Every gate_norm with the forward's exact or short normalisation (HLRU_DIAG_FAST) and the backward's L2
+    eviction hints (HLRU_DIAG_EVICT), look-back maps composed."""
+    for knob, val in dict(FAST=fast, EVICT=evict, BT="8", BT_BWD="4", WARPS="1", VEC="2").items():
+        monkeypatch.setenv(f"HLRU_DIAG_{knob}", val)
+    monkeypatch.setenv("HLRU_DEBUG_AGG_ONLY", "1")
+    z, v, h0 = _inputs((2, 30, 72, 1, 2), (2, 30, 72, 1), (2, 72, 1), norm, seed=16)
+    _check(bdlru_scan, z, v, h0, norm)
+
+
+@pytest.mark.parametrize("knob, val, msg", [("VEC", "3", "HLRU_DIAG_VEC=3 must be a power of two"),
+                                            ("EVICT", "5", "HLRU_DIAG_EVICT=5 must be 0, 1 or 2")])  # fmt: skip
+def test_diag_knobs_out_of_range(monkeypatch, knob, val, msg):
+    monkeypatch.setenv(f"HLRU_DIAG_{knob}", val)
+    z, v, h0 = _inputs((1, 4, 2, 1, 2), (1, 4, 2, 1), (1, 2, 1), "softmax", seed=0)
+    with pytest.raises(ValueError, match=msg):
+        bdlru_scan(z.to(DEV), v.to(DEV), h0.to(DEV), gate_norm="softmax", backend="triton")
 
 
 def test_bdlru_single_chunk_no_grad_out():

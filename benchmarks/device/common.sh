@@ -6,6 +6,8 @@
 #   all_gpu_tests TAG                       every GPU test in 7 parallel jobs (look-back maps composed too), collected
 #   knob_sweep TAG BUDGET_S CASE...         benchmarks/experiments/knob_sweep.py over the cases (MIXER:M:KNOBS)
 #   bench_with_base TAG COMMIT S1 S2        bench_scan.py for this tree, then for .exp/base (COMMIT's package)
+#   ncu_prof LABEL MIXER M KERNEL_REGEX     Nsight Compute --set full of one warm launch (ncu_target.py) into
+#                                           $OUT/ncu_details.txt, $OUT/src/LABEL.csv, $OUT/rep/LABEL.ncu-rep
 set -u
 export PYTHONPATH=. HLRU_GIT_COMMIT=${1:-unknown}
 if compgen -G ".whl/*.whl" > /dev/null; then python -m pip install -q --no-deps .whl/*.whl 2>&1 | grep -v WARNING; fi
@@ -63,4 +65,16 @@ bench_with_base() {
         | grep -v "^$" | grep -v "^check.*OK"
     PYTHONPATH=.exp/base HLRU_GIT_COMMIT=$2 python scripts/bench_scan.py --no-torch --no-check --tag "$1_base" \
         --out "$OUT" --budget-s "$4" --shapes 8x8192x1536 2>&1 | grep -v "^$"
+}
+
+ncu_prof() {
+    export PATH=$PATH:$(ls -d /opt/nvidia/nsight-compute/*/ 2>/dev/null | head -n 1)
+    mkdir -p "$OUT/src" "$OUT/rep"
+    ncu --clock-control none -k "regex:$4" --launch-skip 2 --launch-count 1 --set full --import-source no \
+        -o "$OUT/rep/$1" -f python benchmarks/experiments/ncu_target.py "$2" "$3" > "$OUT/rep/$1.log" 2>&1 \
+        || { echo "ncu $1 failed"; tail -n 20 "$OUT/rep/$1.log"; return; }
+    { echo "=================== $1: $2 m=$3 kernel $4"; ncu --import "$OUT/rep/$1.ncu-rep" --page details; } \
+        >> "$OUT/ncu_details.txt" 2>&1
+    ncu --import "$OUT/rep/$1.ncu-rep" --page source --print-source sass --csv > "$OUT/src/$1.csv" 2>&1
+    echo "$1 done at $(( $(date +%s) - t0 )) s"
 }

@@ -5,9 +5,8 @@ Compiles with the Triton of the device image (3.6) installed beside the CPU venv
     PYTHONPATH=/tmp/tr36:. python benchmarks/experiments/compile_report.py chain-fwd,1,32,128,4 generic-fwd,4,32,1
 Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py), tile-fwd|tile-bwd,M,BT,WARPS,UNROLL[,MAXNREG]
 (bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form; env HLRU_TILE_COAL_M, _REV, _EVICT as at run
-time), diag-fwd|diag-bwd,BT,VEC,WARPS,UNROLL, diag-chain|diag-chain-bwd,BT,VEC,WARPS (diag_tile.py; env HLRU_DIAG_REV,
-_EVICT), generic-fwd|generic-bwd|
-generic-map,M,BN,WARPS (bdlru.py).
+time), diag-fwd,BT,VEC,WARPS and diag-bwd,BT,VEC,WARPS,UNROLL (diag_tile.py; env HLRU_DIAG_FAST, _EVICT),
+generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py).
 Pointer and N arguments get the divisibility-16 specialisation the runtime gives them, except the ones the kernels
 opt out of. Prints cuobjdump's REG/STACK/SHARED, PTX instruction counts and the TTGIR blocked layouts; SASS=1 adds
 a static SASS opcode histogram and the instruction count of each loop body (a runtime step loop: UNROLL steps).
@@ -111,37 +110,18 @@ def main() -> None:
                 consts.update(HAS_G=True, AGG_ONLY=0)
                 sig = {**CHAIN_BWD, **CHAIN_INTS, "ONE": "i32"}
                 report(bdlru_tile._bdlru_tile_bwd_kernel, sig, consts, warps, spec, *maxnreg)
-        elif kind in ("diag-chain", "diag-chain-bwd"):
-            bt, vec, warps = nums
-            consts = dict(BT=bt, BC=32 * warps * vec, VEC=vec, NORM=0, AGG_ONLY=0)
-            no_align = {"B", "T", "NT", "NTT"}
-            if kind == "diag-chain":
-                report(
-                    diag_tile._diag_chain_fwd_kernel, {**CHAIN_FWD, **CHAIN_INTS}, consts, warps, spec, None, no_align
-                )
-            else:
-                consts["HAS_G"] = True
-                report(
-                    diag_tile._diag_chain_bwd_kernel, {**CHAIN_BWD, **CHAIN_INTS}, consts, warps, spec, None, no_align
-                )
         elif kind in ("diag-fwd", "diag-bwd"):
-            bt, vec, warps, unroll = nums
-            consts = dict(BT=bt, BC=32 * warps * vec, NORM=0, UNROLL=unroll, AGG_ONLY=0)
-            rev, evict = diag_tile._CACHE_ORDER[kind[5:]]  # as diag_tile._launch_args
-            consts["REV"] = int(os.environ.get("HLRU_DIAG_REV") or rev) == 1
-            evict = int(os.environ.get("HLRU_DIAG_EVICT") or evict)
-            consts.update(EV1="evict_last" if evict == 2 else "", EV2="evict_first" if evict else "")
-            consts["EVS"] = consts["EV2"]
-            no_align = {"B", "T", "NT", "NTT"}  # the kernel's tensors and N keep their alignment specialisation
+            bt, vec, warps, *unroll = nums
+            consts = dict(BT=bt, BC=32 * warps * vec, NORM=0, AGG_ONLY=0)
+            no_align = {"B", "T", "NT", "NTT"}  # the kernels' tensors and N keep their alignment specialisation
             if kind == "diag-fwd":
-                report(
-                    diag_tile._diag_tile_fwd_kernel, {**CHAIN_FWD, **CHAIN_INTS}, consts, warps, spec, None, no_align
-                )
+                consts.update(VEC=vec, FAST=os.environ.get("HLRU_DIAG_FAST") == "1")
+                report(diag_tile._diag_fwd_kernel, {**CHAIN_FWD, **CHAIN_INTS}, consts, warps, spec, None, no_align)
             else:
-                consts["HAS_G"] = True
-                report(
-                    diag_tile._diag_tile_bwd_kernel, {**CHAIN_BWD, **CHAIN_INTS}, consts, warps, spec, None, no_align
-                )
+                evict = int(os.environ.get("HLRU_DIAG_EVICT") or 2)  # as diag_tile._launch_args
+                consts.update(HAS_G=True, UNROLL=unroll[0], EV1="evict_last" if evict == 2 else "")
+                consts.update(EV2="evict_first" if evict else "", EVS="evict_first" if evict else "")
+                report(diag_tile._diag_bwd_kernel, {**CHAIN_BWD, **CHAIN_INTS}, consts, warps, spec, None, no_align)
         else:
             sys.exit(f"unknown spec {spec!r}: see the module docstring")
 

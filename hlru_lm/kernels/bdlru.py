@@ -28,7 +28,7 @@ from .common import (
     num_sms,
     scalar_layout,
 )
-from .diag_tile import diag_tile_bwd, diag_tile_fwd, use_diag
+from .diag_tile import diag_bwd, diag_fwd, use_diag
 
 
 @triton.jit(do_not_specialize=["ONE"])
@@ -447,7 +447,7 @@ class BDLRUScanFn(torch.autograd.Function):
         v = v.contiguous()
         h0 = h0.contiguous()
         if chunk_len is None and use_diag(v.shape[-1], bwd=False):
-            h, final = diag_tile_fwd(z, v, h0, norm)
+            h, final = diag_fwd(z, v, h0, norm)
         elif use_chain(v.shape[-1]):
             h, final = bdlru_chain_fwd(z, v, h0, norm)
         elif chunk_len is None and use_tile(z, v.shape[-1]):
@@ -464,7 +464,7 @@ class BDLRUScanFn(torch.autograd.Function):
         z, v, h0, h = ctx.saved_tensors  # every backward kernel takes these, whichever kernel ran forward
         m = v.shape[-1]
         if ctx.chunk_len is None and use_diag(m, bwd=True) and not use_chain(m, bwd=True):
-            dz, dv, dh0 = diag_tile_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
+            dz, dv, dh0 = diag_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
         elif ctx.chunk_len is None and use_tile(z, m) and not use_chain(m, bwd=True):
             dz, dv, dh0 = bdlru_tile_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
         elif use_chain(m):  # m = 1, 2 with HLRU_CHAIN_BWD=1, or logits not aligned for the tile kernel's words

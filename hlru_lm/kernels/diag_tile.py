@@ -1,41 +1,42 @@
-"""Two-phase look-back tile scan for the diagonal LRU (BD-LRU with m = 1, H-LRU of order 1), VEC channels per lane.
+"""Look-back tile scans for the diagonal LRU (BD-LRU with m = 1, H-LRU of order 1) with VEC channels per lane.
 
-The recurrence is h_t = a_t h_{t-1} + b_t v_t per channel, (a_t, b_t) = phi(z_t) over the channel's two logits. The
-tile kernels of bdlru_tile.py give each lane one channel, so a lane moves 2 B per load of v, h, dh and 4 B of logits:
-the m = 1 backward there was latency-bound at full occupancy (NOTES v13a, 77% of stall samples on loads). Here a lane
-owns VEC adjacent channels and reads each step's VEC values of v, h, dh (2 VEC bytes) and 2 VEC logits (4 VEC bytes)
-as one vector load each, so every load in flight carries VEC times the bytes.
-
-One program owns BC = 32 x warps x VEC channels x BT steps of one batch row. The tensors of a step are 1-D over the
-tile's channels ([BC], or [2 BC] for the logits, split in registers into the two gate logits): contiguous and, when
-N is a multiple of 16, aligned, so Triton gives each thread VEC adjacent channels and vectorises the loads.
-  Phase 1 composes the tile's map x -> M x + e (scalars per channel) over its steps; the look-back (_lookback, on
-  bdlru_chain.py's flags) gives the state entering the tile; phase 2 reruns the steps from it and writes h (forward)
-  or dlogits and dv (backward, on the adjoint carry u_t = a_t lam_t as in bdlru_tile.py). The chain's first tile
-  knows its start state and runs phase 2 only. REV runs phase 1 in the opposite order to phase 2 (the maps compose
-  from the other side; scalars commute, so only e changes form), so phase 2 re-reads first what phase 1 read last;
-  EV1, EV2, EVS are the L2 eviction priorities of bdlru_tile.py (phase 1 loads, phase 2 loads, outputs).
+The recurrence is h_t = a_t h_{t-1} + b_t v_t per channel, (a_t, b_t) = phi(z_t) over the channel's two logits.
+bdlru_chain.py and bdlru_tile.py give each lane one channel, so a lane moves 2 B per load of v, h, dh and 4 B of
+logits: the m = 1 backward there was latency-bound at full occupancy (NOTES v13a, 77% of stall samples on loads).
+Here a lane owns VEC adjacent channels and reads a step's VEC values of v, h, dh (2 VEC bytes) and 2 VEC logits
+(4 VEC bytes) as one vector load each. One program owns BC = 32 x warps x VEC channels x BT steps of one batch row;
+the tiles of a (batch row, channel tile) chain hand their carries over by the decoupled look-back of bdlru_chain.py
+(its flags and tile order; the maps travel as vectors of (a, e) pairs, _lookback).
+  Forward (_diag_fwd_kernel): single pass, as bdlru_chain.py at m = 1. The tile's [BT, BC] logits and v sit in
+  registers, time on axis 0 in each thread (_runs keeps lanes and warps on channels) and tl.associative_scan over
+  time gives each step's map from the tile's start.
+  Backward (_diag_bwd_kernel): two phases, as bdlru_tile.py at m = 1. Phase 1 composes the tile's carry map over its
+  steps in time order; phase 2 reruns them in reverse (first re-reading what phase 1 read last) and writes dz, dv.
+  A single-pass backward (bdlru_chain.py's adjoint scan with VEC channels) was slower at every tile shape, and a
+  two-phase forward slower than the single pass (NOTES v14c; both at commit 5bd2eb7).
+Tensors are contiguous 1-D runs over the tile's channels, so Triton vectorises the loads when N is a multiple of 16
+(other N are read element by element, correctly).
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from .bdlru_chain import _comb1, _comb_adj1, _dphi, _finish, _lookback_buffers, _phi2, _poll, _signal, _tile
+from .bdlru_chain import _comb1, _dphi, _finish, _lookback_buffers, _phi2, _poll, _signal, _tile
 from .common import NORM_IDS, _env_int, bwd_buffers
 
-# kernel: (BT, VEC, warps, UNROLL); "chain" (single pass) ignores UNROLL
-_DEFAULTS = {"chain": (16, 2, 4, 1), "fwd": (32, 2, 4, 2), "chain_bwd": (8, 2, 4, 1), "bwd": (16, 2, 4, 2)}
-# kernel: (HLRU_DIAG_REV, HLRU_DIAG_EVICT), as bdlru_tile._CACHE_ORDER
-_CACHE_ORDER = {"fwd": (1, 2), "bwd": (1, 1)}
+# backward: (BT, VEC, warps, UNROLL) (the forward has no UNROLL: its steps are in registers), the best measured
+# (H200, B=8 T=8192 D=1536, NOTES v14)
+_DEFAULTS = {False: (16, 2, 4, 1), True: (16, 2, 4, 2)}
+# the forward's register cap (0: none): 96 leaves 5 programs per SM instead of 3 (156 registers) for 64 B of spills
+# per thread, with FAST (HLRU_DIAG_FAST) normalisation, which spills less (v14d)
+_FWD_MAXNREG = 96
 
 
 def use_diag(m: int, bwd: bool) -> bool:
-    """m = 1 runs here: the backward unless HLRU_DIAG_BWD=0 (1: two phases, 2: single pass), the forward with
-    HLRU_DIAG_FWD=1 (single pass) or 2 (two phases)."""
-    if m != 1:
-        return False
-    return _env_int("HLRU_DIAG_BWD" if bwd else "HLRU_DIAG_FWD", 1 if bwd else 0) in (1, 2)
+    """m = 1 runs here unless HLRU_DIAG_FWD=0 / HLRU_DIAG_BWD=0 (then bdlru_chain.py's forward, bdlru_tile.py's
+    backward, the kernels v14 measured against)."""
+    return m == 1 and _env_int("HLRU_DIAG_BWD" if bwd else "HLRU_DIAG_FWD", 1) == 1
 
 
 @triton.jit
@@ -85,83 +86,7 @@ def _gates(z_ptr, row, c0, ok, N, BC: tl.constexpr, EV: tl.constexpr):
 
 
 @triton.jit
-def _diag_tile_fwd_kernel(
-    z_ptr,
-    v_ptr,
-    h0_ptr,
-    h_ptr,
-    final_ptr,
-    flag_ptr,
-    agg_ptr,
-    inc_ptr,
-    B,
-    T,
-    N,
-    NT,
-    NTT,
-    BT: tl.constexpr,
-    BC: tl.constexpr,
-    NORM: tl.constexpr,
-    UNROLL: tl.constexpr,
-    AGG_ONLY: tl.constexpr,
-    REV: tl.constexpr,
-    EV1: tl.constexpr,
-    EV2: tl.constexpr,
-    EVS: tl.constexpr,
-):
-    k, b, nt = _tile(B, NT, NTT, False)
-    c0 = nt * BC
-    n = c0 + tl.arange(0, BC)
-    nmask = n < N
-    row0 = (b * T + k * BT).to(tl.int64) * N
-    sb = (b * N).to(tl.int64)
-    if k == 0:  # the start state is known: no map, no look-back
-        h = tl.load(h0_ptr + sb + n, mask=nmask, other=0.0)
-    else:
-        # phase 1: the tile's map x -> ma x + me
-        ma = tl.full([BC], 1.0, tl.float32)
-        me = tl.zeros([BC], dtype=tl.float32)
-        for s0 in range(0, BT, UNROLL):
-            for r in tl.static_range(UNROLL):
-                s = BT - 1 - s0 - r if REV else s0 + r
-                ok = (k * BT + s) < T
-                row = row0 + s * N
-                z0, z1 = _gates(z_ptr, row, c0, ok, N, BC, EV1)
-                vt = tl.load(v_ptr + row + n, mask=(ok & nmask) != 0, other=0.0, eviction_policy=EV1).to(tl.float32)
-                a, w, _ = _phi2(z0, z1, NORM, True)
-                if REV:  # steps s..BT-1 map x -> ma x + me; prepend step s
-                    me = tl.where(ok, ma * (w * vt) + me, me)
-                else:
-                    me = tl.where(ok, a * me + w * vt, me)
-                ma = tl.where(ok, ma * a, ma)
-        h = _lookback(
-            flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, 2 * c0 + tl.arange(0, 2 * BC), NT, nt, ma, me, BC
-        )
-        end = ma * h + me
-        if k == NTT - 1:
-            tl.store(final_ptr + sb + n, end, mask=nmask)
-        else:
-            _finish(flag_ptr, inc_ptr, k, 0, B, b, N, n, nmask, NT, nt, 1, end, end, AGG_ONLY)
-    # phase 2: rerun from the true start state and write h
-    for s0 in range(0, BT, UNROLL):
-        for r in tl.static_range(UNROLL):
-            s = s0 + r
-            ok = (k * BT + s) < T
-            row = row0 + s * N
-            z0, z1 = _gates(z_ptr, row, c0, ok, N, BC, EV2)
-            vt = tl.load(v_ptr + row + n, mask=(ok & nmask) != 0, other=0.0, eviction_policy=EV2).to(tl.float32)
-            a, w, _ = _phi2(z0, z1, NORM, True)
-            h = tl.where(ok, a * h + w * vt, h)
-            tl.store(h_ptr + row + n, h.to(h_ptr.dtype.element_ty), mask=(ok & nmask) != 0, eviction_policy=EVS)
-    if k == 0:  # its end state is published only now
-        if NTT == 1:
-            tl.store(final_ptr + sb + n, h, mask=nmask)
-        else:
-            _finish(flag_ptr, inc_ptr, k, 0, B, b, N, n, nmask, NT, nt, 1, h, h, AGG_ONLY)
-
-
-@triton.jit
-def _diag_chain_fwd_kernel(
+def _diag_fwd_kernel(
     z_ptr,
     v_ptr,
     h0_ptr,
@@ -180,6 +105,7 @@ def _diag_chain_fwd_kernel(
     VEC: tl.constexpr,
     NORM: tl.constexpr,
     AGG_ONLY: tl.constexpr,
+    FAST: tl.constexpr,
 ):
     """Single pass (as bdlru_chain.py at m = 1, with VEC channels per lane): the tile's [BT, BC] logits and v are
     loaded once, time on axis 0 in each thread's registers (lanes and warps on the contiguous channel axis), and
@@ -198,7 +124,7 @@ def _diag_chain_fwd_kernel(
     off = (tt * N)[:, None] + n[None, :]
     mask = tmask[:, None] & nmask[None, :]
     v = tl.load(v_ptr + row0 + off, mask=mask, other=0.0).to(tl.float32)
-    a, w, _ = _phi2(z0, z1, NORM, False)
+    a, w, _ = _phi2(z0, z1, NORM, FAST)
     a = tl.where(mask, a, 1.0)  # identity maps past T keep the scan's last row = the tile's map
     ca, ce = tl.associative_scan((a, tl.where(mask, w * v, 0.0)), 0, _comb1)
     last = (tt == BT - 1)[:, None]
@@ -219,7 +145,7 @@ def _diag_chain_fwd_kernel(
 
 
 @triton.jit
-def _diag_tile_bwd_kernel(
+def _diag_bwd_kernel(
     z_ptr,
     v_ptr,
     h_ptr,
@@ -243,7 +169,6 @@ def _diag_tile_bwd_kernel(
     HAS_G: tl.constexpr,
     UNROLL: tl.constexpr,
     AGG_ONLY: tl.constexpr,
-    REV: tl.constexpr,
     EV1: tl.constexpr,
     EV2: tl.constexpr,
     EVS: tl.constexpr,
@@ -265,7 +190,7 @@ def _diag_tile_bwd_kernel(
         me = tl.zeros([BC], dtype=tl.float32)
         for r0 in range(0, BT, UNROLL):
             for r in tl.static_range(UNROLL):
-                s = r0 + r if REV else BT - 1 - r0 - r
+                s = r0 + r
                 ok = (k * BT + s) < T
                 row = row0 + s * N
                 z0, z1 = _gates(z_ptr, row, c0, ok, N, BC, EV1)
@@ -273,15 +198,9 @@ def _diag_tile_bwd_kernel(
                 a = tl.where(ok, a, 1.0)
                 if HAS_G:
                     g = tl.load(g_ptr + row + n, mask=(ok & nmask) != 0, other=0.0, eviction_policy=EV1).to(tl.float32)
-                if REV:  # steps 0..s map x -> ma x + me; append step s
-                    ma = ma * a
-                    if HAS_G:
-                        me += ma * g
-                else:
-                    if HAS_G:
-                        me += g
-                    me = a * me
-                    ma = ma * a
+                ma = ma * a  # steps 0..s map x -> ma x + me; append step s
+                if HAS_G:
+                    me += ma * g
         x = _lookback(
             flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, 2 * c0 + tl.arange(0, 2 * BC), NT, nt, ma, me, BC
         )
@@ -323,141 +242,59 @@ def _diag_tile_bwd_kernel(
             _finish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, nmask, NT, nt, 1, x, x, AGG_ONLY)
 
 
-@triton.jit
-def _diag_chain_bwd_kernel(
-    z_ptr,
-    v_ptr,
-    h_ptr,
-    h0_ptr,
-    g_ptr,
-    dfinal_ptr,
-    dz_ptr,
-    dv_ptr,
-    dh0_ptr,
-    flag_ptr,
-    agg_ptr,
-    inc_ptr,
-    B,
-    T,
-    N,
-    NT,
-    NTT,
-    BT: tl.constexpr,
-    BC: tl.constexpr,
-    VEC: tl.constexpr,
-    NORM: tl.constexpr,
-    HAS_G: tl.constexpr,
-    AGG_ONLY: tl.constexpr,
-):
-    """Single pass, as _diag_chain_fwd_kernel, of the adjoint scan of bdlru_chain.py's m = 1 backward (the tile's
-    rows loaded in reverse time order, so a forward scan runs backwards in time; _comb_adj1 gives each step's carry
-    map and lam map from the tile's end)."""
-    k, b, nt = _tile(B, NT, NTT, True)
-    c0 = nt * BC
-    tt = tl.arange(0, BT)
-    n = c0 + _runs(BC, VEC)
-    zo = 2 * c0 + _runs(2 * BC, 2 * VEC)
-    nmask = n < N
-    t = k * BT + BT - 1 - tt
-    tmask = t < T
-    row0 = (b * T + k * BT).to(tl.int64) * N
-    tr = BT - 1 - tt  # row of each scan position in the tile
-    zoff = (tr * N * 2)[:, None] + zo[None, :]
-    zmask = tmask[:, None] & (zo < 2 * N)[None, :]
-    zz = tl.load(z_ptr + row0 * 2 + zoff, mask=zmask, other=0.0).to(tl.float32)
-    z0, z1 = tl.split(tl.reshape(zz, [BT, BC, 2]))
-    off = (tr * N)[:, None] + n[None, :]
-    mask = tmask[:, None] & nmask[None, :]
-    a, w, inv = _phi2(z0, z1, NORM, True)
-    if HAS_G:
-        g = tl.load(g_ptr + row0 + off, mask=mask, other=0.0).to(tl.float32)
-    else:
-        g = tl.zeros([BT, BC], dtype=tl.float32)
-    ua = tl.where(mask, a, 1.0)
-    ca, cb, cc, cd = tl.associative_scan((ua, ua * g, ua * 0.0 + 1.0, g), 0, _comb_adj1)
-    first = (tt == BT - 1)[:, None]  # the tile's first time step
-    ma = tl.sum(tl.where(first, ca, 0.0), axis=0)
-    mb = tl.sum(tl.where(first, cb, 0.0), axis=0)
-    sb = (b * N).to(tl.int64)
-    if k == NTT - 1:
-        mu = tl.load(dfinal_ptr + sb + n, mask=nmask, other=0.0)
-    else:
-        mu = _lookback(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, zo, NT, nt, ma, mb, BC)
-    out = ma * mu + mb
-    if k == 0:
-        tl.store(dh0_ptr + sb + n, out, mask=nmask)
-    else:
-        _finish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, nmask, NT, nt, 1, out, out, AGG_ONLY)
-    lam = cc * mu[None, :] + cd
-    hmask = mask & (t > 0)[:, None]
-    hp = tl.load(h_ptr + row0 + off - N, mask=hmask, other=0.0).to(tl.float32)
-    if k == 0:
-        hp = tl.where(first, tl.load(h0_ptr + sb + n, mask=nmask, other=0.0)[None, :], hp)
-    vt = tl.load(v_ptr + row0 + off, mask=mask, other=0.0).to(tl.float32)
-    da = lam * hp
-    dw = lam * vt
-    dot = a * da + w * dw
-    dz = tl.join(_dphi(z0, a, da, dot, inv, NORM, True), _dphi(z1, w, dw, dot, inv, NORM, True))
-    tl.store(dz_ptr + row0 * 2 + zoff, tl.reshape(dz, [BT, 2 * BC]).to(dz_ptr.dtype.element_ty), mask=zmask)
-    tl.store(dv_ptr + row0 + off, (lam * w).to(dv_ptr.dtype.element_ty), mask=mask)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # launch
 
 
-def _launch_args(seqlen: int, nch: int, kernel: str) -> tuple[dict, int, int]:
-    """Constexprs and launch options of kernel "chain", "fwd" or "bwd"; also (channel tiles, time tiles)."""
-    bt, vec, warps, unroll = _DEFAULTS[kernel]
-    bt = _env_int("HLRU_DIAG_BT_BWD" if kernel.endswith("bwd") else "HLRU_DIAG_BT", bt)
+def _launch_args(seqlen: int, nch: int, bwd: bool) -> tuple[dict, int, int]:
+    """Constexprs and launch options of the forward or backward kernel; also (channel tiles, time tiles)."""
+    bt, vec, warps, unroll = _DEFAULTS[bwd]
+    bt = _env_int("HLRU_DIAG_BT_BWD" if bwd else "HLRU_DIAG_BT", bt)
     vec = _env_int("HLRU_DIAG_VEC", vec)
     warps = _env_int("HLRU_DIAG_WARPS", warps)
     unroll = _env_int("HLRU_DIAG_UNROLL", unroll)
-    rev, evict = _CACHE_ORDER.get(kernel, (0, 0))
-    rev, evict = _env_int("HLRU_DIAG_REV", rev), _env_int("HLRU_DIAG_EVICT", evict)
+    evict = _env_int("HLRU_DIAG_EVICT", 2)
     for name, val in dict(BT=bt, VEC=vec, WARPS=warps, UNROLL=unroll).items():
         if val < 1 or val & (val - 1):
             raise ValueError(f"HLRU_DIAG_{name}={val} must be a power of two")
-    if rev not in (0, 1) or evict not in (0, 1, 2):
-        raise ValueError(f"HLRU_DIAG_REV={rev} must be 0 or 1 and HLRU_DIAG_EVICT={evict} 0, 1 or 2")
+    if evict not in (0, 1, 2):
+        raise ValueError(f"HLRU_DIAG_EVICT={evict} must be 0, 1 or 2")
     bt = min(bt, max(2, triton.next_power_of_2(seqlen)))
     # shrink the channel tile to the channels there are: lanes first, then VEC
     warps = max(1, min(warps, triton.next_power_of_2(nch) // (32 * vec)))
     vec = max(1, min(vec, triton.next_power_of_2(nch) // 32))
-    bc = 32 * warps * vec
-    kw = dict(BT=bt, BC=bc, AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), num_warps=warps)
-    if kernel.startswith("chain"):
-        kw["VEC"] = vec
-    else:
-        kw.update(UNROLL=min(bt, unroll), REV=rev == 1, EV1="evict_last" if evict == 2 else "")
+    kw = dict(BT=bt, BC=32 * warps * vec, AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), num_warps=warps)
+    if bwd:
+        kw.update(UNROLL=min(bt, unroll), EV1="evict_last" if evict == 2 else "")
         kw.update(EV2="evict_first" if evict else "", EVS="evict_first" if evict else "")
-    return kw, triton.cdiv(nch, bc), triton.cdiv(seqlen, bt)
+    else:
+        kw.update(VEC=vec, FAST=_env_int("HLRU_DIAG_FAST", 1) == 1)
+        maxnreg = _env_int("HLRU_DIAG_MAXNREG", _FWD_MAXNREG)
+        if maxnreg:
+            kw["maxnreg"] = maxnreg
+    return kw, triton.cdiv(nch, 32 * warps * vec), triton.cdiv(seqlen, bt)
 
 
-def diag_tile_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """z (B, T, N, 1, 2), v and h0 as for bdlru_tile_fwd at m = 1; returns (h, final state). HLRU_DIAG_FWD picks
-    the kernel: 1 the single pass, 2 the two phases."""
+def diag_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """z (B, T, N, 1, 2), v (B, T, N, 1), h0 (B, N, 1) fp32 -> (h (B, T, N, 1), final state (B, N, 1) fp32)."""
     bsz, seqlen, nch, _ = v.shape
-    chain = _env_int("HLRU_DIAG_FWD", 0) == 1
-    kw, nt, ntt = _launch_args(seqlen, nch, "chain" if chain else "fwd")
+    kw, nt, ntt = _launch_args(seqlen, nch, bwd=False)
     h = torch.empty_like(v)
     final = torch.empty(bsz, nch, 1, dtype=torch.float32, device=v.device)
     flags, agg, inc = _lookback_buffers(bsz, ntt, nch, nt, 1, v.device)
-    kernel = _diag_chain_fwd_kernel if chain else _diag_tile_fwd_kernel
-    kernel[(ntt * bsz * nt,)](z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nch, nt, ntt, NORM=NORM_IDS[norm], **kw)
+    _diag_fwd_kernel[(ntt * bsz * nt,)](
+        z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nch, nt, ntt, NORM=NORM_IDS[norm], **kw
+    )
     return h, final
 
 
-def diag_tile_bwd(z, v, h0, h, dh, dfinal, norm: str):
-    """Gradients (dz, dv, dh0) of diag_tile_fwd, as bdlru_tile_bwd at m = 1. HLRU_DIAG_BWD picks the kernel: 1 the
-    two phases, 2 the single pass."""
+def diag_bwd(z, v, h0, h, dh, dfinal, norm: str):
+    """Gradients (dz, dv, dh0) of diag_fwd from dh (or None) and d final state (or None)."""
     bsz, seqlen, nch, _ = v.shape
     has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dh, dfinal, (bsz, nch, 1))
-    chain = _env_int("HLRU_DIAG_BWD", 1) == 2
-    kw, nt, ntt = _launch_args(seqlen, nch, "chain_bwd" if chain else "bwd")
+    kw, nt, ntt = _launch_args(seqlen, nch, bwd=True)
     flags, agg, inc = _lookback_buffers(bsz, ntt, nch, nt, 1, v.device)
-    kernel = _diag_chain_bwd_kernel if chain else _diag_tile_bwd_kernel
-    kernel[(ntt * bsz * nt,)](
+    _diag_bwd_kernel[(ntt * bsz * nt,)](
         z, v, h, h0, g, dfinal, dz, dv, dh0, flags, agg, inc, bsz, seqlen, nch, nt, ntt,
         NORM=NORM_IDS[norm], HAS_G=has_g, **kw,
     )  # fmt: skip
