@@ -1,4 +1,5 @@
-"""Single-pass chained tile scan for BD-LRU with small blocks (m = 1, 2).
+"""Single-pass chained tile scan for BD-LRU with small blocks (m = 1, 2). At m = 1, diag_tile.py's kernels (two
+channels per lane) are the defaults and this forward runs with HLRU_DIAG_FWD=0.
 
 One program owns one tile: BN blocks x BT time steps of one batch row. Blocks sit on axis 0: with every load strided,
 Triton's layout then puts a warp's lanes on consecutive blocks (near-contiguous addresses) and time in registers and

@@ -1,5 +1,6 @@
-"""Two-phase look-back tile scan for BD-LRU (m = 4, 8 forward and backward, the m = 1, 2 backward) and for H-LRU of
-order 2, 4, 8 (HLRU=True: the companion matrix as a BD-LRU block, see _step).
+"""Two-phase look-back tile scan for BD-LRU (m = 4, 8 forward and backward, the m = 2 backward; at m = 1 with
+HLRU_DIAG_FWD=0 / HLRU_DIAG_BWD=0, diag_tile.py being the default) and for H-LRU of order 2, 4, 8 (HLRU=True: the
+companion matrix as a BD-LRU block, see _step).
 
 One program owns one tile: BN = 32 x warps blocks x BT time steps of one batch row, one lane per block (the scalar
 layout of common._tile_offsets: a block's m x (m+1) gate logits sit in one thread's registers, so the row
@@ -37,9 +38,10 @@ from .common import NORM_IDS, _env_int, _norm_rows, _norm_rows_bwd, _phi_terms, 
 TILE_M = (1, 2, 4, 8)
 HLRU_TILE_M = (2, 4, 8)  # H-LRU orders run in companion form (order 1 is the m = 1 BD-LRU)
 # m: (forward BT, backward BT, warps per program, steps unrolled), the best measured (H200, B=8 T=8192 D=1536:
-# NOTES v11; v13: the m = 1, 2 backward's BT 16, UNROLL 1 at m = 4). At m = 1, 2 only the backward runs here by
-# default (bdlru_chain.py's single-pass forward is faster). m = 8 spills (208-352 B per thread at UNROLL = 1) and is
-# still faster than the generic kernels. H-LRU orders have their own (order 4: UNROLL 4, v13g).
+# NOTES v11; v13: the m = 1, 2 backward's BT 16, UNROLL 1 at m = 4). At m = 2 only the backward runs here by
+# default (bdlru_chain.py's single-pass forward is faster), at m = 1 neither (diag_tile.py, v14). m = 8 spills
+# (208-352 B per thread at UNROLL = 1) and is still faster than the generic kernels. H-LRU orders have their own
+# (order 4: UNROLL 4, v13g).
 _DEFAULTS = {1: (32, 16, 8, 2), 2: (32, 16, 2, 2), 4: (64, 32, 2, 1), 8: (64, 32, 1, 1)}
 _HLRU_DEFAULTS = {2: (32, 32, 2, 2), 4: (64, 32, 2, 4), 8: (64, 32, 1, 1)}
 # (m, backward, H-LRU): (HLRU_TILE_REV, HLRU_TILE_EVICT) where they measured faster (H200, NOTES v13b-g), else (0, 0).
