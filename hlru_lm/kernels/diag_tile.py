@@ -25,8 +25,8 @@ import triton.language as tl
 from .bdlru_chain import _comb1, _dphi, _finish, _lookback_buffers, _phi2, _poll, _signal, _tile
 from .common import NORM_IDS, _env_int, bwd_buffers
 
-# backward: (BT, VEC, warps, UNROLL) (the forward has no UNROLL: its steps are in registers), the best measured
-# (H200, B=8 T=8192 D=1536, NOTES v14)
+# {bwd: (BT, VEC, warps, UNROLL)}, the best measured (H200, B=8 T=8192 D=1536, NOTES v14); UNROLL is the
+# backward's steps per loop iteration (the forward keeps its steps in registers)
 _DEFAULTS = {False: (16, 2, 4, 1), True: (16, 2, 4, 2)}
 # the forward's register cap (0: none): 96 leaves 5 programs per SM instead of 3 (156 registers) for 64 B of spills
 # per thread, with FAST (HLRU_DIAG_FAST) normalisation, which spills less (v14d)
