@@ -1,6 +1,7 @@
 #!/bin/bash
 # v14j: a wider look-back (HLRU_DIAG_WINDOW = W: each round polls W predecessors' flags at once and composes their
 # published maps), m = 1 forward and backward; GPU tests with W = 4 first (look-back maps composed too).
+# HLRU_DIAG_WINDOW exists only at commit a09d8bf: slower at every W, it was removed after this run.
 source benchmarks/device/common.sh
 job p1 "HLRU_DIAG_WINDOW=4" "(bdlru_fp32 or hlru_fp32 or bf16 or no_nan) and 1-"
 job p2 "HLRU_DIAG_WINDOW=4 HLRU_DEBUG_AGG_ONLY=1" "(bdlru_fp32 or hlru_fp32) and 1-"

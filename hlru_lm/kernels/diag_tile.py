@@ -49,12 +49,10 @@ def _runs(L: tl.constexpr, R: tl.constexpr):
 
 
 @triton.jit
-def _lookback(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, zo, NT, nt, NTT, ma, me,
-              BC: tl.constexpr, W: tl.constexpr):  # fmt: skip
+def _lookback(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, zo, NT, nt, ma, me,
+              BC: tl.constexpr):  # fmt: skip
     """bdlru_chain._lookback1 with the map (ma, me) stored and read as interleaved pairs in the logits' layout (zo):
-    one vector access per thread, where _lookback1's stride-2 accesses moved the pairs through shared memory.
-    Each round polls the flags of the next W predecessors at once and composes the published maps up to the first
-    end state (or the first tile that has published nothing), so a walk over d tiles takes about d / W rounds."""
+    one vector access per thread, where _lookback1's stride-2 accesses moved the pairs through shared memory."""
     zmask = zo < 2 * N
     tl.store(agg_ptr + (k * B + b).to(tl.int64) * N * 2 + zo, tl.reshape(tl.join(ma, me), [2 * BC]), mask=zmask)
     _signal(flag_ptr + (k * B + b) * NT + nt, 1)
@@ -63,41 +61,18 @@ def _lookback(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nma
     s = ma * 0.0
     j = k + STEP
     done = k * 0
-    if W == 1:
-        while done == 0:
-            f = _poll(flag_ptr + (j * B + b) * NT + nt)
-            rj = (j * B + b).to(tl.int64) * N
-            if f == 2:
-                s = acc_a * tl.load(inc_ptr + rj + n, mask=nmask, other=0.0, volatile=True) + acc_e
-                done = k * 0 + 1
-            elif f == 1:
-                q = tl.load(agg_ptr + rj * 2 + zo, mask=zmask, other=0.0, volatile=True)
-                qa, qe = tl.split(tl.reshape(q, [BC, 2]))
-                acc_e = acc_a * qe + acc_e
-                acc_a = acc_a * qa
-                j += STEP
-    else:
-        ww = tl.arange(0, W)
-        while done == 0:
-            jw = j + ww * STEP
-            ok = (jw >= 0) & (jw < NTT)
-            f = tl.atomic_add(flag_ptr + (jw * B + b) * NT + nt, 0, mask=ok != 0, sem="acquire", scope="gpu")
-            f = tl.where(ok, f, 0)
-            c_inc = tl.min(tl.where(f == 2, ww, W))  # nearest predecessor with its end state
-            c_new = tl.min(tl.where(f == 0, ww, W))  # nearest with nothing published yet
-            c = tl.minimum(c_inc, c_new)  # maps to compose this round
-            for w in tl.static_range(W):
-                rw = ((j + w * STEP) * B + b).to(tl.int64) * N
-                q = tl.load(agg_ptr + rw * 2 + zo, mask=(zmask & (w < c)) != 0, other=0.0, volatile=True)
-                qa, qe = tl.split(tl.reshape(q, [BC, 2]))
-                acc_e = tl.where(w < c, acc_a * qe + acc_e, acc_e)
-                acc_a = tl.where(w < c, acc_a * qa, acc_a)
-            if c_inc < c_new:
-                rj = ((j + c_inc * STEP) * B + b).to(tl.int64) * N
-                s = acc_a * tl.load(inc_ptr + rj + n, mask=nmask, other=0.0, volatile=True) + acc_e
-                done = k * 0 + 1
-            else:
-                j += c * STEP
+    while done == 0:
+        f = _poll(flag_ptr + (j * B + b) * NT + nt)
+        rj = (j * B + b).to(tl.int64) * N
+        if f == 2:
+            s = acc_a * tl.load(inc_ptr + rj + n, mask=nmask, other=0.0, volatile=True) + acc_e
+            done = k * 0 + 1
+        elif f == 1:
+            q = tl.load(agg_ptr + rj * 2 + zo, mask=zmask, other=0.0, volatile=True)
+            qa, qe = tl.split(tl.reshape(q, [BC, 2]))
+            acc_e = acc_a * qe + acc_e
+            acc_a = acc_a * qa
+            j += STEP
     return s
 
 
@@ -131,7 +106,6 @@ def _diag_fwd_kernel(
     NORM: tl.constexpr,
     AGG_ONLY: tl.constexpr,
     FAST: tl.constexpr,
-    W: tl.constexpr,
 ):
     """Single pass (as bdlru_chain.py at m = 1, with VEC channels per lane): the tile's [BT, BC] logits and v are
     loaded once, time on axis 0 in each thread's registers (lanes and warps on the contiguous channel axis), and
@@ -160,7 +134,7 @@ def _diag_fwd_kernel(
     if k == 0:
         s = tl.load(h0_ptr + sb + n, mask=nmask, other=0.0)
     else:
-        s = _lookback(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, zo, NT, nt, NTT, ma, me, BC, W)
+        s = _lookback(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, zo, NT, nt, ma, me, BC)
     end = ma * s + me
     if k == NTT - 1:
         tl.store(final_ptr + sb + n, end, mask=nmask)
@@ -195,7 +169,6 @@ def _diag_bwd_kernel(
     HAS_G: tl.constexpr,
     UNROLL: tl.constexpr,
     AGG_ONLY: tl.constexpr,
-    W: tl.constexpr,
     EV1: tl.constexpr,
     EV2: tl.constexpr,
     EVS: tl.constexpr,
@@ -228,8 +201,9 @@ def _diag_bwd_kernel(
                 ma = ma * a  # steps 0..s map x -> ma x + me; append step s
                 if HAS_G:
                     me += ma * g
-        zo = 2 * c0 + tl.arange(0, 2 * BC)
-        x = _lookback(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, zo, NT, nt, NTT, ma, me, BC, W)
+        x = _lookback(
+            flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, 2 * c0 + tl.arange(0, 2 * BC), NT, nt, ma, me, BC
+        )
         out = ma * x + me
         if k == 0:
             tl.store(dh0_ptr + sb + n, out, mask=nmask)
@@ -280,7 +254,7 @@ def _launch_args(seqlen: int, nch: int, bwd: bool) -> tuple[dict, int, int]:
     warps = _env_int("HLRU_DIAG_WARPS", warps)
     unroll = _env_int("HLRU_DIAG_UNROLL", unroll)
     evict = _env_int("HLRU_DIAG_EVICT", 2)
-    for name, val in dict(BT=bt, VEC=vec, WARPS=warps, UNROLL=unroll, WINDOW=_env_int("HLRU_DIAG_WINDOW", 1)).items():
+    for name, val in dict(BT=bt, VEC=vec, WARPS=warps, UNROLL=unroll).items():
         if val < 1 or val & (val - 1):
             raise ValueError(f"HLRU_DIAG_{name}={val} must be a power of two")
     if evict not in (0, 1, 2):
@@ -290,7 +264,6 @@ def _launch_args(seqlen: int, nch: int, bwd: bool) -> tuple[dict, int, int]:
     warps = max(1, min(warps, triton.next_power_of_2(nch) // (32 * vec)))
     vec = max(1, min(vec, triton.next_power_of_2(nch) // 32))
     kw = dict(BT=bt, BC=32 * warps * vec, AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), num_warps=warps)
-    kw["W"] = _env_int("HLRU_DIAG_WINDOW", 1)
     if bwd:
         kw.update(UNROLL=min(bt, unroll), EV1="evict_last" if evict == 2 else "")
         kw.update(EV2="evict_first" if evict else "", EVS="evict_first" if evict else "")
