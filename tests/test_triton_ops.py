@@ -280,7 +280,8 @@ def test_diag_knobs(monkeypatch, fast, evict, norm):
 
 
 @pytest.mark.parametrize("knob, val, msg", [("VEC", "3", "HLRU_DIAG_VEC=3 must be a power of two"),
-                                            ("EVICT", "5", "HLRU_DIAG_EVICT=5 must be 0, 1 or 2")])  # fmt: skip
+                                            ("EVICT", "5", "HLRU_DIAG_EVICT=5 must be 0, 1 or 2"),
+                                            ("MAXNREG", "8", "HLRU_DIAG_MAXNREG=8 must be 0")])  # fmt: skip
 def test_diag_knobs_out_of_range(monkeypatch, knob, val, msg):
     monkeypatch.setenv(f"HLRU_DIAG_{knob}", val)
     z, v, h0 = _inputs((1, 4, 2, 1, 2), (1, 4, 2, 1), (1, 2, 1), "softmax", seed=0)

@@ -111,6 +111,8 @@ def main() -> None:
                 sig = {**CHAIN_BWD, **CHAIN_INTS, "ONE": "i32"}
                 report(bdlru_tile._bdlru_tile_bwd_kernel, sig, consts, warps, spec, *maxnreg)
         elif kind in ("diag-fwd", "diag-bwd"):
+            if len(nums) != (3 if kind == "diag-fwd" else 4):
+                sys.exit(f"{spec!r}: diag-fwd takes BT,VEC,WARPS and diag-bwd BT,VEC,WARPS,UNROLL")
             bt, vec, warps, *unroll = nums
             consts = dict(BT=bt, BC=32 * warps * vec, NORM=0, AGG_ONLY=0)
             no_align = {"B", "T", "NT", "NTT"}  # the kernels' tensors and N keep their alignment specialisation

@@ -270,6 +270,8 @@ def _launch_args(seqlen: int, nch: int, bwd: bool) -> tuple[dict, int, int]:
     else:
         kw.update(VEC=vec, FAST=_env_int("HLRU_DIAG_FAST", 1) == 1)
         maxnreg = _env_int("HLRU_DIAG_MAXNREG", _FWD_MAXNREG)
+        if maxnreg != 0 and not 32 <= maxnreg <= 255:
+            raise ValueError(f"HLRU_DIAG_MAXNREG={maxnreg} must be 0 (no cap) or a register count from 32 to 255")
         if maxnreg:
             kw["maxnreg"] = maxnreg
     return kw, triton.cdiv(nch, 32 * warps * vec), triton.cdiv(seqlen, bt)
