@@ -82,7 +82,8 @@ def test_bdlru_scan(small_chunks, m, norm):
     _check(bdlru_scan, z, v, h0, norm)
 
 
-def test_bdlru_scan_m16(small_chunks):
+def test_bdlru_scan_m16(small_chunks, monkeypatch):
+    monkeypatch.setenv("HLRU_ROWS", "0")  # the generic forward (bdlru.py), not bdlru_rows.py's
     z, v, h0 = _inputs((1, 19, 2, 16, 17), (1, 19, 2, 16), (1, 2, 16), "softmax", seed=16)
     _check(bdlru_scan, z, v, h0, "softmax")
 
@@ -265,6 +266,55 @@ def test_diag(monkeypatch, vec, bt, n, agg_only, dtype):
     z, v, h0 = _inputs((2, 30, n, 1, 2), (2, 30, n, 1), (2, n, 1), "softmax", seed=15)
     _check_dtype(bdlru_scan, z, v, h0, "softmax", dtype)
     assert calls == ["diag_fwd", "diag_bwd"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("m, n, t, unroll", [(4, 11, 30, "8"), (8, 5, 13, "4"), (16, 3, 9, "2"), (16, 2, 5, "8")])
+def test_rows(monkeypatch, m, n, t, unroll, dtype):
+    """The row-per-lane forward (bdlru_rows.py) at m = 4, 8, 16: N m rows over several 32-row programs, the last
+    partial (44, 40, 48 rows), or one partial program (32 rows at U > T); T not a multiple of U; 2-byte logits read as
+    words (rows start at odd and even 2-byte offsets)."""
+    from hlru_lm.kernels import bdlru
+
+    calls = _record_calls(monkeypatch, bdlru, ("rows_fwd",))
+    monkeypatch.setenv("HLRU_ROWS_MIN_M", "4")
+    monkeypatch.setenv("HLRU_ROWS_UNROLL", unroll)
+    z, v, h0 = _inputs((2, t, n, m, m + 1), (2, t, n, m), (2, n, m), "softmax", seed=17)
+    _check_dtype(bdlru_scan, z, v, h0, "softmax", dtype)
+    assert calls == ["rows_fwd"]
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("fast, words", [("1", "1"), ("0", "0")])
+def test_rows_knobs(monkeypatch, fast, words, norm):
+    """Every gate_norm with the short or exact normalisation (HLRU_ROWS_FAST) and bf16 logits as words or elements
+    (HLRU_ROWS_WORDS)."""
+    monkeypatch.setenv("HLRU_ROWS_MIN_M", "8")
+    monkeypatch.setenv("HLRU_ROWS_FAST", fast)
+    monkeypatch.setenv("HLRU_ROWS_WORDS", words)
+    z, v, h0 = _inputs((2, 11, 5, 8, 9), (2, 11, 5, 8), (2, 5, 8), norm, seed=18)
+    _check_dtype(bdlru_scan, z, v, h0, norm, torch.bfloat16)
+
+
+def test_rows_unaligned_logits():
+    """bf16 logits 2 bytes past a 4-byte boundary cannot be read as 32-bit words: element loads, same result."""
+    from hlru_lm.kernels.bdlru_rows import rows_fwd
+
+    z, v, h0 = _inputs((1, 7, 3, 16, 17), (1, 7, 3, 16), (1, 3, 16), "softmax", seed=19)
+    z, v = z.bfloat16(), v.bfloat16()
+    shifted = torch.empty(z.numel() + 1, dtype=z.dtype)[1:].view(z.shape)
+    shifted.copy_(z)
+    assert shifted.data_ptr() % 4 == 2
+    h, f = rows_fwd(shifted, v, h0, "softmax")
+    hr, fr = bdlru_scan(z.double(), v.double(), h0.double(), backend="naive")
+    assert rel(h, hr) < 1e-2 and rel(f, fr) < TOL
+
+
+def test_rows_unroll_out_of_range(monkeypatch):
+    monkeypatch.setenv("HLRU_ROWS_UNROLL", "3")
+    z, v, h0 = _inputs((1, 4, 2, 16, 17), (1, 4, 2, 16), (1, 2, 16), "softmax", seed=0)
+    with pytest.raises(ValueError, match="HLRU_ROWS_UNROLL=3 must be a power of two"):
+        bdlru_scan(z.to(DEV), v.to(DEV), h0.to(DEV), gate_norm="softmax", backend="triton")
 
 
 @pytest.mark.parametrize("norm", NORMS)

@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from .bdlru_chain import bdlru_chain_bwd, bdlru_chain_fwd, use_chain
+from .bdlru_rows import rows_fwd, use_rows
 from .bdlru_tile import bdlru_tile_bwd, bdlru_tile_fwd, use_tile
 from .common import (
     NORM_IDS,
@@ -450,6 +451,8 @@ class BDLRUScanFn(torch.autograd.Function):
             h, final = diag_fwd(z, v, h0, norm)
         elif use_chain(v.shape[-1]):
             h, final = bdlru_chain_fwd(z, v, h0, norm)
+        elif chunk_len is None and use_rows(v.shape[-1]):
+            h, final = rows_fwd(z, v, h0, norm)
         elif chunk_len is None and use_tile(z, v.shape[-1]):
             h, final = bdlru_tile_fwd(z, v, h0, norm)
         else:
