@@ -21,7 +21,7 @@ from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid
 
 ROWS_M = (4, 8, 16)
 # the forward's steps per loaded group (the next group's loads are in flight while a group is computed), per m
-_UNROLL = {4: 8, 8: 8, 16: 4}
+_UNROLL = {4: 16, 8: 8, 16: 4}
 
 
 def use_rows(m: int) -> bool:
@@ -30,27 +30,19 @@ def use_rows(m: int) -> bool:
 
 
 @triton.jit
-def _load_step(zw_ptr, v_ptr, b, t, T, N, g, ok, M: tl.constexpr, WORDS: tl.constexpr):
-    """Step t's raw row data: the row's K 32-bit logit words (WORDS) or its m + 1 logits, and v_t[row]."""
-    ok = (ok & (t < T)) != 0  # != 0: the interpreter takes only bool masks
-    row = (b * T + t).to(tl.int64)
-    raw = ()
-    if WORDS:
-        w0 = row * (N * (M * (M + 1) // 2)) + (g * (M + 1)) // 2
-        for k in tl.static_range((M + 2) // 2):
-            raw = raw + (tl.load(zw_ptr + w0 + k, mask=ok, other=0),)
-    else:
-        z0 = row * (N * M * (M + 1)) + g * (M + 1)
-        for j in tl.static_range(M + 1):
-            raw = raw + (tl.load(zw_ptr + z0 + j, mask=ok, other=0.0),)
-    return raw, tl.load(v_ptr + row * (N * M) + g, mask=ok, other=0.0)
-
-
-@triton.jit
-def _load_group(zw_ptr, v_ptr, b, t0, T, N, g, ok, M: tl.constexpr, U: tl.constexpr, WORDS: tl.constexpr):
+def _load_group(zq, vq, SZ, SV, t0, T, ok, M: tl.constexpr, U: tl.constexpr, WORDS: tl.constexpr):
+    """Steps t0 .. t0 + U - 1 as U (raw logits, v_t[row]): the row's (m + 2) / 2 32-bit logit words (WORDS) or its
+    m + 1 logits. zq, vq point at the row in step t0 and a step is SZ, SV further, so a step's loads differ by
+    immediates and their addresses cost one 64-bit add."""
+    K: tl.constexpr = (M + 2) // 2 if WORDS else M + 1
     group = ()
     for u in tl.static_range(U):
-        group = group + (_load_step(zw_ptr, v_ptr, b, t0 + u, T, N, g, ok, M, WORDS),)
+        okt = (ok & (t0 + u < T)) != 0  # != 0: the interpreter takes only bool masks
+        zt = zq + u * SZ
+        raw = ()
+        for k in tl.static_range(K):
+            raw = raw + (tl.load(zt + k, mask=okt, other=0),)
+        group = group + ((raw, tl.load(vq + u * SV, mask=okt, other=0.0)),)
     return group
 
 
@@ -86,12 +78,24 @@ def _row_logits(raw, odd, M: tl.constexpr, WORDS: tl.constexpr, DT: tl.constexpr
 
 
 @triton.jit
-def _row_step(zs, vv, h, lane0, M: tl.constexpr, NORM: tl.constexpr, FAST: tl.constexpr):
-    """h_t[row] from the row's logits zs, v_t[row] and h_{t-1} (one row per lane)."""
+def _tree(xs, LO: tl.constexpr, K: tl.constexpr, MAX: tl.constexpr):
+    """max (MAX) or sum of xs[LO : LO + K] as a pairwise tree: log2 K dependent steps instead of K."""
+    if K == 1:
+        return xs[LO]
+    else:
+        a = _tree(xs, LO, K // 2, MAX)
+        b = _tree(xs, LO + K // 2, K - K // 2, MAX)
+        if MAX:
+            return tl.maximum(a, b)
+        else:
+            return a + b
+
+
+@triton.jit
+def _row_gates(zs, vv, M: tl.constexpr, NORM: tl.constexpr, FAST: tl.constexpr):
+    """The row's unnormalised phi terms (e_i0 .. e_i,m-1), e_im v_t[row] and the reciprocal row sum."""
     if NORM == 0:  # softmax: exp2 of the shifted logits, one reciprocal
-        mx = zs[M]
-        for j in tl.static_range(M):
-            mx = tl.maximum(mx, zs[j])
+        mx = _tree(zs, 0, M + 1, True)
     es = ()
     for j in tl.static_range(M + 1):
         if NORM == 0:
@@ -102,24 +106,26 @@ def _row_step(zs, vv, h, lane0, M: tl.constexpr, NORM: tl.constexpr, FAST: tl.co
             es = es + (tl.maximum(zs[j], 0.0),)
         else:
             es = es + (zs[j],)
-    # two partial sums halve the dependent FMA chain that h_{t-1} feeds
-    acc0 = es[M] * vv.to(tl.float32)
-    acc1 = tl.zeros_like(acc0)
-    for j in tl.static_range(M):
-        hj = tl.gather(h, lane0 + j, 0)
-        if j % 2 == 0:
-            acc0 += es[j] * hj
-        else:
-            acc1 += es[j] * hj
-    acc = acc0 + acc1
     if NORM == 3:
-        return acc
-    s = es[M]
-    for j in tl.static_range(M):
-        s += es[j]
-    if NORM == 2:
-        s += 1e-6
-    return acc * _rcp(s, FAST)
+        inv = tl.full(vv.shape, 1.0, tl.float32)
+    elif NORM == 2:
+        inv = _rcp(_tree(es, 0, M + 1, False) + 1e-6, FAST)
+    else:
+        inv = _rcp(_tree(es, 0, M + 1, False), FAST)
+    return es, es[M] * vv.to(tl.float32), inv
+
+
+@triton.jit
+def _row_matvec(es, ev, inv, h, lane0, M: tl.constexpr):
+    """h_t[row] = inv (sum_j e_ij h_{t-1}[j] + e_im v_t[row]): h_{t-1}[j] from lane lane0 + j; four partial sums
+    shorten the FMA chain that h_{t-1} feeds."""
+    NA: tl.constexpr = 4 if M >= 4 else M
+    accs = ()
+    for a in tl.static_range(NA):
+        accs = accs + (tl.gather(h, lane0 + a, 0) * es[a],)
+    for j in tl.static_range(NA, M):
+        accs = accs[: j % NA] + (accs[j % NA] + es[j] * tl.gather(h, lane0 + j, 0),) + accs[j % NA + 1 :]
+    return (_tree(accs, 0, NA, False) + ev) * inv
 
 
 @triton.jit
@@ -148,16 +154,32 @@ def _rows_fwd_kernel(
     lane0 = (r // M) * M  # the block's first lane
     odd = ((g * (M + 1)) % 2) == 1
     h = tl.load(h0_ptr + (b * N * M).to(tl.int64) + g, mask=ok, other=0.0)
-    cur = _load_group(zw_ptr, v_ptr, b, 0, T, N, g, ok, M, U, WORDS)
+    SV = (N * M).to(tl.int64)  # elements (words) per step
+    if WORDS:
+        SZ = (N * (M * (M + 1) // 2)).to(tl.int64)
+        zq = zw_ptr + (b * T).to(tl.int64) * SZ + (g * (M + 1)) // 2
+    else:
+        SZ = SV * (M + 1)
+        zq = zw_ptr + (b * T).to(tl.int64) * SZ + g * (M + 1)
+    vq = v_ptr + (b * T).to(tl.int64) * SV + g
+    hq = h_ptr + (b * T).to(tl.int64) * SV + g
+    cur = _load_group(zq, vq, SZ, SV, 0, T, ok, M, U, WORDS)
     for t0 in range(0, T, U):
-        nxt = _load_group(zw_ptr, v_ptr, b, t0 + U, T, N, g, ok, M, U, WORDS)
+        zq += U * SZ
+        vq += U * SV
+        nxt = _load_group(zq, vq, SZ, SV, t0 + U, T, ok, M, U, WORDS)
+        # the group's gates first: they do not depend on h, so the steps' latency chains overlap
+        gates = ()
         for u in tl.static_range(U):
             raw, vv = cur[u]
-            hn = _row_step(_row_logits(raw, odd, M, WORDS, DT), vv, h, lane0, M, NORM, FAST)
+            gates = gates + (_row_gates(_row_logits(raw, odd, M, WORDS, DT), vv, M, NORM, FAST),)
+        for u in tl.static_range(U):
+            es, ev, inv = gates[u]
+            hn = _row_matvec(es, ev, inv, h, lane0, M)
             tin = t0 + u < T
-            row = (b * T + t0 + u).to(tl.int64)
-            tl.store(h_ptr + row * (N * M) + g, hn.to(h_ptr.dtype.element_ty), mask=(ok & tin) != 0)
+            tl.store(hq + u * SV, hn.to(h_ptr.dtype.element_ty), mask=(ok & tin) != 0)
             h = tl.where(tin, hn, h)
+        hq += U * SV
         cur = nxt
     tl.store(final_ptr + (b * N * M).to(tl.int64) + g, h, mask=ok)
 
