@@ -7,7 +7,7 @@ Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py), tile-fwd|tile-bwd,M,B
 (bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form; env HLRU_TILE_COAL_M, _REV, _EVICT as at run
 time), diag-fwd,BT,VEC,WARPS and diag-bwd,BT,VEC,WARPS,UNROLL (diag_tile.py; env HLRU_DIAG_FAST, _EVICT),
 generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py), rows-fwd,M,U[,WORDS] (bdlru_rows.py; env
-HLRU_ROWS_FAST).
+HLRU_ROWS_FAST, HLRU_ROWS_PF).
 Pointer and N arguments get the divisibility-16 specialisation the runtime gives them, except the ones the kernels
 opt out of. Prints cuobjdump's REG/STACK/SHARED, PTX instruction counts and the TTGIR blocked layouts; SASS=1 adds
 a static SASS opcode histogram and the instruction count of each loop body (a runtime step loop: UNROLL steps).
@@ -130,7 +130,8 @@ def main() -> None:
                 sys.exit(f"{spec!r}: rows-fwd takes M,U[,WORDS]")
             m, unroll, *words = nums
             words = bool(words[0]) if words else True
-            consts = dict(M=m, U=unroll, NORM=0, WORDS=words, DT=0, FAST=os.environ.get("HLRU_ROWS_FAST") != "0")
+            consts = dict(M=m, U=unroll, PF=int(os.environ.get("HLRU_ROWS_PF") or 32), NORM=0, WORDS=words, DT=0)
+            consts["FAST"] = os.environ.get("HLRU_ROWS_FAST") != "0"
             sig = dict(zw_ptr="*i32" if words else P, v_ptr=P, h0_ptr=F, h_ptr=P, final_ptr=F, T="i32", N="i32")
             report(bdlru_rows._rows_fwd_kernel, {**sig, "NR": "i32"}, consts, 1, spec, None, {"T", "NR"})
         else:

@@ -17,11 +17,14 @@ import triton
 import triton.language as tl
 
 from .bdlru_tile import _DTYPE_IDS
-from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid
+from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid, interpret_mode
 
 ROWS_M = (4, 8, 16)
+_ASM = tl.constexpr(not interpret_mode())  # L2 prefetches are inline PTX, which the interpreter does not run
 # the forward's steps per loaded group (the next group's loads are in flight while a group is computed), per m
 _UNROLL = {4: 16, 8: 8, 16: 4}
+# L2 prefetch distance in steps beyond the group being loaded (0: none)
+_PF = 32
 
 
 def use_rows(m: int) -> bool:
@@ -44,6 +47,30 @@ def _load_group(zq, vq, SZ, SV, t0, T, ok, M: tl.constexpr, U: tl.constexpr, WOR
             raw = raw + (tl.load(zt + k, mask=okt, other=0),)
         group = group + ((raw, tl.load(vq + u * SV, mask=okt, other=0.0)),)
     return group
+
+
+@triton.jit
+def _prefetch(zq, vq, SZ, SV, t0, T, ok, M: tl.constexpr, U: tl.constexpr, WORDS: tl.constexpr):
+    """L2 prefetches of steps t0 .. t0 + U - 1 (the first and last logit word of each row, and v): they cost no
+    registers, so they can run far ahead of the loads, which then wait on L2 instead of DRAM. ptxas schedules a
+    group's register loads late in the loop body (after the gates, to save registers), too late to hide DRAM
+    latency with one warp per scheduler (v15b: half of each warp's stall cycles on them)."""
+    if _ASM:
+        K: tl.constexpr = (M + 2) // 2 if WORDS else M + 1
+        for u in tl.static_range(U):
+            okt = (ok & (t0 + u < T)).to(tl.int32)
+            zt = zq + u * SZ
+            for p in tl.static_range(3):
+                if p == 0:
+                    q = zt.to(tl.int64)
+                elif p == 1:
+                    q = (zt + (K - 1)).to(tl.int64)
+                else:
+                    q = (vq + u * SV).to(tl.int64)
+                tl.inline_asm_elementwise(
+                    "{ .reg .pred q; setp.ne.b32 q, $2, 0; @q prefetch.global.L2 [$1]; mov.u32 $0, 0; }",
+                    "=r,l,r", [q, okt], dtype=tl.int32, is_pure=False, pack=1,
+                )  # fmt: skip
 
 
 @triton.jit
@@ -140,6 +167,7 @@ def _rows_fwd_kernel(
     NR,
     M: tl.constexpr,
     U: tl.constexpr,
+    PF: tl.constexpr,
     NORM: tl.constexpr,
     WORDS: tl.constexpr,
     DT: tl.constexpr,
@@ -168,6 +196,8 @@ def _rows_fwd_kernel(
         zq += U * SZ
         vq += U * SV
         nxt = _load_group(zq, vq, SZ, SV, t0 + U, T, ok, M, U, WORDS)
+        if PF > 0:
+            _prefetch(zq + PF * SZ, vq + PF * SV, SZ, SV, t0 + U + PF, T, ok, M, U, WORDS)
         # the group's gates first: they do not depend on h, so the steps' latency chains overlap
         gates = ()
         for u in tl.static_range(U):
@@ -187,13 +217,17 @@ def _rows_fwd_kernel(
 def rows_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
     """z (B, T, N, m, m + 1), v (B, T, N, m), h0 (B, N, m) fp32 -> (h (B, T, N, m), final state (B, N, m) fp32).
 
-    Knobs: HLRU_ROWS_UNROLL (steps per loaded group, a power of two), HLRU_ROWS_WORDS (0: element loads of the
+    Knobs: HLRU_ROWS_UNROLL (steps per loaded group, a power of two), HLRU_ROWS_PF (L2 prefetch distance in steps,
+    a multiple of the unroll; 0: none), HLRU_ROWS_WORDS (0: element loads of the
     logits), HLRU_ROWS_FAST (0: exact reciprocal and exp2 shift)."""
     bsz, seqlen, nblocks, m = v.shape
     unroll = _env_int("HLRU_ROWS_UNROLL", _UNROLL[m])
     if unroll < 1 or unroll & (unroll - 1):
         raise ValueError(f"HLRU_ROWS_UNROLL={unroll} must be a power of two")
     unroll = min(unroll, triton.next_power_of_2(seqlen))
+    pf = _env_int("HLRU_ROWS_PF", _PF)
+    if pf < 0 or pf % unroll:
+        raise ValueError(f"HLRU_ROWS_PF={pf} must be 0 (no L2 prefetch) or a multiple of the unroll ({unroll})")
     dt = _DTYPE_IDS.get(z.dtype, 2)
     words = dt != 2 and z.data_ptr() % 4 == 0 and _env_int("HLRU_ROWS_WORDS", 1) == 1
     zw = z.reshape(-1).view(torch.int32) if words else z
@@ -202,7 +236,7 @@ def rows_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> t
     nr = triton.cdiv(nblocks * m, 32)
     _rows_fwd_kernel[(bsz * nr,)](
         zw, v, h0, h, final, seqlen, nblocks, nr,
-        M=m, U=unroll, NORM=NORM_IDS[norm], WORDS=words, DT=dt, FAST=_env_int("HLRU_ROWS_FAST", 1) == 1,
+        M=m, U=unroll, PF=pf, NORM=NORM_IDS[norm], WORDS=words, DT=dt, FAST=_env_int("HLRU_ROWS_FAST", 1) == 1,
         num_warps=1,
     )  # fmt: skip
     return h, final
