@@ -278,6 +278,7 @@ def test_rows(monkeypatch, m, n, t, unroll, dtype):
 
     calls = _record_calls(monkeypatch, bdlru, ("rows_fwd",))
     monkeypatch.setenv("HLRU_ROWS_MIN_M", "4")
+    monkeypatch.setenv("HLRU_ROWS_MIN_LANES", "0")
     monkeypatch.setenv("HLRU_ROWS_UNROLL", unroll)
     z, v, h0 = _inputs((2, t, n, m, m + 1), (2, t, n, m), (2, n, m), "softmax", seed=17)
     _check_dtype(bdlru_scan, z, v, h0, "softmax", dtype)
@@ -289,11 +290,23 @@ def test_rows(monkeypatch, m, n, t, unroll, dtype):
 def test_rows_knobs(monkeypatch, fast, words, norm):
     """Every gate_norm with the short or exact normalisation (HLRU_ROWS_FAST) and bf16 logits as words or elements
     (HLRU_ROWS_WORDS)."""
-    monkeypatch.setenv("HLRU_ROWS_MIN_M", "8")
+    monkeypatch.setenv("HLRU_ROWS_MIN_LANES", "0")
     monkeypatch.setenv("HLRU_ROWS_FAST", fast)
     monkeypatch.setenv("HLRU_ROWS_WORDS", words)
     z, v, h0 = _inputs((2, 11, 5, 8, 9), (2, 11, 5, 8), (2, 5, 8), norm, seed=18)
     _check_dtype(bdlru_scan, z, v, h0, norm, torch.bfloat16)
+
+
+def test_rows_routing(monkeypatch):
+    """Which BD-LRU forwards take bdlru_rows.py: m = 16 always, m = 8 from B N m = 8192 lanes, m = 4 on request."""
+    from hlru_lm.kernels.bdlru_rows import use_rows
+
+    assert use_rows(16, 32) and use_rows(8, 8 * 1536) and not use_rows(8, 2048) and not use_rows(4, 8 * 1536)
+    assert not use_rows(1, 8 * 1536) and not use_rows(2, 8 * 1536)
+    monkeypatch.setenv("HLRU_ROWS_MIN_M", "4")
+    assert use_rows(4, 8192) and not use_rows(4, 8191)
+    monkeypatch.setenv("HLRU_ROWS", "0")
+    assert not use_rows(16, 8 * 1536)
 
 
 def test_rows_unaligned_logits():

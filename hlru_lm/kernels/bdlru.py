@@ -451,7 +451,7 @@ class BDLRUScanFn(torch.autograd.Function):
             h, final = diag_fwd(z, v, h0, norm)
         elif use_chain(v.shape[-1]):
             h, final = bdlru_chain_fwd(z, v, h0, norm)
-        elif chunk_len is None and use_rows(v.shape[-1]):
+        elif chunk_len is None and use_rows(v.shape[-1], v.shape[0] * v.shape[2] * v.shape[3]):
             h, final = rows_fwd(z, v, h0, norm)
         elif chunk_len is None and use_tile(z, v.shape[-1]):
             h, final = bdlru_tile_fwd(z, v, h0, norm)

@@ -22,14 +22,19 @@ from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid, interpret_mo
 ROWS_M = (4, 8, 16)
 _ASM = tl.constexpr(not interpret_mode())  # L2 prefetches are inline PTX, which the interpreter does not run
 # the forward's steps per loaded group (the next group's loads are in flight while a group is computed), per m
-_UNROLL = {4: 16, 8: 8, 16: 4}
+_UNROLL = {4: 16, 8: 8, 16: 8}
 # L2 prefetch distance in steps beyond the group being loaded (0: none)
 _PF = 32
 
 
-def use_rows(m: int) -> bool:
-    """The BD-LRU forward at m >= HLRU_ROWS_MIN_M (m in ROWS_M) runs here unless HLRU_ROWS=0."""
-    return m in ROWS_M and m >= _env_int("HLRU_ROWS_MIN_M", 16) and _env_int("HLRU_ROWS", 1) == 1
+def use_rows(m: int, lanes: int) -> bool:
+    """The BD-LRU forward at m in ROWS_M, m >= HLRU_ROWS_MIN_M (8) runs here unless HLRU_ROWS=0; at m < 16 only with
+    lanes = B N m >= HLRU_ROWS_MIN_LANES (8192): below that, too few warps are resident to beat the time-parallel tile
+    kernel (v15a, B=1 T=32768 D=2048: m = 8 5.4 ms here against 1.5 ms). At m = 16 the alternative (bdlru.py) is
+    not time-parallel either."""
+    if m not in ROWS_M or m < _env_int("HLRU_ROWS_MIN_M", 8) or _env_int("HLRU_ROWS", 1) != 1:
+        return False
+    return m == 16 or lanes >= _env_int("HLRU_ROWS_MIN_LANES", 8192)
 
 
 @triton.jit
