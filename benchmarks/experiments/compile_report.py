@@ -6,7 +6,7 @@ Compiles with the Triton of the device image (3.6) installed beside the CPU venv
 Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py), tile-fwd|tile-bwd,M,BT,WARPS,UNROLL[,MAXNREG]
 (bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form; env HLRU_TILE_COAL_M, _REV, _EVICT as at run
 time), diag-fwd,BT,VEC,WARPS and diag-bwd,BT,VEC,WARPS,UNROLL (diag_tile.py; env HLRU_DIAG_FAST, _EVICT),
-generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py), rows-fwd,M,U[,WORDS] (bdlru_rows.py; env
+generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py), rows-fwd|rows-bwd,M,U[,WORDS] (bdlru_rows.py; env
 HLRU_ROWS_FAST, HLRU_ROWS_PF).
 Pointer and N arguments get the divisibility-16 specialisation the runtime gives them, except the ones the kernels
 opt out of. Prints cuobjdump's REG/STACK/SHARED, PTX instruction counts and the TTGIR blocked layouts; SASS=1 adds
@@ -125,15 +125,22 @@ def main() -> None:
                 consts.update(HAS_G=True, UNROLL=unroll[0], EV1="evict_last" if evict == 2 else "")
                 consts.update(EV2="evict_first" if evict else "", EVS="evict_first" if evict else "")
                 report(diag_tile._diag_bwd_kernel, {**CHAIN_BWD, **CHAIN_INTS}, consts, warps, spec, None, no_align)
-        elif kind == "rows-fwd":
+        elif kind in ("rows-fwd", "rows-bwd"):
             if len(nums) not in (2, 3):
-                sys.exit(f"{spec!r}: rows-fwd takes M,U[,WORDS]")
+                sys.exit(f"{spec!r}: {kind} takes M,U[,WORDS]")
             m, unroll, *words = nums
             words = bool(words[0]) if words else True
             consts = dict(M=m, U=unroll, PF=int(os.environ.get("HLRU_ROWS_PF") or 32), NORM=0, WORDS=words, DT=0)
             consts["FAST"] = os.environ.get("HLRU_ROWS_FAST") != "0"
-            sig = dict(zw_ptr="*i32" if words else P, v_ptr=P, h0_ptr=F, h_ptr=P, final_ptr=F, T="i32", N="i32")
-            report(bdlru_rows._rows_fwd_kernel, {**sig, "NR": "i32"}, consts, 1, spec, None, {"T", "NR"})
+            zw = "*i32" if words else P
+            ints = dict(T="i32", N="i32", NR="i32")
+            if kind == "rows-fwd":
+                sig = dict(zw_ptr=zw, v_ptr=P, h0_ptr=F, h_ptr=P, final_ptr=F, **ints)
+                report(bdlru_rows._rows_fwd_kernel, sig, consts, 1, spec, None, {"T", "NR"})
+            else:
+                sig = dict(zw_ptr=zw, v_ptr=P, h_ptr=P, h0_ptr=F, g_ptr=P, dfinal_ptr=F, dz_ptr=P, dv_ptr=P)
+                sig.update(dh0_ptr=F, **ints)
+                report(bdlru_rows._rows_bwd_kernel, sig, {**consts, "HAS_G": True}, 1, spec, None, {"T", "NR"})
         else:
             sys.exit(f"unknown spec {spec!r}: see the module docstring")
 

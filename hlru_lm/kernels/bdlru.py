@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from .bdlru_chain import bdlru_chain_bwd, bdlru_chain_fwd, use_chain
-from .bdlru_rows import rows_fwd, use_rows
+from .bdlru_rows import rows_bwd, rows_fwd, use_rows
 from .bdlru_tile import bdlru_tile_bwd, bdlru_tile_fwd, use_tile
 from .common import (
     NORM_IDS,
@@ -468,6 +468,8 @@ class BDLRUScanFn(torch.autograd.Function):
         m = v.shape[-1]
         if ctx.chunk_len is None and use_diag(m, bwd=True) and not use_chain(m, bwd=True):
             dz, dv, dh0 = diag_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
+        elif ctx.chunk_len is None and use_rows(m, v.shape[0] * v.shape[2] * m, bwd=True):
+            dz, dv, dh0 = rows_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
         elif ctx.chunk_len is None and use_tile(z, m) and not use_chain(m, bwd=True):
             dz, dv, dh0 = bdlru_tile_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
         elif use_chain(m):  # m = 1, 2 with HLRU_CHAIN_BWD=1, or logits not aligned for the tile kernel's words

@@ -1,4 +1,5 @@
-"""Row-per-lane forward for the BD-LRU at larger m (`_rows_fwd_kernel`): each block's recurrence in time order.
+"""Row-per-lane kernels for the BD-LRU at larger m: each block's recurrence in time order, forward (`_rows_fwd_kernel`)
+and backward (`_rows_bwd_kernel`, opt-in until timed on a GPU).
 
 The look-back tile scans (bdlru_tile.py) give a lane a whole block and compose its m x m carry map: m^3 FMA per
 block-step and m^2 + m(m + 1) values per lane, which spill at m = 8 and do not fit at m = 16 (NOTES "What limits
@@ -8,8 +9,10 @@ it"). Here no maps are formed. A lane owns row i of block n:
   - h_{t-1} of its block reaches it from the block's m lanes by m warp shuffles (tl.gather inside one warp);
   - h_t[i] = inv (sum_j e_ij h_{t-1}[j] + e_im v_t[i]): m FMA per step.
 Parallelism is one lane per row, B N m lanes, each walking all T steps; so a lane keeps many bytes in flight: the
-loads of the next U steps are issued before the current U steps are computed (double buffering in registers).
-The backward stays with the time-parallel kernels, which read the h written here.
+loads of the next U steps are issued before the current U steps are computed (double buffering in registers), and L2
+prefetches run PF steps further ahead. By default the backward stays with the time-parallel kernels, which read the h
+written here; the row backward (HLRU_ROWS_BWD=1) runs the reverse adjoint the same way, its column sums over the
+block's rows by a reduce-scatter of shuffles.
 """
 
 import torch
@@ -17,22 +20,26 @@ import triton
 import triton.language as tl
 
 from .bdlru_tile import _DTYPE_IDS
-from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid, interpret_mode
+from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid, bwd_buffers, interpret_mode
 
 ROWS_M = (4, 8, 16)
 _ASM = tl.constexpr(not interpret_mode())  # L2 prefetches are inline PTX, which the interpreter does not run
 # the forward's steps per loaded group (the next group's loads are in flight while a group is computed), per m
 _UNROLL = {4: 16, 8: 8, 16: 8}
+_UNROLL_BWD = {4: 8, 8: 4, 16: 4}  # not measured (v15: the backward is opt-in, HLRU_ROWS_BWD=1)
 # L2 prefetch distance in steps beyond the group being loaded (0: none)
 _PF = 32
 
 
-def use_rows(m: int, lanes: int) -> bool:
+def use_rows(m: int, lanes: int, bwd: bool = False) -> bool:
     """The BD-LRU forward at m in ROWS_M, m >= HLRU_ROWS_MIN_M (8) runs here unless HLRU_ROWS=0; at m < 16 only with
     lanes = B N m >= HLRU_ROWS_MIN_LANES (8192): below that, too few warps are resident to beat the time-parallel tile
     kernel (v15a, B=1 T=32768 D=2048: m = 8 5.4 ms here against 1.5 ms). At m = 16 the alternative (bdlru.py) is
-    not time-parallel either."""
+    not time-parallel either. The backward runs here on the same terms only with HLRU_ROWS_BWD=1: it passed the
+    interpreter tests but has not been timed on a GPU yet."""
     if m not in ROWS_M or m < _env_int("HLRU_ROWS_MIN_M", 8) or _env_int("HLRU_ROWS", 1) != 1:
+        return False
+    if bwd and _env_int("HLRU_ROWS_BWD", 0) != 1:
         return False
     return m == 16 or lanes >= _env_int("HLRU_ROWS_MIN_LANES", 8192)
 
@@ -55,27 +62,27 @@ def _load_group(zq, vq, SZ, SV, t0, T, ok, M: tl.constexpr, U: tl.constexpr, WOR
 
 
 @triton.jit
-def _prefetch(zq, vq, SZ, SV, t0, T, ok, M: tl.constexpr, U: tl.constexpr, WORDS: tl.constexpr):
-    """L2 prefetches of steps t0 .. t0 + U - 1 (the first and last logit word of each row, and v): they cost no
-    registers, so they can run far ahead of the loads, which then wait on L2 instead of DRAM. ptxas schedules a
-    group's register loads late in the loop body (after the gates, to save registers), too late to hide DRAM
-    latency with one warp per scheduler (v15b: half of each warp's stall cycles on them)."""
+def _pf(q, ok):
+    """prefetch.global.L2 of the addresses q where ok (inline PTX; nothing in the interpreter). Prefetches cost no
+    registers, so they can run far ahead of the loads, which then wait on L2 instead of DRAM: ptxas schedules a
+    group's register loads late in the loop body (after the gates, to save registers), too late to hide DRAM latency
+    with one warp per scheduler (v15b: half of each warp's stall cycles on them; v15c: PF 32 took 24-35% off)."""
     if _ASM:
-        K: tl.constexpr = (M + 2) // 2 if WORDS else M + 1
-        for u in tl.static_range(U):
-            okt = (ok & (t0 + u < T)).to(tl.int32)
-            zt = zq + u * SZ
-            for p in tl.static_range(3):
-                if p == 0:
-                    q = zt.to(tl.int64)
-                elif p == 1:
-                    q = (zt + (K - 1)).to(tl.int64)
-                else:
-                    q = (vq + u * SV).to(tl.int64)
-                tl.inline_asm_elementwise(
-                    "{ .reg .pred q; setp.ne.b32 q, $2, 0; @q prefetch.global.L2 [$1]; mov.u32 $0, 0; }",
-                    "=r,l,r", [q, okt], dtype=tl.int32, is_pure=False, pack=1,
-                )  # fmt: skip
+        tl.inline_asm_elementwise(
+            "{ .reg .pred q; setp.ne.b32 q, $2, 0; @q prefetch.global.L2 [$1]; mov.u32 $0, 0; }",
+            "=r,l,r", [q.to(tl.int64), ok.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=1,
+        )  # fmt: skip
+
+
+@triton.jit
+def _prefetch(zq, vq, SZ, SV, t0, T, ok, M: tl.constexpr, U: tl.constexpr, WORDS: tl.constexpr):
+    """L2 prefetches of steps t0 .. t0 + U - 1: the first and last logit word of each row, and v."""
+    K: tl.constexpr = (M + 2) // 2 if WORDS else M + 1
+    for u in tl.static_range(U):
+        okt = ok & (t0 + u < T)
+        _pf(zq + u * SZ, okt)
+        _pf(zq + u * SZ + (K - 1), okt)
+        _pf(vq + u * SV, okt)
 
 
 @triton.jit
@@ -124,8 +131,8 @@ def _tree(xs, LO: tl.constexpr, K: tl.constexpr, MAX: tl.constexpr):
 
 
 @triton.jit
-def _row_gates(zs, vv, M: tl.constexpr, NORM: tl.constexpr, FAST: tl.constexpr):
-    """The row's unnormalised phi terms (e_i0 .. e_i,m-1), e_im v_t[row] and the reciprocal row sum."""
+def _row_phi(zs, M: tl.constexpr, NORM: tl.constexpr, FAST: tl.constexpr):
+    """The row's unnormalised phi terms e_i0 .. e_im and the reciprocal row sum (phi = e inv)."""
     if NORM == 0:  # softmax: exp2 of the shifted logits, one reciprocal
         mx = _tree(zs, 0, M + 1, True)
     es = ()
@@ -139,11 +146,18 @@ def _row_gates(zs, vv, M: tl.constexpr, NORM: tl.constexpr, FAST: tl.constexpr):
         else:
             es = es + (zs[j],)
     if NORM == 3:
-        inv = tl.full(vv.shape, 1.0, tl.float32)
+        inv = tl.full(zs[0].shape, 1.0, tl.float32)
     elif NORM == 2:
         inv = _rcp(_tree(es, 0, M + 1, False) + 1e-6, FAST)
     else:
         inv = _rcp(_tree(es, 0, M + 1, False), FAST)
+    return es, inv
+
+
+@triton.jit
+def _row_gates(zs, vv, M: tl.constexpr, NORM: tl.constexpr, FAST: tl.constexpr):
+    """_row_phi's terms e_i0 .. e_i,m-1 (e_im folded into e_im v_t[row]) and the reciprocal row sum."""
+    es, inv = _row_phi(zs, M, NORM, FAST)
     return es, es[M] * vv.to(tl.float32), inv
 
 
@@ -219,29 +233,210 @@ def _rows_fwd_kernel(
     tl.store(final_ptr + (b * N * M).to(tl.int64) + g, h, mask=ok)
 
 
+@triton.jit
+def _load_group_bwd(zq, vq, hq, gq, SZ, SV, t0, ok, M: tl.constexpr, U: tl.constexpr, WORDS: tl.constexpr,
+                    HAS_G: tl.constexpr):  # fmt: skip
+    """Steps t0, t0 - 1, ..., t0 - U + 1 as U (raw logits, v_t, h_{t-1}, dh_t) of the row (h_{-1}: not loaded, the
+    kernel takes h0). The pointers are at step t0."""
+    K: tl.constexpr = (M + 2) // 2 if WORDS else M + 1
+    group = ()
+    for u in tl.static_range(U):
+        t = t0 - u
+        okt = (ok & (t >= 0)) != 0
+        zt = zq - u * SZ
+        raw = ()
+        for k in tl.static_range(K):
+            raw = raw + (tl.load(zt + k, mask=okt, other=0),)
+        vv = tl.load(vq - u * SV, mask=okt, other=0.0)
+        hp = tl.load(hq - (u + 1) * SV, mask=(okt & (t >= 1)) != 0, other=0.0)
+        if HAS_G:
+            gg = tl.load(gq - u * SV, mask=okt, other=0.0)
+        else:
+            gg = tl.zeros_like(vv)
+        group = group + ((raw, vv, hp, gg),)
+    return group
+
+
+@triton.jit
+def _reduce_scatter(vals, sub, r, D: tl.constexpr):
+    """Sum over the block's lanes of their vectors vals (2 D values each), entry j ending in the block's lane j (sub =
+    the lane's index in its block; call with D = m / 2): log2 m rounds, each lane keeping half of its vector and
+    adding the half its partner (lane r ^ D) kept: m - 1 shuffles and adds, where gathering every entry to every lane
+    would take m^2."""
+    up = (sub & D) != 0
+    half = ()
+    for k in tl.static_range(D):
+        keep = tl.where(up, vals[D + k], vals[k])
+        send = tl.where(up, vals[k], vals[D + k])
+        half = half + (keep + tl.gather(send, r ^ D, 0),)
+    if D == 1:
+        return half[0]
+    else:
+        return _reduce_scatter(half, sub, r, D // 2)
+
+
+@triton.jit
+def _rows_bwd_kernel(
+    zw_ptr,
+    v_ptr,
+    h_ptr,
+    h0_ptr,
+    g_ptr,
+    dfinal_ptr,
+    dz_ptr,
+    dv_ptr,
+    dh0_ptr,
+    T,
+    N,
+    NR,
+    M: tl.constexpr,
+    U: tl.constexpr,
+    PF: tl.constexpr,
+    NORM: tl.constexpr,
+    WORDS: tl.constexpr,
+    DT: tl.constexpr,
+    FAST: tl.constexpr,
+    HAS_G: tl.constexpr,
+):
+    """The reverse adjoint scan, a row per lane, t = T-1 .. 0: lam_t = dh_t + c_t with c_t[j] = sum_i A_{t+1}[i, j]
+    lam_{t+1}[i] (c_{T-1} = d final state; c after step 0 is d h0). A lane has row i of A_t, so c is a column sum:
+    _reduce_scatter over the block's lanes. dP_t[i, :] = lam_t[i] (h_{t-1}, v_t[i]) with h_{t-1} shuffled in, then
+    the closed-form adjoint of phi on the lane's row gives dz; dv_t[i] = lam_t[i] P_t[i, m]."""
+    pid = tl.program_id(0)
+    b = pid // NR
+    r = tl.arange(0, 32)
+    g = (pid % NR) * 32 + r
+    ok = g < N * M
+    lane0 = (r // M) * M
+    sub = r - lane0
+    odd = ((g * (M + 1)) % 2) == 1
+    h0v = tl.load(h0_ptr + (b * N * M).to(tl.int64) + g, mask=ok, other=0.0)
+    c = tl.load(dfinal_ptr + (b * N * M).to(tl.int64) + g, mask=ok, other=0.0)
+    SV = (N * M).to(tl.int64)
+    last = (b * T + T - 1).to(tl.int64)  # the pointers start at step T - 1
+    if WORDS:
+        SZ = (N * (M * (M + 1) // 2)).to(tl.int64)
+        zq = zw_ptr + last * SZ + (g * (M + 1)) // 2
+    else:
+        SZ = SV * (M + 1)
+        zq = zw_ptr + last * SZ + g * (M + 1)
+    vq = v_ptr + last * SV + g
+    hq = h_ptr + last * SV + g
+    gq = g_ptr + last * SV + g
+    dzq = dz_ptr + last * (SV * (M + 1)) + g * (M + 1)
+    dvq = dv_ptr + last * SV + g
+    cur = _load_group_bwd(zq, vq, hq, gq, SZ, SV, T - 1, ok, M, U, WORDS, HAS_G)
+    for k0 in range(0, T, U):
+        t0 = T - 1 - k0
+        zq -= U * SZ
+        vq -= U * SV
+        hq -= U * SV
+        gq -= U * SV
+        nxt = _load_group_bwd(zq, vq, hq, gq, SZ, SV, t0 - U, ok, M, U, WORDS, HAS_G)
+        if PF > 0:
+            K: tl.constexpr = (M + 2) // 2 if WORDS else M + 1
+            for u in tl.static_range(U):
+                okt = ok & (t0 - U - PF - u >= 0)
+                _pf(zq - (PF + u) * SZ, okt)
+                _pf(zq - (PF + u) * SZ + (K - 1), okt)
+                _pf(vq - (PF + u) * SV, okt)
+                _pf(hq - (PF + u + 1) * SV, okt)
+                if HAS_G:
+                    _pf(gq - (PF + u) * SV, okt)
+        # the group's gates first (independent of the adjoint chain)
+        gates = ()
+        for u in tl.static_range(U):
+            zs = _row_logits(cur[u][0], odd, M, WORDS, DT)
+            gates = gates + ((zs,) + _row_phi(zs, M, NORM, FAST),)
+        for u in tl.static_range(U):
+            zs, es, inv = gates[u]
+            raw, vv, hp, gg = cur[u]
+            t = t0 - u
+            tin = t >= 0
+            okt = (ok & tin) != 0
+            vf = vv.to(tl.float32)
+            hprev = tl.where(t == 0, h0v, hp.to(tl.float32))
+            lam = gg.to(tl.float32) + c
+            p = ()
+            for j in tl.static_range(M + 1):
+                p = p + (es[j] * inv,)
+            hs = ()
+            for j in tl.static_range(M):
+                hs = hs + (tl.gather(hprev, lane0 + j, 0),)
+            # dot = sum_k p_k dP_k = lam h_t[row], h_t recomputed in fp32
+            hrow = p[M] * vf
+            for j in tl.static_range(M):
+                hrow += p[j] * hs[j]
+            dot = lam * hrow
+            dzt = dzq - u * (SV * (M + 1))
+            for j in tl.static_range(M + 1):
+                if j < M:
+                    dp = lam * hs[j]
+                else:
+                    dp = lam * vf
+                if NORM == 0:
+                    dz = p[j] * (dp - dot)
+                elif NORM == 1:  # p = s / S: dz = (dp - <p, dp>) / S * s (1 - s), s = sigmoid(z) = es
+                    dz = (dp - dot) * inv * es[j] * (1.0 - es[j])
+                elif NORM == 2:
+                    dz = tl.where(zs[j] > 0.0, (dp - dot) * inv, 0.0)
+                else:
+                    dz = dp
+                tl.store(dzt + j, dz.to(dz_ptr.dtype.element_ty), mask=okt)
+            tl.store(dvq - u * SV, (lam * p[M]).to(dv_ptr.dtype.element_ty), mask=okt)
+            cols = ()
+            for j in tl.static_range(M):
+                cols = cols + (p[j] * lam,)
+            c = tl.where(tin, _reduce_scatter(cols, sub, r, M // 2), c)
+        dzq -= U * (SV * (M + 1))
+        dvq -= U * SV
+        cur = nxt
+    tl.store(dh0_ptr + (b * N * M).to(tl.int64) + g, c, mask=ok)
+
+
+def _launch_args(z: torch.Tensor, seqlen: int, m: int, bwd: bool) -> dict:
+    """Constexprs and launch options shared by both kernels; bad knob values raise a ValueError naming the knob."""
+    name = "HLRU_ROWS_UNROLL_BWD" if bwd else "HLRU_ROWS_UNROLL"
+    unroll = _env_int(name, (_UNROLL_BWD if bwd else _UNROLL)[m])
+    if unroll < 1 or unroll & (unroll - 1):
+        raise ValueError(f"{name}={unroll} must be a power of two")
+    pf = _env_int("HLRU_ROWS_PF", _PF)
+    if pf < 0:
+        raise ValueError(f"HLRU_ROWS_PF={pf} must be 0 (no L2 prefetch) or a positive number of steps")
+    dt = _DTYPE_IDS.get(z.dtype, 2)
+    words = dt != 2 and z.data_ptr() % 4 == 0 and _env_int("HLRU_ROWS_WORDS", 1) == 1
+    return dict(M=m, U=min(unroll, triton.next_power_of_2(seqlen)), PF=pf, WORDS=words, DT=dt,
+                FAST=_env_int("HLRU_ROWS_FAST", 1) == 1, num_warps=1)  # fmt: skip
+
+
+def _words(z: torch.Tensor, kw: dict) -> torch.Tensor:
+    """z as the kernels read it: int32 words (2-byte dtypes, 4-byte aligned) or elements."""
+    return z.reshape(-1).view(torch.int32) if kw["WORDS"] else z
+
+
 def rows_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
     """z (B, T, N, m, m + 1), v (B, T, N, m), h0 (B, N, m) fp32 -> (h (B, T, N, m), final state (B, N, m) fp32).
 
-    Knobs: HLRU_ROWS_UNROLL (steps per loaded group, a power of two), HLRU_ROWS_PF (L2 prefetch distance in steps,
-    a multiple of the unroll; 0: none), HLRU_ROWS_WORDS (0: element loads of the
-    logits), HLRU_ROWS_FAST (0: exact reciprocal and exp2 shift)."""
+    Knobs: HLRU_ROWS_UNROLL (steps per loaded group, a power of two), HLRU_ROWS_PF (L2 prefetch distance in steps;
+    0: none), HLRU_ROWS_WORDS (0: element loads of the logits), HLRU_ROWS_FAST (0: exact reciprocal and exp2
+    shift)."""
     bsz, seqlen, nblocks, m = v.shape
-    unroll = _env_int("HLRU_ROWS_UNROLL", _UNROLL[m])
-    if unroll < 1 or unroll & (unroll - 1):
-        raise ValueError(f"HLRU_ROWS_UNROLL={unroll} must be a power of two")
-    unroll = min(unroll, triton.next_power_of_2(seqlen))
-    pf = _env_int("HLRU_ROWS_PF", _PF)
-    if pf < 0 or pf % unroll:
-        raise ValueError(f"HLRU_ROWS_PF={pf} must be 0 (no L2 prefetch) or a multiple of the unroll ({unroll})")
-    dt = _DTYPE_IDS.get(z.dtype, 2)
-    words = dt != 2 and z.data_ptr() % 4 == 0 and _env_int("HLRU_ROWS_WORDS", 1) == 1
-    zw = z.reshape(-1).view(torch.int32) if words else z
+    kw = _launch_args(z, seqlen, m, bwd=False)
     h = torch.empty_like(v)
     final = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
     nr = triton.cdiv(nblocks * m, 32)
-    _rows_fwd_kernel[(bsz * nr,)](
-        zw, v, h0, h, final, seqlen, nblocks, nr,
-        M=m, U=unroll, PF=pf, NORM=NORM_IDS[norm], WORDS=words, DT=dt, FAST=_env_int("HLRU_ROWS_FAST", 1) == 1,
-        num_warps=1,
-    )  # fmt: skip
+    _rows_fwd_kernel[(bsz * nr,)](_words(z, kw), v, h0, h, final, seqlen, nblocks, nr, NORM=NORM_IDS[norm], **kw)
     return h, final
+
+
+def rows_bwd(z, v, h0, h, dh, dfinal, norm: str):
+    """Gradients (dz, dv, dh0) of rows_fwd from dh (or None) and d final state (or None); knobs as rows_fwd, with
+    HLRU_ROWS_UNROLL_BWD for the unroll."""
+    bsz, seqlen, nblocks, m = v.shape
+    has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dh, dfinal, (bsz, nblocks, m))
+    kw = _launch_args(z, seqlen, m, bwd=True)
+    nr = triton.cdiv(nblocks * m, 32)
+    _rows_bwd_kernel[(bsz * nr,)](
+        _words(z, kw), v, h, h0, g, dfinal, dz, dv, dh0, seqlen, nblocks, nr, NORM=NORM_IDS[norm], HAS_G=has_g, **kw
+    )
+    return dz, dv, dh0
