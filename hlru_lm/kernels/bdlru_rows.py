@@ -45,19 +45,43 @@ def use_rows(m: int, lanes: int, bwd: bool = False) -> bool:
 
 
 @triton.jit
+def _rows(pid, NR, N, T, zw_ptr, step, M: tl.constexpr, WORDS: tl.constexpr):
+    """A program's 32 rows (32 / m blocks of batch row b): (b, lane r, row g = n m + i, valid, the block's first lane,
+    the row's logits start at an odd 2-byte offset, step sizes SZ of the logits and SV of v / h (elements, or words
+    with WORDS), the row's logits pointer at time step `step`)."""
+    b = pid // NR
+    r = tl.arange(0, 32)
+    g = (pid % NR) * 32 + r
+    ok = g < N * M
+    odd = ((g * (M + 1)) % 2) == 1
+    SV = (N * M).to(tl.int64)
+    row = (b * T + step).to(tl.int64)
+    if WORDS:
+        SZ = (N * (M * (M + 1) // 2)).to(tl.int64)
+        zq = zw_ptr + row * SZ + (g * (M + 1)) // 2
+    else:
+        SZ = SV * (M + 1)
+        zq = zw_ptr + row * SZ + g * (M + 1)
+    return b, r, g, ok, (r // M) * M, odd, SZ, SV, row * SV, zq
+
+
+@triton.jit
+def _raw_row(zt, okt, M: tl.constexpr, WORDS: tl.constexpr):
+    """One step's raw logits of the row at zt: (m + 2) / 2 32-bit words (WORDS) or m + 1 elements."""
+    raw = ()
+    for k in tl.static_range((M + 2) // 2 if WORDS else M + 1):
+        raw = raw + (tl.load(zt + k, mask=okt, other=0),)
+    return raw
+
+
+@triton.jit
 def _load_group(zq, vq, SZ, SV, t0, T, ok, M: tl.constexpr, U: tl.constexpr, WORDS: tl.constexpr):
-    """Steps t0 .. t0 + U - 1 as U (raw logits, v_t[row]): the row's (m + 2) / 2 32-bit logit words (WORDS) or its
-    m + 1 logits. zq, vq point at the row in step t0 and a step is SZ, SV further, so a step's loads differ by
-    immediates and their addresses cost one 64-bit add."""
-    K: tl.constexpr = (M + 2) // 2 if WORDS else M + 1
+    """Steps t0 .. t0 + U - 1 as U (raw logits, v_t[row]). zq, vq point at the row in step t0 and a step is SZ, SV
+    further, so a step's loads differ by immediates and their addresses cost one 64-bit add."""
     group = ()
     for u in tl.static_range(U):
         okt = (ok & (t0 + u < T)) != 0  # != 0: the interpreter takes only bool masks
-        zt = zq + u * SZ
-        raw = ()
-        for k in tl.static_range(K):
-            raw = raw + (tl.load(zt + k, mask=okt, other=0),)
-        group = group + ((raw, tl.load(vq + u * SV, mask=okt, other=0.0)),)
+        group = group + ((_raw_row(zq + u * SZ, okt, M, WORDS), tl.load(vq + u * SV, mask=okt, other=0.0)),)
     return group
 
 
@@ -75,14 +99,12 @@ def _pf(q, ok):
 
 
 @triton.jit
-def _prefetch(zq, vq, SZ, SV, t0, T, ok, M: tl.constexpr, U: tl.constexpr, WORDS: tl.constexpr):
-    """L2 prefetches of steps t0 .. t0 + U - 1: the first and last logit word of each row, and v."""
-    K: tl.constexpr = (M + 2) // 2 if WORDS else M + 1
-    for u in tl.static_range(U):
-        okt = ok & (t0 + u < T)
-        _pf(zq + u * SZ, okt)
-        _pf(zq + u * SZ + (K - 1), okt)
-        _pf(vq + u * SV, okt)
+def _pf_step(zt, vt, okt, M: tl.constexpr, WORDS: tl.constexpr):
+    """L2 prefetches of one step of the row: its first and last logit word (a row spans one or two 32-byte sectors)
+    and v."""
+    _pf(zt, okt)
+    _pf(zt + ((M + 2) // 2 if WORDS else M + 1) - 1, okt)
+    _pf(vt, okt)
 
 
 @triton.jit
@@ -193,30 +215,18 @@ def _rows_fwd_kernel(
     FAST: tl.constexpr,
 ):
     """One warp: 32 rows (32 / m blocks) of one batch row, all T steps. NR: row tiles per batch row."""
-    pid = tl.program_id(0)
-    b = pid // NR
-    r = tl.arange(0, 32)
-    g = (pid % NR) * 32 + r  # row n m + i of the batch row's N m rows
-    ok = g < N * M
-    lane0 = (r // M) * M  # the block's first lane
-    odd = ((g * (M + 1)) % 2) == 1
+    b, r, g, ok, lane0, odd, SZ, SV, s0, zq = _rows(tl.program_id(0), NR, N, T, zw_ptr, 0, M, WORDS)
     h = tl.load(h0_ptr + (b * N * M).to(tl.int64) + g, mask=ok, other=0.0)
-    SV = (N * M).to(tl.int64)  # elements (words) per step
-    if WORDS:
-        SZ = (N * (M * (M + 1) // 2)).to(tl.int64)
-        zq = zw_ptr + (b * T).to(tl.int64) * SZ + (g * (M + 1)) // 2
-    else:
-        SZ = SV * (M + 1)
-        zq = zw_ptr + (b * T).to(tl.int64) * SZ + g * (M + 1)
-    vq = v_ptr + (b * T).to(tl.int64) * SV + g
-    hq = h_ptr + (b * T).to(tl.int64) * SV + g
+    vq = v_ptr + s0 + g
+    hq = h_ptr + s0 + g
     cur = _load_group(zq, vq, SZ, SV, 0, T, ok, M, U, WORDS)
     for t0 in range(0, T, U):
         zq += U * SZ
         vq += U * SV
         nxt = _load_group(zq, vq, SZ, SV, t0 + U, T, ok, M, U, WORDS)
         if PF > 0:
-            _prefetch(zq + PF * SZ, vq + PF * SV, SZ, SV, t0 + U + PF, T, ok, M, U, WORDS)
+            for u in tl.static_range(U):
+                _pf_step(zq + (PF + u) * SZ, vq + (PF + u) * SV, ok & (t0 + U + PF + u < T), M, WORDS)
         # the group's gates first: they do not depend on h, so the steps' latency chains overlap
         gates = ()
         for u in tl.static_range(U):
@@ -238,22 +248,17 @@ def _load_group_bwd(zq, vq, hq, gq, SZ, SV, t0, ok, M: tl.constexpr, U: tl.const
                     HAS_G: tl.constexpr):  # fmt: skip
     """Steps t0, t0 - 1, ..., t0 - U + 1 as U (raw logits, v_t, h_{t-1}, dh_t) of the row (h_{-1}: not loaded, the
     kernel takes h0). The pointers are at step t0."""
-    K: tl.constexpr = (M + 2) // 2 if WORDS else M + 1
     group = ()
     for u in tl.static_range(U):
         t = t0 - u
         okt = (ok & (t >= 0)) != 0
-        zt = zq - u * SZ
-        raw = ()
-        for k in tl.static_range(K):
-            raw = raw + (tl.load(zt + k, mask=okt, other=0),)
         vv = tl.load(vq - u * SV, mask=okt, other=0.0)
         hp = tl.load(hq - (u + 1) * SV, mask=(okt & (t >= 1)) != 0, other=0.0)
         if HAS_G:
             gg = tl.load(gq - u * SV, mask=okt, other=0.0)
         else:
             gg = tl.zeros_like(vv)
-        group = group + ((raw, vv, hp, gg),)
+        group = group + ((_raw_row(zq - u * SZ, okt, M, WORDS), vv, hp, gg),)
     return group
 
 
@@ -302,29 +307,15 @@ def _rows_bwd_kernel(
     lam_{t+1}[i] (c_{T-1} = d final state; c after step 0 is d h0). A lane has row i of A_t, so c is a column sum:
     _reduce_scatter over the block's lanes. dP_t[i, :] = lam_t[i] (h_{t-1}, v_t[i]) with h_{t-1} shuffled in, then
     the closed-form adjoint of phi on the lane's row gives dz; dv_t[i] = lam_t[i] P_t[i, m]."""
-    pid = tl.program_id(0)
-    b = pid // NR
-    r = tl.arange(0, 32)
-    g = (pid % NR) * 32 + r
-    ok = g < N * M
-    lane0 = (r // M) * M
+    b, r, g, ok, lane0, odd, SZ, SV, s0, zq = _rows(tl.program_id(0), NR, N, T, zw_ptr, T - 1, M, WORDS)
     sub = r - lane0
-    odd = ((g * (M + 1)) % 2) == 1
     h0v = tl.load(h0_ptr + (b * N * M).to(tl.int64) + g, mask=ok, other=0.0)
     c = tl.load(dfinal_ptr + (b * N * M).to(tl.int64) + g, mask=ok, other=0.0)
-    SV = (N * M).to(tl.int64)
-    last = (b * T + T - 1).to(tl.int64)  # the pointers start at step T - 1
-    if WORDS:
-        SZ = (N * (M * (M + 1) // 2)).to(tl.int64)
-        zq = zw_ptr + last * SZ + (g * (M + 1)) // 2
-    else:
-        SZ = SV * (M + 1)
-        zq = zw_ptr + last * SZ + g * (M + 1)
-    vq = v_ptr + last * SV + g
-    hq = h_ptr + last * SV + g
-    gq = g_ptr + last * SV + g
-    dzq = dz_ptr + last * (SV * (M + 1)) + g * (M + 1)
-    dvq = dv_ptr + last * SV + g
+    vq = v_ptr + s0 + g  # the pointers start at step T - 1
+    hq = h_ptr + s0 + g
+    gq = g_ptr + s0 + g
+    dzq = dz_ptr + s0 * (M + 1) + g * (M + 1)
+    dvq = dv_ptr + s0 + g
     cur = _load_group_bwd(zq, vq, hq, gq, SZ, SV, T - 1, ok, M, U, WORDS, HAS_G)
     for k0 in range(0, T, U):
         t0 = T - 1 - k0
@@ -334,12 +325,9 @@ def _rows_bwd_kernel(
         gq -= U * SV
         nxt = _load_group_bwd(zq, vq, hq, gq, SZ, SV, t0 - U, ok, M, U, WORDS, HAS_G)
         if PF > 0:
-            K: tl.constexpr = (M + 2) // 2 if WORDS else M + 1
             for u in tl.static_range(U):
                 okt = ok & (t0 - U - PF - u >= 0)
-                _pf(zq - (PF + u) * SZ, okt)
-                _pf(zq - (PF + u) * SZ + (K - 1), okt)
-                _pf(vq - (PF + u) * SV, okt)
+                _pf_step(zq - (PF + u) * SZ, vq - (PF + u) * SV, okt, M, WORDS)
                 _pf(hq - (PF + u + 1) * SV, okt)
                 if HAS_G:
                     _pf(gq - (PF + u) * SV, okt)
