@@ -271,7 +271,7 @@ def test_diag(monkeypatch, vec, bt, n, agg_only, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("m, n, t, unroll", [(4, 11, 30, "8"), (8, 5, 13, "4"), (16, 3, 9, "2"), (16, 2, 5, "8")])
 def test_rows(monkeypatch, m, n, t, unroll, dtype):
-    """The row-per-lane kernels (bdlru_rows.py; the backward opted in) at m = 4, 8, 16: N m rows over several 32-row
+    """The row-per-lane kernels (bdlru_rows.py) at m = 4, 8, 16: N m rows over several 32-row
     programs, the last partial (44, 40, 48 rows), or one partial program (32 rows at U > T); T not a multiple of U;
     2-byte logits read as words (rows start at odd and even 2-byte offsets)."""
     from hlru_lm.kernels import bdlru
@@ -279,7 +279,6 @@ def test_rows(monkeypatch, m, n, t, unroll, dtype):
     calls = _record_calls(monkeypatch, bdlru, ("rows_fwd", "rows_bwd"))
     monkeypatch.setenv("HLRU_ROWS_MIN_M", "4")
     monkeypatch.setenv("HLRU_ROWS_MIN_LANES", "0")
-    monkeypatch.setenv("HLRU_ROWS_BWD", "1")
     monkeypatch.setenv("HLRU_ROWS_UNROLL", unroll)
     monkeypatch.setenv("HLRU_ROWS_UNROLL_BWD", unroll)
     z, v, h0 = _inputs((2, t, n, m, m + 1), (2, t, n, m), (2, n, m), "softmax", seed=17)
@@ -293,31 +292,46 @@ def test_rows_knobs(monkeypatch, fast, words, norm):
     """Every gate_norm, forward and backward, with the short or exact normalisation (HLRU_ROWS_FAST) and bf16 logits
     as words or elements (HLRU_ROWS_WORDS)."""
     monkeypatch.setenv("HLRU_ROWS_MIN_LANES", "0")
-    monkeypatch.setenv("HLRU_ROWS_BWD", "1")
     monkeypatch.setenv("HLRU_ROWS_FAST", fast)
     monkeypatch.setenv("HLRU_ROWS_WORDS", words)
     z, v, h0 = _inputs((2, 11, 5, 8, 9), (2, 11, 5, 8), (2, 5, 8), norm, seed=18)
     _check_dtype(bdlru_scan, z, v, h0, norm, torch.bfloat16)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("m, parts, n", [(4, 2, 11), (8, 2, 5), (8, 4, 3), (16, 2, 3)])
+def test_rows_parts(monkeypatch, m, parts, n, norm, dtype):
+    """The row forward with P lanes per row (HLRU_ROWS_PARTS): each lane m / P columns, the row's max, sum and
+    mat-vec combined over its lanes; rows over several programs, the last partial; every gate_norm."""
+    from hlru_lm.kernels import bdlru
+
+    calls = _record_calls(monkeypatch, bdlru, ("rows_fwd",))
+    for knob, val in dict(MIN_M="4", MIN_LANES="0", PARTS=str(parts), UNROLL="4").items():
+        monkeypatch.setenv(f"HLRU_ROWS_{knob}", val)
+    z, v, h0 = _inputs((2, 7, n, m, m + 1), (2, 7, n, m), (2, n, m), norm, seed=21)
+    _check_dtype(bdlru_scan, z, v, h0, norm, dtype)
+    assert calls == ["rows_fwd"]
+
+
 def test_rows_routing(monkeypatch):
-    """Which BD-LRU forwards take bdlru_rows.py: m = 16 always, m = 8 from B N m = 8192 lanes, m = 4 on request."""
+    """Which BD-LRU scans take bdlru_rows.py: m = 16 always, m = 8 from B N m = 8192 lanes, m = 4 on request; the
+    backward on the same terms unless HLRU_ROWS_BWD=0."""
     from hlru_lm.kernels.bdlru_rows import use_rows
 
     assert use_rows(16, 32) and use_rows(8, 8 * 1536) and not use_rows(8, 2048) and not use_rows(4, 8 * 1536)
     assert not use_rows(1, 8 * 1536) and not use_rows(2, 8 * 1536)
     monkeypatch.setenv("HLRU_ROWS_MIN_M", "4")
     assert use_rows(4, 8192) and not use_rows(4, 8191)
-    assert not use_rows(16, 8 * 1536, bwd=True)  # the backward is opt-in (not timed on a GPU yet)
-    monkeypatch.setenv("HLRU_ROWS_BWD", "1")
-    assert use_rows(16, 8 * 1536, bwd=True) and not use_rows(8, 2048, bwd=True)
+    assert use_rows(16, 8 * 1536, bwd=True) and use_rows(16, 32, bwd=True) and not use_rows(8, 2048, bwd=True)
+    monkeypatch.setenv("HLRU_ROWS_BWD", "0")
+    assert use_rows(16, 8 * 1536) and not use_rows(16, 8 * 1536, bwd=True)
     monkeypatch.setenv("HLRU_ROWS", "0")
     assert not use_rows(16, 8 * 1536) and not use_rows(16, 8 * 1536, bwd=True)
 
 
 def test_rows_bwd_final_state_only(monkeypatch):
     """The row backward with a loss on the final state only (no dh: HAS_G=False), fp32 to 1e-5."""
-    monkeypatch.setenv("HLRU_ROWS_BWD", "1")
     z, v, h0 = _inputs((2, 13, 3, 16, 17), (2, 13, 3, 16), (2, 3, 16), "sigmoid_l1", seed=20)
     zt, vt, ht = (x.clone().to(DEV).requires_grad_() for x in (z, v, h0))
     zr, vr, hr = (x.double().requires_grad_() for x in (z, v, h0))
@@ -343,10 +357,11 @@ def test_rows_unaligned_logits():
 
 @pytest.mark.parametrize("knob, val, msg", [("UNROLL", "3", "HLRU_ROWS_UNROLL=3 must be a power of two"),
                                             ("PF", "-8", "HLRU_ROWS_PF=-8 must be 0"),
-                                            ("UNROLL_BWD", "6", "HLRU_ROWS_UNROLL_BWD=6 must be")])  # fmt: skip
+                                            ("UNROLL_BWD", "6", "HLRU_ROWS_UNROLL_BWD=6 must be"),
+                                            ("PARTS", "4", "HLRU_ROWS_PARTS=4 at m = 16"),
+                                            ("PARTS", "3", "HLRU_ROWS_PARTS=3 at m = 16")])  # fmt: skip
 def test_rows_knobs_out_of_range(monkeypatch, knob, val, msg):
     monkeypatch.setenv(f"HLRU_ROWS_{knob}", val)
-    monkeypatch.setenv("HLRU_ROWS_BWD", "1")
     z, v, h0 = _inputs((1, 4, 2, 16, 17), (1, 4, 2, 16), (1, 2, 16), "softmax", seed=0)
     with pytest.raises(ValueError, match=msg):
         z = z.to(DEV).requires_grad_()

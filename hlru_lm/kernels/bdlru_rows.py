@@ -1,5 +1,5 @@
 """Row-per-lane kernels for the BD-LRU at larger m: each block's recurrence in time order, forward (`_rows_fwd_kernel`)
-and backward (`_rows_bwd_kernel`, opt-in until timed on a GPU).
+and backward (`_rows_bwd_kernel`).
 
 The look-back tile scans (bdlru_tile.py) give a lane a whole block and compose its m x m carry map: m^3 FMA per
 block-step and m^2 + m(m + 1) values per lane, which spill at m = 8 and do not fit at m = 16 (NOTES "What limits
@@ -10,8 +10,7 @@ it"). Here no maps are formed. A lane owns row i of block n:
   - h_t[i] = inv (sum_j e_ij h_{t-1}[j] + e_im v_t[i]): m FMA per step.
 Parallelism is one lane per row, B N m lanes, each walking all T steps; so a lane keeps many bytes in flight: the
 loads of the next U steps are issued before the current U steps are computed (double buffering in registers), and L2
-prefetches run PF steps further ahead. By default the backward stays with the time-parallel kernels, which read the h
-written here; the row backward (HLRU_ROWS_BWD=1) runs the reverse adjoint the same way, its column sums over the
+prefetches run PF steps further ahead. The backward runs the reverse adjoint the same way, its column sums over the
 block's rows by a reduce-scatter of shuffles.
 """
 
@@ -26,62 +25,67 @@ ROWS_M = (4, 8, 16)
 _ASM = tl.constexpr(not interpret_mode())  # L2 prefetches are inline PTX, which the interpreter does not run
 # the forward's steps per loaded group (the next group's loads are in flight while a group is computed), per m
 _UNROLL = {4: 16, 8: 8, 16: 8}
-_UNROLL_BWD = {4: 8, 8: 4, 16: 4}  # not measured (v15: the backward is opt-in, HLRU_ROWS_BWD=1)
+_UNROLL_BWD = {4: 8, 8: 4, 16: 2}  # v16b: m = 16 7.14 ms at U = 2, 7.39 at 4; m = 8 2.64 at 4, 3.08 at 2
 # L2 prefetch distance in steps beyond the group being loaded (0: none)
 _PF = 32
+# the forward's lanes per row (P: each lane takes m / P columns; more warps for the same rows)
+_PARTS = {4: 1, 8: 1, 16: 1}
 
 
 def use_rows(m: int, lanes: int, bwd: bool = False) -> bool:
     """The BD-LRU forward at m in ROWS_M, m >= HLRU_ROWS_MIN_M (8) runs here unless HLRU_ROWS=0; at m < 16 only with
     lanes = B N m >= HLRU_ROWS_MIN_LANES (8192): below that, too few warps are resident to beat the time-parallel tile
     kernel (v15a, B=1 T=32768 D=2048: m = 8 5.4 ms here against 1.5 ms). At m = 16 the alternative (bdlru.py) is
-    not time-parallel either. The backward runs here on the same terms only with HLRU_ROWS_BWD=1: it passed the
-    interpreter tests but has not been timed on a GPU yet."""
+    not time-parallel either. The backward runs here on the same terms unless HLRU_ROWS_BWD=0 (v16b, B=8 T=8192
+    D=1536: m = 16 7.14 ms against the generic kernel's 9.61, m = 8 2.64 against the tile kernel's 3.07)."""
     if m not in ROWS_M or m < _env_int("HLRU_ROWS_MIN_M", 8) or _env_int("HLRU_ROWS", 1) != 1:
         return False
-    if bwd and _env_int("HLRU_ROWS_BWD", 0) != 1:
+    if bwd and _env_int("HLRU_ROWS_BWD", 1) != 1:
         return False
     return m == 16 or lanes >= _env_int("HLRU_ROWS_MIN_LANES", 8192)
 
 
 @triton.jit
-def _rows(pid, NR, N, T, zw_ptr, step, M: tl.constexpr, WORDS: tl.constexpr):
-    """A program's 32 rows (32 / m blocks of batch row b): (b, lane r, row g = n m + i, valid, the block's first lane,
-    the row's logits start at an odd 2-byte offset, step sizes SZ of the logits and SV of v / h (elements, or words
-    with WORDS), the row's logits pointer at time step `step`)."""
+def _rows(pid, NR, N, T, zw_ptr, step, M: tl.constexpr, WORDS: tl.constexpr, P: tl.constexpr):
+    """A program's 32 lanes: 32 / P rows (32 / (m P) blocks) of one batch row, P lanes per row, lane part k of a row
+    holding its columns k m / P .. (k + 1) m / P - 1 (and the last part column m). Returns (b, lane r, row g = n m +
+    i, part k, valid, the block's first lane, the row's logits start at an odd 2-byte offset, step sizes SZ of the
+    logits and SV of v / h (elements, or words with WORDS), the part's logits pointer at time step `step`)."""
     b = pid // NR
     r = tl.arange(0, 32)
-    g = (pid % NR) * 32 + r
+    g = (pid % NR) * (32 // P) + r // P
+    k = r % P
     ok = g < N * M
     odd = ((g * (M + 1)) % 2) == 1
     SV = (N * M).to(tl.int64)
     row = (b * T + step).to(tl.int64)
+    e0 = g * (M + 1) + k * (M // P)  # the part's first logit; M / P is even, so it has the row's parity
     if WORDS:
         SZ = (N * (M * (M + 1) // 2)).to(tl.int64)
-        zq = zw_ptr + row * SZ + (g * (M + 1)) // 2
+        zq = zw_ptr + row * SZ + e0 // 2
     else:
         SZ = SV * (M + 1)
-        zq = zw_ptr + row * SZ + g * (M + 1)
-    return b, r, g, ok, (r // M) * M, odd, SZ, SV, row * SV, zq
+        zq = zw_ptr + row * SZ + e0
+    return b, r, g, k, ok, (r // (M * P)) * (M * P), odd, SZ, SV, row * SV, zq
 
 
 @triton.jit
-def _raw_row(zt, okt, M: tl.constexpr, WORDS: tl.constexpr):
-    """One step's raw logits of the row at zt: (m + 2) / 2 32-bit words (WORDS) or m + 1 elements."""
+def _raw_row(zt, okt, W: tl.constexpr, WORDS: tl.constexpr):
+    """One step's raw logits of the lane at zt: W (odd) logits as (W + 1) / 2 32-bit words (WORDS) or W elements."""
     raw = ()
-    for k in tl.static_range((M + 2) // 2 if WORDS else M + 1):
+    for k in tl.static_range((W + 1) // 2 if WORDS else W):
         raw = raw + (tl.load(zt + k, mask=okt, other=0),)
     return raw
 
 
 @triton.jit
-def _load_group(zq, vq, SZ, SV, t0, T, ok, M: tl.constexpr, U: tl.constexpr, WORDS: tl.constexpr):
+def _load_group(zq, vq, SZ, SV, t0, T, ok, W: tl.constexpr, U: tl.constexpr, WORDS: tl.constexpr):
     """Steps t0 .. t0 + U - 1 as U (raw logits, v_t[row]). zq, vq point at the row in step t0 and a step is SZ, SV
     further, so a step's loads differ by immediates and their addresses cost one 64-bit add."""
     group = ()
     for u in tl.static_range(U):
         okt = (ok & (t0 + u < T)) != 0  # != 0: the interpreter takes only bool masks
-        group = group + ((_raw_row(zq + u * SZ, okt, M, WORDS), tl.load(vq + u * SV, mask=okt, other=0.0)),)
+        group = group + ((_raw_row(zq + u * SZ, okt, W, WORDS), tl.load(vq + u * SV, mask=okt, other=0.0)),)
     return group
 
 
@@ -99,11 +103,11 @@ def _pf(q, ok):
 
 
 @triton.jit
-def _pf_step(zt, vt, okt, M: tl.constexpr, WORDS: tl.constexpr):
-    """L2 prefetches of one step of the row: its first and last logit word (a row spans one or two 32-byte sectors)
-    and v."""
+def _pf_step(zt, vt, okt, W: tl.constexpr, WORDS: tl.constexpr):
+    """L2 prefetches of one step of the lane: its first and last logit word (W logits span one or two 32-byte
+    sectors) and v."""
     _pf(zt, okt)
-    _pf(zt + ((M + 2) // 2 if WORDS else M + 1) - 1, okt)
+    _pf(zt + ((W + 1) // 2 if WORDS else W) - 1, okt)
     _pf(vt, okt)
 
 
@@ -123,17 +127,17 @@ def _half(w, HI: tl.constexpr, DT: tl.constexpr):
 
 
 @triton.jit
-def _row_logits(raw, odd, M: tl.constexpr, WORDS: tl.constexpr, DT: tl.constexpr):
-    """The row's m + 1 logits (fp32). With WORDS, logit j is element odd + j of the words' 16-bit sequence."""
+def _row_logits(raw, odd, W: tl.constexpr, WORDS: tl.constexpr, DT: tl.constexpr):
+    """The lane's W logits (fp32). With WORDS, logit j is element odd + j of the words' 16-bit sequence."""
     zs = ()
     if WORDS:
         seq = ()
-        for k in tl.static_range((M + 2) // 2):
+        for k in tl.static_range((W + 1) // 2):
             seq = seq + (_half(raw[k], False, DT), _half(raw[k], True, DT))
-        for j in tl.static_range(M + 1):
+        for j in tl.static_range(W):
             zs = zs + (tl.where(odd, seq[j + 1], seq[j]),)
     else:
-        for j in tl.static_range(M + 1):
+        for j in tl.static_range(W):
             zs = zs + (raw[j].to(tl.float32),)
     return zs
 
@@ -153,12 +157,27 @@ def _tree(xs, LO: tl.constexpr, K: tl.constexpr, MAX: tl.constexpr):
 
 
 @triton.jit
-def _row_phi(zs, M: tl.constexpr, NORM: tl.constexpr, FAST: tl.constexpr):
-    """The row's unnormalised phi terms e_i0 .. e_im and the reciprocal row sum (phi = e inv)."""
-    if NORM == 0:  # softmax: exp2 of the shifted logits, one reciprocal
-        mx = _tree(zs, 0, M + 1, True)
+def _over_parts(x, r, P: tl.constexpr, MAX: tl.constexpr):
+    """max (MAX) or sum of x over the P lanes of each row (lanes r ^ 1, r ^ 2, ...: log2 P shuffles)."""
+    if P == 1:
+        return x
+    else:
+        y = _over_parts(x, r, P // 2, MAX)
+        o = tl.gather(y, r ^ (P // 2), 0)
+        if MAX:
+            return tl.maximum(y, o)
+        else:
+            return y + o
+
+
+@triton.jit
+def _row_phi(zs, r, k, C: tl.constexpr, P: tl.constexpr, NORM: tl.constexpr, FAST: tl.constexpr):
+    """The unnormalised phi terms e of the lane's C + 1 logits and the reciprocal row sum (phi = e inv). With P parts
+    per row the lane's last logit is the next part's first (counted there) except in the last part (column m)."""
+    if NORM == 0:  # softmax: exp2 of the shifted logits, one reciprocal; any logit of the row may be counted twice
+        mx = _over_parts(_tree(zs, 0, C + 1, True), r, P, True)
     es = ()
-    for j in tl.static_range(M + 1):
+    for j in tl.static_range(C + 1):
         if NORM == 0:
             es = es + (_exp_shift(zs[j], mx, FAST),)
         elif NORM == 1:
@@ -167,33 +186,28 @@ def _row_phi(zs, M: tl.constexpr, NORM: tl.constexpr, FAST: tl.constexpr):
             es = es + (tl.maximum(zs[j], 0.0),)
         else:
             es = es + (zs[j],)
+    if P > 1:
+        es = es[:C] + (tl.where(k == P - 1, es[C], 0.0),)
     if NORM == 3:
         inv = tl.full(zs[0].shape, 1.0, tl.float32)
     elif NORM == 2:
-        inv = _rcp(_tree(es, 0, M + 1, False) + 1e-6, FAST)
+        inv = _rcp(_over_parts(_tree(es, 0, C + 1, False), r, P, False) + 1e-6, FAST)
     else:
-        inv = _rcp(_tree(es, 0, M + 1, False), FAST)
+        inv = _rcp(_over_parts(_tree(es, 0, C + 1, False), r, P, False), FAST)
     return es, inv
 
 
 @triton.jit
-def _row_gates(zs, vv, M: tl.constexpr, NORM: tl.constexpr, FAST: tl.constexpr):
-    """_row_phi's terms e_i0 .. e_i,m-1 (e_im folded into e_im v_t[row]) and the reciprocal row sum."""
-    es, inv = _row_phi(zs, M, NORM, FAST)
-    return es, es[M] * vv.to(tl.float32), inv
-
-
-@triton.jit
-def _row_matvec(es, ev, inv, h, lane0, M: tl.constexpr):
-    """h_t[row] = inv (sum_j e_ij h_{t-1}[j] + e_im v_t[row]): h_{t-1}[j] from lane lane0 + j; four partial sums
-    shorten the FMA chain that h_{t-1} feeds."""
-    NA: tl.constexpr = 4 if M >= 4 else M
+def _row_matvec(es, ev, inv, h, src, r, C: tl.constexpr, P: tl.constexpr):
+    """h_t[row] = inv (sum_j e_ij h_{t-1}[j] + e_im v_t[row]) over the lane's C columns, h_{t-1}[j] from lane src +
+    j P, then summed over the row's P lanes; four partial sums shorten the FMA chain that h_{t-1} feeds."""
+    NA: tl.constexpr = 4 if C >= 4 else C
     accs = ()
     for a in tl.static_range(NA):
-        accs = accs + (tl.gather(h, lane0 + a, 0) * es[a],)
-    for j in tl.static_range(NA, M):
-        accs = accs[: j % NA] + (accs[j % NA] + es[j] * tl.gather(h, lane0 + j, 0),) + accs[j % NA + 1 :]
-    return (_tree(accs, 0, NA, False) + ev) * inv
+        accs = accs + (tl.gather(h, src + a * P, 0) * es[a],)
+    for j in tl.static_range(NA, C):
+        accs = accs[: j % NA] + (accs[j % NA] + es[j] * tl.gather(h, src + j * P, 0),) + accs[j % NA + 1 :]
+    return _over_parts(_tree(accs, 0, NA, False) + ev, r, P, False) * inv
 
 
 @triton.jit
@@ -207,6 +221,7 @@ def _rows_fwd_kernel(
     N,
     NR,
     M: tl.constexpr,
+    P: tl.constexpr,
     U: tl.constexpr,
     PF: tl.constexpr,
     NORM: tl.constexpr,
@@ -214,33 +229,37 @@ def _rows_fwd_kernel(
     DT: tl.constexpr,
     FAST: tl.constexpr,
 ):
-    """One warp: 32 rows (32 / m blocks) of one batch row, all T steps. NR: row tiles per batch row."""
-    b, r, g, ok, lane0, odd, SZ, SV, s0, zq = _rows(tl.program_id(0), NR, N, T, zw_ptr, 0, M, WORDS)
+    """One warp: 32 / P rows (32 / (m P) blocks) of one batch row, P lanes per row, all T steps. NR: row tiles per
+    batch row."""
+    C: tl.constexpr = M // P
+    b, r, g, k, ok, lane0, odd, SZ, SV, s0, zq = _rows(tl.program_id(0), NR, N, T, zw_ptr, 0, M, WORDS, P)
     h = tl.load(h0_ptr + (b * N * M).to(tl.int64) + g, mask=ok, other=0.0)
+    src = lane0 + k * (C * P)  # the lane of the block's row k C (part 0)
     vq = v_ptr + s0 + g
     hq = h_ptr + s0 + g
-    cur = _load_group(zq, vq, SZ, SV, 0, T, ok, M, U, WORDS)
+    cur = _load_group(zq, vq, SZ, SV, 0, T, ok, C + 1, U, WORDS)
     for t0 in range(0, T, U):
         zq += U * SZ
         vq += U * SV
-        nxt = _load_group(zq, vq, SZ, SV, t0 + U, T, ok, M, U, WORDS)
+        nxt = _load_group(zq, vq, SZ, SV, t0 + U, T, ok, C + 1, U, WORDS)
         if PF > 0:
             for u in tl.static_range(U):
-                _pf_step(zq + (PF + u) * SZ, vq + (PF + u) * SV, ok & (t0 + U + PF + u < T), M, WORDS)
+                _pf_step(zq + (PF + u) * SZ, vq + (PF + u) * SV, ok & (t0 + U + PF + u < T), C + 1, WORDS)
         # the group's gates first: they do not depend on h, so the steps' latency chains overlap
         gates = ()
         for u in tl.static_range(U):
             raw, vv = cur[u]
-            gates = gates + (_row_gates(_row_logits(raw, odd, M, WORDS, DT), vv, M, NORM, FAST),)
+            es, inv = _row_phi(_row_logits(raw, odd, C + 1, WORDS, DT), r, k, C, P, NORM, FAST)
+            gates = gates + ((es, es[C] * vv.to(tl.float32), inv),)
         for u in tl.static_range(U):
             es, ev, inv = gates[u]
-            hn = _row_matvec(es, ev, inv, h, lane0, M)
+            hn = _row_matvec(es, ev, inv, h, src, r, C, P)
             tin = t0 + u < T
-            tl.store(hq + u * SV, hn.to(h_ptr.dtype.element_ty), mask=(ok & tin) != 0)
+            tl.store(hq + u * SV, hn.to(h_ptr.dtype.element_ty), mask=(ok & tin & (k == 0)) != 0)
             h = tl.where(tin, hn, h)
         hq += U * SV
         cur = nxt
-    tl.store(final_ptr + (b * N * M).to(tl.int64) + g, h, mask=ok)
+    tl.store(final_ptr + (b * N * M).to(tl.int64) + g, h, mask=(ok & (k == 0)) != 0)
 
 
 @triton.jit
@@ -258,7 +277,7 @@ def _load_group_bwd(zq, vq, hq, gq, SZ, SV, t0, ok, M: tl.constexpr, U: tl.const
             gg = tl.load(gq - u * SV, mask=okt, other=0.0)
         else:
             gg = tl.zeros_like(vv)
-        group = group + ((_raw_row(zq - u * SZ, okt, M, WORDS), vv, hp, gg),)
+        group = group + ((_raw_row(zq - u * SZ, okt, M + 1, WORDS), vv, hp, gg),)
     return group
 
 
@@ -307,7 +326,7 @@ def _rows_bwd_kernel(
     lam_{t+1}[i] (c_{T-1} = d final state; c after step 0 is d h0). A lane has row i of A_t, so c is a column sum:
     _reduce_scatter over the block's lanes. dP_t[i, :] = lam_t[i] (h_{t-1}, v_t[i]) with h_{t-1} shuffled in, then
     the closed-form adjoint of phi on the lane's row gives dz; dv_t[i] = lam_t[i] P_t[i, m]."""
-    b, r, g, ok, lane0, odd, SZ, SV, s0, zq = _rows(tl.program_id(0), NR, N, T, zw_ptr, T - 1, M, WORDS)
+    b, r, g, k, ok, lane0, odd, SZ, SV, s0, zq = _rows(tl.program_id(0), NR, N, T, zw_ptr, T - 1, M, WORDS, 1)
     sub = r - lane0
     h0v = tl.load(h0_ptr + (b * N * M).to(tl.int64) + g, mask=ok, other=0.0)
     c = tl.load(dfinal_ptr + (b * N * M).to(tl.int64) + g, mask=ok, other=0.0)
@@ -327,15 +346,15 @@ def _rows_bwd_kernel(
         if PF > 0:
             for u in tl.static_range(U):
                 okt = ok & (t0 - U - PF - u >= 0)
-                _pf_step(zq - (PF + u) * SZ, vq - (PF + u) * SV, okt, M, WORDS)
+                _pf_step(zq - (PF + u) * SZ, vq - (PF + u) * SV, okt, M + 1, WORDS)
                 _pf(hq - (PF + u + 1) * SV, okt)
                 if HAS_G:
                     _pf(gq - (PF + u) * SV, okt)
         # the group's gates first (independent of the adjoint chain)
         gates = ()
         for u in tl.static_range(U):
-            zs = _row_logits(cur[u][0], odd, M, WORDS, DT)
-            gates = gates + ((zs,) + _row_phi(zs, M, NORM, FAST),)
+            zs = _row_logits(cur[u][0], odd, M + 1, WORDS, DT)
+            gates = gates + ((zs,) + _row_phi(zs, r, k, M, 1, NORM, FAST),)
         for u in tl.static_range(U):
             zs, es, inv = gates[u]
             raw, vv, hp, gg = cur[u]
@@ -393,8 +412,14 @@ def _launch_args(z: torch.Tensor, seqlen: int, m: int, bwd: bool) -> dict:
         raise ValueError(f"HLRU_ROWS_PF={pf} must be 0 (no L2 prefetch) or a positive number of steps")
     dt = _DTYPE_IDS.get(z.dtype, 2)
     words = dt != 2 and z.data_ptr() % 4 == 0 and _env_int("HLRU_ROWS_WORDS", 1) == 1
-    return dict(M=m, U=min(unroll, triton.next_power_of_2(seqlen)), PF=pf, WORDS=words, DT=dt,
-                FAST=_env_int("HLRU_ROWS_FAST", 1) == 1, num_warps=1)  # fmt: skip
+    kw = dict(M=m, U=min(unroll, triton.next_power_of_2(seqlen)), PF=pf, WORDS=words, DT=dt,
+              FAST=_env_int("HLRU_ROWS_FAST", 1) == 1, num_warps=1)  # fmt: skip
+    if not bwd:
+        parts = _env_int("HLRU_ROWS_PARTS", _PARTS[m])
+        if parts < 1 or parts & (parts - 1) or m * parts > 32 or m // parts < 2:
+            raise ValueError(f"HLRU_ROWS_PARTS={parts} at m = {m}: needs a power of two with m P <= 32 and m / P >= 2")
+        kw["P"] = parts
+    return kw
 
 
 def _words(z: torch.Tensor, kw: dict) -> torch.Tensor:
@@ -405,14 +430,14 @@ def _words(z: torch.Tensor, kw: dict) -> torch.Tensor:
 def rows_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
     """z (B, T, N, m, m + 1), v (B, T, N, m), h0 (B, N, m) fp32 -> (h (B, T, N, m), final state (B, N, m) fp32).
 
-    Knobs: HLRU_ROWS_UNROLL (steps per loaded group, a power of two), HLRU_ROWS_PF (L2 prefetch distance in steps;
-    0: none), HLRU_ROWS_WORDS (0: element loads of the logits), HLRU_ROWS_FAST (0: exact reciprocal and exp2
-    shift)."""
+    Knobs: HLRU_ROWS_UNROLL (steps per loaded group, a power of two), HLRU_ROWS_PARTS (lanes per row), HLRU_ROWS_PF
+    (L2 prefetch distance in steps; 0: none), HLRU_ROWS_WORDS (0: element loads of the logits), HLRU_ROWS_FAST (0:
+    exact reciprocal and exp2 shift)."""
     bsz, seqlen, nblocks, m = v.shape
     kw = _launch_args(z, seqlen, m, bwd=False)
     h = torch.empty_like(v)
     final = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
-    nr = triton.cdiv(nblocks * m, 32)
+    nr = triton.cdiv(nblocks * m * kw["P"], 32)
     _rows_fwd_kernel[(bsz * nr,)](_words(z, kw), v, h0, h, final, seqlen, nblocks, nr, NORM=NORM_IDS[norm], **kw)
     return h, final
 
