@@ -9,8 +9,8 @@ R=HLRU_ROWS
 L="${R}_MIN_M=4,${R}_MIN_LANES=0"
 knob_sweep v16c 200 "bdlru:16:" "bdlru:16:${R}_PARTS=2" "bdlru:16:${R}_PARTS=2,${R}_UNROLL=4" \
     "bdlru:8:" "bdlru:8:$L,${R}_PARTS=2" "bdlru:8:$L,${R}_PARTS=4" \
-    "bdlru:4:" "bdlru:4:$L,${R}_PARTS=2" "bdlru:4:$L,${R}_PARTS=2,${R}_UNROLL=8"
+    "bdlru:4:" "bdlru:4:$L,${R}_PARTS=2"
 PYTHONUNBUFFERED=1 python benchmarks/experiments/knob_sweep.py "$OUT/knob_sweep_v16c_b1.json" --shape 1x32768x2048 \
-    --budget-s 100 "bdlru:16:" "bdlru:16:${R}_PARTS=2" "bdlru:8:" "bdlru:8:$L,${R}_PARTS=2" "bdlru:8:$L,${R}_PARTS=4" \
-    "bdlru:4:" "bdlru:4:$L,${R}_PARTS=2" 2>&1 | tee "$OUT/knob_sweep_v16c_b1.log"
+    --budget-s 120 "bdlru:16:" "bdlru:16:${R}_PARTS=2" "bdlru:8:" "bdlru:8:$L,${R}_PARTS=2" "bdlru:4:" \
+    "bdlru:4:$L,${R}_PARTS=2" 2>&1 | tee "$OUT/knob_sweep_v16c_b1.log"
 echo "total $(( $(date +%s) - t0 )) s"
