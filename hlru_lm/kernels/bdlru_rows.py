@@ -28,8 +28,10 @@ _UNROLL = {4: 16, 8: 8, 16: 8}
 _UNROLL_BWD = {4: 8, 8: 4, 16: 2}  # v16b: m = 16 7.14 ms at U = 2, 7.39 at 4; m = 8 2.64 at 4, 3.08 at 2
 # L2 prefetch distance in steps beyond the group being loaded (0: none)
 _PF = 32
-# the forward's lanes per row (P: each lane takes m / P columns; more warps for the same rows)
-_PARTS = {4: 1, 8: 1, 16: 1}
+# the forward's lanes per row (P: each lane takes m / P columns; more warps for the same rows). v16c, B=8 T=8192
+# D=1536: m = 16 1.72 ms at P = 2 against 1.91 at P = 1 (B=1 T=32768 D=2048: 3.82 against 6.61); m = 8 1.24 / 1.35
+# at P = 2 / 4 against 0.96; m = 4 0.89 at P = 2 against the tile kernel's 0.79
+_PARTS = {4: 1, 8: 1, 16: 2}
 
 
 def use_rows(m: int, lanes: int, bwd: bool = False) -> bool:
