@@ -302,16 +302,18 @@ def test_rows_knobs(monkeypatch, fast, words, norm):
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("m, parts, n", [(4, 2, 11), (8, 2, 5), (8, 4, 3), (16, 2, 3)])
 def test_rows_parts(monkeypatch, m, parts, n, norm, dtype):
-    """The row forward with P lanes per row (HLRU_ROWS_PARTS): each lane m / P columns, the row's max, sum and
-    mat-vec combined over its lanes; rows over several programs, the last partial; every gate_norm."""
+    """The row kernels with P lanes per row (HLRU_ROWS_PARTS, _PARTS_BWD): each lane m / P columns, the row's max,
+    sums and mat-vec combined over its lanes, the backward's column sums completed over the parts; rows over several
+    programs, the last partial; every gate_norm."""
     from hlru_lm.kernels import bdlru
 
-    calls = _record_calls(monkeypatch, bdlru, ("rows_fwd",))
-    for knob, val in dict(MIN_M="4", MIN_LANES="0", PARTS=str(parts), UNROLL="4").items():
+    calls = _record_calls(monkeypatch, bdlru, ("rows_fwd", "rows_bwd"))
+    for knob, val in dict(MIN_M="4", MIN_LANES="0", PARTS=str(parts), PARTS_BWD=str(parts), UNROLL="4").items():
         monkeypatch.setenv(f"HLRU_ROWS_{knob}", val)
+    monkeypatch.setenv("HLRU_ROWS_UNROLL_BWD", "2")
     z, v, h0 = _inputs((2, 7, n, m, m + 1), (2, 7, n, m), (2, n, m), norm, seed=21)
     _check_dtype(bdlru_scan, z, v, h0, norm, dtype)
-    assert calls == ["rows_fwd"]
+    assert calls == ["rows_fwd", "rows_bwd"]
 
 
 def test_rows_routing(monkeypatch):
@@ -330,8 +332,10 @@ def test_rows_routing(monkeypatch):
     assert not use_rows(16, 8 * 1536) and not use_rows(16, 8 * 1536, bwd=True)
 
 
-def test_rows_bwd_final_state_only(monkeypatch):
+@pytest.mark.parametrize("parts", ["1", "2"])
+def test_rows_bwd_final_state_only(monkeypatch, parts):
     """The row backward with a loss on the final state only (no dh: HAS_G=False), fp32 to 1e-5."""
+    monkeypatch.setenv("HLRU_ROWS_PARTS_BWD", parts)
     z, v, h0 = _inputs((2, 13, 3, 16, 17), (2, 13, 3, 16), (2, 3, 16), "sigmoid_l1", seed=20)
     zt, vt, ht = (x.clone().to(DEV).requires_grad_() for x in (z, v, h0))
     zr, vr, hr = (x.double().requires_grad_() for x in (z, v, h0))
@@ -359,7 +363,8 @@ def test_rows_unaligned_logits():
                                             ("PF", "-8", "HLRU_ROWS_PF=-8 must be 0"),
                                             ("UNROLL_BWD", "6", "HLRU_ROWS_UNROLL_BWD=6 must be"),
                                             ("PARTS", "4", "HLRU_ROWS_PARTS=4 at m = 16"),
-                                            ("PARTS", "3", "HLRU_ROWS_PARTS=3 at m = 16")])  # fmt: skip
+                                            ("PARTS", "3", "HLRU_ROWS_PARTS=3 at m = 16"),
+                                            ("PARTS_BWD", "4", "HLRU_ROWS_PARTS_BWD=4 at m = 16")])  # fmt: skip
 def test_rows_knobs_out_of_range(monkeypatch, knob, val, msg):
     monkeypatch.setenv(f"HLRU_ROWS_{knob}", val)
     z, v, h0 = _inputs((1, 4, 2, 16, 17), (1, 4, 2, 16), (1, 2, 16), "softmax", seed=0)

@@ -7,7 +7,7 @@ Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py), tile-fwd|tile-bwd,M,B
 (bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form; env HLRU_TILE_COAL_M, _REV, _EVICT as at run
 time), diag-fwd,BT,VEC,WARPS and diag-bwd,BT,VEC,WARPS,UNROLL (diag_tile.py; env HLRU_DIAG_FAST, _EVICT),
 generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py), rows-fwd|rows-bwd,M,U[,WORDS] (bdlru_rows.py; env
-HLRU_ROWS_FAST, HLRU_ROWS_PF, HLRU_ROWS_PARTS for rows-fwd).
+HLRU_ROWS_FAST, HLRU_ROWS_PF, HLRU_ROWS_PARTS / _PARTS_BWD).
 Pointer and N arguments get the divisibility-16 specialisation the runtime gives them, except the ones the kernels
 opt out of. Prints cuobjdump's REG/STACK/SHARED, PTX instruction counts and the TTGIR blocked layouts; SASS=1 adds
 a static SASS opcode histogram and the instruction count of each loop body (a runtime step loop: UNROLL steps).
@@ -141,6 +141,7 @@ def main() -> None:
             else:
                 sig = dict(zw_ptr=zw, v_ptr=P, h_ptr=P, h0_ptr=F, g_ptr=P, dfinal_ptr=F, dz_ptr=P, dv_ptr=P)
                 sig.update(dh0_ptr=F, **ints)
+                consts["P"] = int(os.environ.get("HLRU_ROWS_PARTS_BWD") or 1)
                 report(bdlru_rows._rows_bwd_kernel, sig, {**consts, "HAS_G": True}, 1, spec, None, {"T", "NR"})
         else:
             sys.exit(f"unknown spec {spec!r}: see the module docstring")

@@ -32,6 +32,7 @@ _PF = 32
 # D=1536: m = 16 1.72 ms at P = 2 against 1.91 at P = 1 (B=1 T=32768 D=2048: 3.82 against 6.61); m = 8 1.24 / 1.35
 # at P = 2 / 4 against 0.96; m = 4 0.89 at P = 2 against the tile kernel's 0.79
 _PARTS = {4: 1, 8: 1, 16: 2}
+_PARTS_BWD = {4: 1, 8: 1, 16: 1}  # not timed yet
 
 
 def use_rows(m: int, lanes: int, bwd: bool = False) -> bool:
@@ -159,17 +160,23 @@ def _tree(xs, LO: tl.constexpr, K: tl.constexpr, MAX: tl.constexpr):
 
 
 @triton.jit
-def _over_parts(x, r, P: tl.constexpr, MAX: tl.constexpr):
-    """max (MAX) or sum of x over the P lanes of each row (lanes r ^ 1, r ^ 2, ...: log2 P shuffles)."""
-    if P == 1:
+def _butterfly(x, r, S: tl.constexpr, K: tl.constexpr, MAX: tl.constexpr):
+    """max (MAX) or sum of x over K lanes r ^ S, r ^ 2 S, ... (log2 K shuffles)."""
+    if K == 1:
         return x
     else:
-        y = _over_parts(x, r, P // 2, MAX)
-        o = tl.gather(y, r ^ (P // 2), 0)
+        y = _butterfly(x, r, S, K // 2, MAX)
+        o = tl.gather(y, r ^ (S * (K // 2)), 0)
         if MAX:
             return tl.maximum(y, o)
         else:
             return y + o
+
+
+@triton.jit
+def _over_parts(x, r, P: tl.constexpr, MAX: tl.constexpr):
+    """max (MAX) or sum of x over the P lanes of each row."""
+    return _butterfly(x, r, 1, P, MAX)
 
 
 @triton.jit
@@ -265,9 +272,9 @@ def _rows_fwd_kernel(
 
 
 @triton.jit
-def _load_group_bwd(zq, vq, hq, gq, SZ, SV, t0, ok, M: tl.constexpr, U: tl.constexpr, WORDS: tl.constexpr,
+def _load_group_bwd(zq, vq, hq, gq, SZ, SV, t0, ok, W: tl.constexpr, U: tl.constexpr, WORDS: tl.constexpr,
                     HAS_G: tl.constexpr):  # fmt: skip
-    """Steps t0, t0 - 1, ..., t0 - U + 1 as U (raw logits, v_t, h_{t-1}, dh_t) of the row (h_{-1}: not loaded, the
+    """Steps t0, t0 - 1, ..., t0 - U + 1 as U (W raw logits, v_t, h_{t-1}, dh_t) of the lane (h_{-1}: not loaded, the
     kernel takes h0). The pointers are at step t0."""
     group = ()
     for u in tl.static_range(U):
@@ -279,26 +286,27 @@ def _load_group_bwd(zq, vq, hq, gq, SZ, SV, t0, ok, M: tl.constexpr, U: tl.const
             gg = tl.load(gq - u * SV, mask=okt, other=0.0)
         else:
             gg = tl.zeros_like(vv)
-        group = group + ((_raw_row(zq - u * SZ, okt, M + 1, WORDS), vv, hp, gg),)
+        group = group + ((_raw_row(zq - u * SZ, okt, W, WORDS), vv, hp, gg),)
     return group
 
 
 @triton.jit
-def _reduce_scatter(vals, sub, r, D: tl.constexpr):
-    """Sum over the block's lanes of their vectors vals (2 D values each), entry j ending in the block's lane j (sub =
-    the lane's index in its block; call with D = m / 2): log2 m rounds, each lane keeping half of its vector and
-    adding the half its partner (lane r ^ D) kept: m - 1 shuffles and adds, where gathering every entry to every lane
-    would take m^2."""
-    up = (sub & D) != 0
+def _reduce_scatter(vals, i, r, D: tl.constexpr, P: tl.constexpr):
+    """Sum over the block's rows of the lanes' vectors vals (2 D values each; P lanes per row, the rows' lanes of one
+    part reduced together), entry e ending in the lanes of rows i with i mod 2 D = e (i = the lane's row in its
+    block; call with D = C / 2): log2 C rounds, each lane keeping half of its vector and adding the half its partner
+    (row i ^ D, lane r ^ D P) kept: C - 1 shuffles and adds, where gathering every entry to every lane would take
+    C^2."""
+    up = (i & D) != 0
     half = ()
     for k in tl.static_range(D):
         keep = tl.where(up, vals[D + k], vals[k])
         send = tl.where(up, vals[k], vals[D + k])
-        half = half + (keep + tl.gather(send, r ^ D, 0),)
+        half = half + (keep + tl.gather(send, r ^ (D * P), 0),)
     if D == 1:
         return half[0]
     else:
-        return _reduce_scatter(half, sub, r, D // 2)
+        return _reduce_scatter(half, i, r, D // 2, P)
 
 
 @triton.jit
@@ -316,6 +324,7 @@ def _rows_bwd_kernel(
     N,
     NR,
     M: tl.constexpr,
+    P: tl.constexpr,
     U: tl.constexpr,
     PF: tl.constexpr,
     NORM: tl.constexpr,
@@ -327,36 +336,43 @@ def _rows_bwd_kernel(
     """The reverse adjoint scan, a row per lane, t = T-1 .. 0: lam_t = dh_t + c_t with c_t[j] = sum_i A_{t+1}[i, j]
     lam_{t+1}[i] (c_{T-1} = d final state; c after step 0 is d h0). A lane has row i of A_t, so c is a column sum:
     _reduce_scatter over the block's lanes. dP_t[i, :] = lam_t[i] (h_{t-1}, v_t[i]) with h_{t-1} shuffled in, then
-    the closed-form adjoint of phi on the lane's row gives dz; dv_t[i] = lam_t[i] P_t[i, m]."""
-    b, r, g, k, ok, lane0, odd, SZ, SV, s0, zq = _rows(tl.program_id(0), NR, N, T, zw_ptr, T - 1, M, WORDS, 1)
-    sub = r - lane0
+    the closed-form adjoint of phi on the lane's row gives dz; dv_t[i] = lam_t[i] P_t[i, m]. With P lanes per row a
+    lane has C = m / P columns of the row (as the forward); row sums are combined over the row's lanes, and the
+    column sums, reduced over the rows per part, end in C of the rows and are completed over the other m / C (log2 P
+    shuffles), then fetched by every lane of row j from a lane holding column j (one shuffle)."""
+    C: tl.constexpr = M // P
+    b, r, g, k, ok, lane0, odd, SZ, SV, s0, zq = _rows(tl.program_id(0), NR, N, T, zw_ptr, T - 1, M, WORDS, P)
+    i = (r - lane0) // P  # the lane's row in its block
+    src = lane0 + k * (C * P)  # the lane of the block's row k C (part 0)
+    if P > 1:  # a lane holding column sum i of the block (part i / C, row i mod C)
+        csrc = lane0 + (i % C) * P + i // C
     h0v = tl.load(h0_ptr + (b * N * M).to(tl.int64) + g, mask=ok, other=0.0)
     c = tl.load(dfinal_ptr + (b * N * M).to(tl.int64) + g, mask=ok, other=0.0)
     vq = v_ptr + s0 + g  # the pointers start at step T - 1
     hq = h_ptr + s0 + g
     gq = g_ptr + s0 + g
-    dzq = dz_ptr + s0 * (M + 1) + g * (M + 1)
+    dzq = dz_ptr + s0 * (M + 1) + g * (M + 1) + k * C
     dvq = dv_ptr + s0 + g
-    cur = _load_group_bwd(zq, vq, hq, gq, SZ, SV, T - 1, ok, M, U, WORDS, HAS_G)
+    cur = _load_group_bwd(zq, vq, hq, gq, SZ, SV, T - 1, ok, C + 1, U, WORDS, HAS_G)
     for k0 in range(0, T, U):
         t0 = T - 1 - k0
         zq -= U * SZ
         vq -= U * SV
         hq -= U * SV
         gq -= U * SV
-        nxt = _load_group_bwd(zq, vq, hq, gq, SZ, SV, t0 - U, ok, M, U, WORDS, HAS_G)
+        nxt = _load_group_bwd(zq, vq, hq, gq, SZ, SV, t0 - U, ok, C + 1, U, WORDS, HAS_G)
         if PF > 0:
             for u in tl.static_range(U):
                 okt = ok & (t0 - U - PF - u >= 0)
-                _pf_step(zq - (PF + u) * SZ, vq - (PF + u) * SV, okt, M + 1, WORDS)
+                _pf_step(zq - (PF + u) * SZ, vq - (PF + u) * SV, okt, C + 1, WORDS)
                 _pf(hq - (PF + u + 1) * SV, okt)
                 if HAS_G:
                     _pf(gq - (PF + u) * SV, okt)
         # the group's gates first (independent of the adjoint chain)
         gates = ()
         for u in tl.static_range(U):
-            zs = _row_logits(cur[u][0], odd, M + 1, WORDS, DT)
-            gates = gates + ((zs,) + _row_phi(zs, r, k, M, 1, NORM, FAST),)
+            zs = _row_logits(cur[u][0], odd, C + 1, WORDS, DT)
+            gates = gates + ((zs,) + _row_phi(zs, r, k, C, P, NORM, FAST),)
         for u in tl.static_range(U):
             zs, es, inv = gates[u]
             raw, vv, hp, gg = cur[u]
@@ -367,19 +383,19 @@ def _rows_bwd_kernel(
             hprev = tl.where(t == 0, h0v, hp.to(tl.float32))
             lam = gg.to(tl.float32) + c
             p = ()
-            for j in tl.static_range(M + 1):
+            for j in tl.static_range(C + 1):
                 p = p + (es[j] * inv,)
             hs = ()
-            for j in tl.static_range(M):
-                hs = hs + (tl.gather(hprev, lane0 + j, 0),)
+            for j in tl.static_range(C):
+                hs = hs + (tl.gather(hprev, src + j * P, 0),)
             # dot = sum_k p_k dP_k = lam h_t[row], h_t recomputed in fp32
-            hrow = p[M] * vf
-            for j in tl.static_range(M):
+            hrow = p[C] * vf
+            for j in tl.static_range(C):
                 hrow += p[j] * hs[j]
-            dot = lam * hrow
+            dot = lam * _over_parts(hrow, r, P, False)
             dzt = dzq - u * (SV * (M + 1))
-            for j in tl.static_range(M + 1):
-                if j < M:
+            for j in tl.static_range(C + 1):
+                if j < C:
                     dp = lam * hs[j]
                 else:
                     dp = lam * vf
@@ -391,16 +407,22 @@ def _rows_bwd_kernel(
                     dz = tl.where(zs[j] > 0.0, (dp - dot) * inv, 0.0)
                 else:
                     dz = dp
-                tl.store(dzt + j, dz.to(dz_ptr.dtype.element_ty), mask=okt)
-            tl.store(dvq - u * SV, (lam * p[M]).to(dv_ptr.dtype.element_ty), mask=okt)
+                if j < C:
+                    tl.store(dzt + j, dz.to(dz_ptr.dtype.element_ty), mask=okt)
+                else:  # column m, in the last part (the other parts' column C is the next part's first)
+                    tl.store(dzt + j, dz.to(dz_ptr.dtype.element_ty), mask=(okt & (k == P - 1)) != 0)
+            tl.store(dvq - u * SV, (lam * p[C]).to(dv_ptr.dtype.element_ty), mask=(okt & (k == P - 1)) != 0)
             cols = ()
-            for j in tl.static_range(M):
+            for j in tl.static_range(C):
                 cols = cols + (p[j] * lam,)
-            c = tl.where(tin, _reduce_scatter(cols, sub, r, M // 2), c)
+            cs = _reduce_scatter(cols, i, r, C // 2, P)
+            if P > 1:
+                cs = tl.gather(_butterfly(cs, r, C * P, P, False), csrc, 0)
+            c = tl.where(tin, cs, c)
         dzq -= U * (SV * (M + 1))
         dvq -= U * SV
         cur = nxt
-    tl.store(dh0_ptr + (b * N * M).to(tl.int64) + g, c, mask=ok)
+    tl.store(dh0_ptr + (b * N * M).to(tl.int64) + g, c, mask=(ok & (k == 0)) != 0)
 
 
 def _launch_args(z: torch.Tensor, seqlen: int, m: int, bwd: bool) -> dict:
@@ -416,11 +438,11 @@ def _launch_args(z: torch.Tensor, seqlen: int, m: int, bwd: bool) -> dict:
     words = dt != 2 and z.data_ptr() % 4 == 0 and _env_int("HLRU_ROWS_WORDS", 1) == 1
     kw = dict(M=m, U=min(unroll, triton.next_power_of_2(seqlen)), PF=pf, WORDS=words, DT=dt,
               FAST=_env_int("HLRU_ROWS_FAST", 1) == 1, num_warps=1)  # fmt: skip
-    if not bwd:
-        parts = _env_int("HLRU_ROWS_PARTS", _PARTS[m])
-        if parts < 1 or parts & (parts - 1) or m * parts > 32 or m // parts < 2:
-            raise ValueError(f"HLRU_ROWS_PARTS={parts} at m = {m}: needs a power of two with m P <= 32 and m / P >= 2")
-        kw["P"] = parts
+    name = "HLRU_ROWS_PARTS_BWD" if bwd else "HLRU_ROWS_PARTS"
+    parts = _env_int(name, (_PARTS_BWD if bwd else _PARTS)[m])
+    if parts < 1 or parts & (parts - 1) or m * parts > 32 or m // parts < 2:
+        raise ValueError(f"{name}={parts} at m = {m}: needs a power of two with m P <= 32 and m / P >= 2")
+    kw["P"] = parts
     return kw
 
 
@@ -446,11 +468,11 @@ def rows_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> t
 
 def rows_bwd(z, v, h0, h, dh, dfinal, norm: str):
     """Gradients (dz, dv, dh0) of rows_fwd from dh (or None) and d final state (or None); knobs as rows_fwd, with
-    HLRU_ROWS_UNROLL_BWD for the unroll."""
+    HLRU_ROWS_UNROLL_BWD and HLRU_ROWS_PARTS_BWD for the unroll and lanes per row."""
     bsz, seqlen, nblocks, m = v.shape
     has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dh, dfinal, (bsz, nblocks, m))
     kw = _launch_args(z, seqlen, m, bwd=True)
-    nr = triton.cdiv(nblocks * m, 32)
+    nr = triton.cdiv(nblocks * m * kw["P"], 32)
     _rows_bwd_kernel[(bsz * nr,)](
         _words(z, kw), v, h, h0, g, dfinal, dz, dv, dh0, seqlen, nblocks, nr, NORM=NORM_IDS[norm], HAS_G=has_g, **kw
     )
