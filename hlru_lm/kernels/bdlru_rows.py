@@ -32,7 +32,9 @@ _PF = 32
 # D=1536: m = 16 1.72 ms at P = 2 against 1.91 at P = 1 (B=1 T=32768 D=2048: 3.82 against 6.61); m = 8 1.24 / 1.35
 # at P = 2 / 4 against 0.96; m = 4 0.89 at P = 2 against the tile kernel's 0.79
 _PARTS = {4: 1, 8: 1, 16: 2}
-_PARTS_BWD = {4: 1, 8: 1, 16: 1}  # not timed yet
+# v16e: m = 16 backward 4.54 ms at P = 2 against 7.15 at P = 1 (B=1 T=32768 D=2048: 10.0 against 15.2); m = 8 2.67
+# against 2.62
+_PARTS_BWD = {4: 1, 8: 1, 16: 2}
 
 
 def use_rows(m: int, lanes: int, bwd: bool = False) -> bool:
