@@ -1,10 +1,10 @@
 """Fused-gate Triton kernels for the BD-LRU / H-LRU scans (forward, backward by recomputation, decode step).
 
 BD-LRU at m = 1 (and H-LRU of order 1): look-back tile scans with two channels per lane (diag_tile.py); the BD-LRU
-forward at m = 2: the single-pass look-back tile scan (bdlru_chain.py); BD-LRU at m = 4, 8, the m = 2 backward and
-H-LRU of order 2, 4, 8 (companion form): the two-phase look-back tile scan (bdlru_tile.py); the BD-LRU forward at
-m = 16, and at m = 8 from B N m = 8192 lanes: a row per lane, in time order (bdlru_rows.py); the BD-LRU backward at
-m = 16 and H-LRU of order 16: the generic kernels (bdlru.py, hlru.py).
+forward at m = 2: the single-pass look-back tile scan (bdlru_chain.py); BD-LRU at m = 4 (and at m = 8 below B N m =
+8192 lanes), the m = 2 backward and H-LRU of order 2, 4, 8 (companion form): the two-phase look-back tile scan
+(bdlru_tile.py); BD-LRU at m = 16, and at m = 8 from 8192 lanes: a row per lane (two at m = 16), in time order
+(bdlru_rows.py); H-LRU of order 16: the generic kernel (hlru.py).
 
 Entry points follow the hlru_lm.ops contract: f(gate_logits, v, h0, gate_norm) -> (h_or_y, final_state), with h0 a
 (B, N, m) tensor. Unsupported m (not in SUPPORTED_M), float64 inputs, and CPU tensors outside TRITON_INTERPRET=1 fall

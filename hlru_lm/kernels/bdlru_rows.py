@@ -10,8 +10,10 @@ it"). Here no maps are formed. A lane owns row i of block n:
   - h_t[i] = inv (sum_j e_ij h_{t-1}[j] + e_im v_t[i]): m FMA per step.
 Parallelism is one lane per row, B N m lanes, each walking all T steps; so a lane keeps many bytes in flight: the
 loads of the next U steps are issued before the current U steps are computed (double buffering in registers), and L2
-prefetches run PF steps further ahead. The backward runs the reverse adjoint the same way, its column sums over the
-block's rows by a reduce-scatter of shuffles.
+prefetches run PF steps further ahead. With P lanes per row (P = 2 at m = 16) each lane takes m / P columns, and the
+row's max, sum and mat-vec are combined over its lanes by shuffles: twice the warps, each with a shorter chain. The
+backward runs the reverse adjoint the same way, its column sums over the block's rows by a reduce-scatter of
+shuffles.
 """
 
 import torch
@@ -25,7 +27,7 @@ ROWS_M = (4, 8, 16)
 _ASM = tl.constexpr(not interpret_mode())  # L2 prefetches are inline PTX, which the interpreter does not run
 # the forward's steps per loaded group (the next group's loads are in flight while a group is computed), per m
 _UNROLL = {4: 16, 8: 8, 16: 8}
-_UNROLL_BWD = {4: 8, 8: 4, 16: 2}  # v16b: m = 16 7.14 ms at U = 2, 7.39 at 4; m = 8 2.64 at 4, 3.08 at 2
+_UNROLL_BWD = {4: 8, 8: 4, 16: 2}  # v16b (P = 1): m = 16 7.14 ms at U = 2, 7.39 at 4; m = 8 2.64 at 4, 3.08 at 2
 # L2 prefetch distance in steps beyond the group being loaded (0: none)
 _PF = 32
 # the forward's lanes per row (P: each lane takes m / P columns; more warps for the same rows). v16c, B=8 T=8192
