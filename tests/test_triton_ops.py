@@ -431,6 +431,58 @@ def test_hlru_tile(monkeypatch, m, dtype):
     assert calls == ["hlru_tile_fwd", "hlru_tile_bwd"]
 
 
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("m, n, t", [(2, 21, 13), (4, 11, 9), (8, 5, 13), (16, 3, 5)])
+def test_hlru_lags(monkeypatch, m, n, t, norm):
+    """H-LRU on the lane-per-lag kernels (hlru_lags.py, opt-in HLRU_LAGS=1): channels over several 32-lane programs,
+    the last partial; T not a multiple of U (4 forward, 2 backward); every gate_norm, fp32 to 1e-5."""
+    from hlru_lm.kernels import hlru
+
+    calls = _record_calls(monkeypatch, hlru, ("lags_fwd", "lags_bwd"))
+    for knob, val in dict(LAGS="1", LAGS_UNROLL="4", LAGS_UNROLL_BWD="2").items():
+        monkeypatch.setenv(f"HLRU_{knob}", val)
+    z, v, h0 = _inputs((2, t, n, m + 1), (2, t, n), (2, n, m), norm, seed=300 + m)
+    _check(hlru_scan, z, v, h0, norm)
+    assert calls == ["lags_fwd", "lags_bwd"]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("m", [4, 16])
+def test_hlru_lags_dtypes(monkeypatch, m, dtype):
+    """The lane-per-lag kernels with 2-byte inputs at their default unrolls (U > T at m = 16), and a loss on the
+    final state only (no dy: HAS_G=False)."""
+    monkeypatch.setenv("HLRU_LAGS", "1")
+    z, v, h0 = _inputs((2, 19, 6, m + 1), (2, 19, 6), (2, 6, m), "sigmoid_l1", seed=310 + m)
+    _check_dtype(hlru_scan, z, v, h0, "sigmoid_l1", dtype)
+    zt, vt, ht = (x.clone().to(DEV).requires_grad_() for x in (z, v, h0))
+    zr, vr, hr = (x.double().requires_grad_() for x in (z, v, h0))
+    hlru_scan(zt, vt, ht, gate_norm="softmax", backend="triton")[1].sum().backward()
+    hlru_scan(zr, vr, hr, gate_norm="softmax", backend="naive")[1].sum().backward()
+    for a, b in ((zt, zr), (vt, vr), (ht, hr)):
+        assert rel(a.grad.cpu(), b.grad) < 20 * TOL
+
+
+@pytest.mark.parametrize("knob, val, msg", [("UNROLL", "6", "HLRU_LAGS_UNROLL=6 must be a power of two"),
+                                            ("UNROLL_BWD", "0", "HLRU_LAGS_UNROLL_BWD=0 must be"),
+                                            ("PF", "-1", "HLRU_LAGS_PF=-1 must be 0")])  # fmt: skip
+def test_hlru_lags_knobs_out_of_range(monkeypatch, knob, val, msg):
+    monkeypatch.setenv("HLRU_LAGS", "1")
+    monkeypatch.setenv(f"HLRU_LAGS_{knob}", val)
+    z, v, h0 = _inputs((1, 4, 2, 5), (1, 4, 2), (1, 2, 4), "softmax", seed=0)
+    with pytest.raises(ValueError, match=msg):
+        z = z.to(DEV).requires_grad_()
+        hlru_scan(z, v.to(DEV), h0.to(DEV), gate_norm="softmax", backend="triton")[0].sum().backward()
+
+
+def test_hlru_lags_routing(monkeypatch):
+    """The lane-per-lag kernels run only on request (not timed on a GPU yet), at orders 2, 4, 8, 16."""
+    from hlru_lm.kernels.hlru_lags import use_lags
+
+    assert not use_lags(16)
+    monkeypatch.setenv("HLRU_LAGS", "1")
+    assert use_lags(2) and use_lags(16) and not use_lags(1) and not use_lags(32)
+
+
 @pytest.mark.parametrize("m", [2, 4])
 def test_hlru_generic_kernel(monkeypatch, m):
     """HLRU_TILE=0: the sequential H-LRU kernel (hlru.py), kept for orders the tile kernels do not take."""

@@ -7,7 +7,7 @@ Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py), tile-fwd|tile-bwd,M,B
 (bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form; env HLRU_TILE_COAL_M, _REV, _EVICT as at run
 time), diag-fwd,BT,VEC,WARPS and diag-bwd,BT,VEC,WARPS,UNROLL (diag_tile.py; env HLRU_DIAG_FAST, _EVICT),
 generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py), rows-fwd|rows-bwd,M,U[,WORDS] (bdlru_rows.py; env
-HLRU_ROWS_FAST, HLRU_ROWS_PF, HLRU_ROWS_PARTS / _PARTS_BWD).
+HLRU_ROWS_FAST, HLRU_ROWS_PF, HLRU_ROWS_PARTS / _PARTS_BWD), lags-fwd|lags-bwd,M,U (hlru_lags.py; env HLRU_LAGS_PF).
 Pointer and N arguments get the divisibility-16 specialisation the runtime gives them, except the ones the kernels
 opt out of. Prints cuobjdump's REG/STACK/SHARED, PTX instruction counts and the TTGIR blocked layouts; SASS=1 adds
 a static SASS opcode histogram and the instruction count of each loop body (a runtime step loop: UNROLL steps).
@@ -23,7 +23,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from hlru_lm.kernels import bdlru, bdlru_chain, bdlru_rows, bdlru_tile, diag_tile
+from hlru_lm.kernels import bdlru, bdlru_chain, bdlru_rows, bdlru_tile, diag_tile, hlru_lags
 
 P, F, I32 = "*bf16", "*fp32", "*i32"
 CHAIN_FWD = dict(z_ptr=P, v_ptr=P, h0_ptr=F, h_ptr=P, final_ptr=F, flag_ptr=I32, agg_ptr=F, inc_ptr=F)
@@ -143,6 +143,18 @@ def main() -> None:
                 sig.update(dh0_ptr=F, **ints)
                 consts["P"] = int(os.environ.get("HLRU_ROWS_PARTS_BWD") or 1)
                 report(bdlru_rows._rows_bwd_kernel, sig, {**consts, "HAS_G": True}, 1, spec, None, {"T", "NR"})
+        elif kind in ("lags-fwd", "lags-bwd"):
+            if len(nums) != 2:
+                sys.exit(f"{spec!r}: {kind} takes M,U")
+            consts = dict(M=nums[0], U=nums[1], PF=int(os.environ.get("HLRU_LAGS_PF") or 32), NORM=0, FAST=True)
+            ints = dict(T="i32", N="i32", NC="i32")
+            if kind == "lags-fwd":
+                sig = dict(z_ptr=P, v_ptr=P, h0_ptr=F, y_ptr=P, final_ptr=F, **ints)
+                report(hlru_lags._lags_fwd_kernel, sig, consts, 1, spec, None, {"T", "NC"})
+            else:
+                sig = dict(z_ptr=P, v_ptr=P, y_ptr=P, h0_ptr=F, g_ptr=P, dfinal_ptr=F, dz_ptr=P, dv_ptr=P)
+                sig.update(dh0_ptr=F, **ints)
+                report(hlru_lags._lags_bwd_kernel, sig, {**consts, "HAS_G": True}, 1, spec, None, {"T", "NC"})
         else:
             sys.exit(f"unknown spec {spec!r}: see the module docstring")
 

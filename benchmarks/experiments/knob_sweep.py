@@ -28,8 +28,9 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def inputs(mixer: str, m: int, b: int, t: int, d: int, dtype: torch.dtype, seed: int = 0) -> list[torch.Tensor]:
     g = torch.Generator(device="cuda").manual_seed(seed)
     n = d // m
+    # N = D / m blocks or channels, as bench_scan.py (before v16 the H-LRU cases here had N = D channels)
     shapes = (
-        [(b, t, n, m, m + 1), (b, t, n, m), (b, n, m)] if mixer == "bdlru" else [(b, t, d, m + 1), (b, t, d), (b, d, m)]
+        [(b, t, n, m, m + 1), (b, t, n, m), (b, n, m)] if mixer == "bdlru" else [(b, t, n, m + 1), (b, t, n), (b, n, m)]
     )
     z, v, h0 = (torch.randn(s, generator=g, device="cuda") for s in shapes)
     return [z.to(dtype), v.to(dtype), h0]

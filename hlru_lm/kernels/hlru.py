@@ -6,7 +6,8 @@ The lag window lives in registers in *time-slot order*: x_s sits in slot s mod m
 stored with permuted offsets. The backward runs the transposed companion recurrence in the same slot order.
 One program per (batch, channel tile), sequential over T (no time parallelism: parallelism is B*N channels). Orders
 in bdlru_tile.HLRU_TILE_M run the two-phase tile scan of bdlru_tile.py instead (the companion matrix as a dense
-BD-LRU block), which is parallel over time too; this kernel takes the other orders and HLRU_TILE=0.
+BD-LRU block), which is parallel over time too; this kernel takes the other orders and HLRU_TILE=0. With HLRU_LAGS=1
+(opt-in until timed) orders 2-16 run the lane-per-lag kernels of hlru_lags.py.
 """
 
 import torch
@@ -15,6 +16,7 @@ import triton.language as tl
 
 from .bdlru_tile import hlru_tile_bwd, hlru_tile_fwd, use_tile_hlru
 from .common import NORM_IDS, _norm_rows, _norm_rows_bwd, bwd_buffers
+from .hlru_lags import lags_bwd, lags_fwd, use_lags
 
 
 @triton.jit
@@ -194,8 +196,8 @@ class HLRUScanFn(torch.autograd.Function):
         z = z.contiguous()
         v = v.contiguous()
         h0 = h0.contiguous()
-        ctx.tile = use_tile_hlru(z, h0.shape[-1])
-        y, final = (hlru_tile_fwd if ctx.tile else hlru_fwd)(z, v, h0, norm)
+        ctx.path = "lags" if use_lags(h0.shape[-1]) else ("tile" if use_tile_hlru(z, h0.shape[-1]) else "seq")
+        y, final = dict(lags=lags_fwd, tile=hlru_tile_fwd, seq=hlru_fwd)[ctx.path](z, v, h0, norm)
         ctx.save_for_backward(z, v, h0, y)
         ctx.norm = norm
         return y, final
@@ -203,5 +205,6 @@ class HLRUScanFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy, dfinal):
         z, v, h0, y = ctx.saved_tensors
-        dz, dv, dh0 = (hlru_tile_bwd if ctx.tile else hlru_bwd)(z, v, h0, y, dy, dfinal, ctx.norm)
+        bwd = dict(lags=lags_bwd, tile=hlru_tile_bwd, seq=hlru_bwd)[ctx.path]
+        dz, dv, dh0 = bwd(z, v, h0, y, dy, dfinal, ctx.norm)
         return dz, dv, dh0, None
