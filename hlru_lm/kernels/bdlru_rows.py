@@ -296,11 +296,10 @@ def _load_group_bwd(zq, vq, hq, gq, SZ, SV, t0, ok, W: tl.constexpr, U: tl.const
 
 @triton.jit
 def _reduce_scatter(vals, i, r, D: tl.constexpr, P: tl.constexpr):
-    """Sum over the block's rows of the lanes' vectors vals (2 D values each; P lanes per row, the rows' lanes of one
-    part reduced together), entry e ending in the lanes of rows i with i mod 2 D = e (i = the lane's row in its
-    block; call with D = C / 2): log2 C rounds, each lane keeping half of its vector and adding the half its partner
-    (row i ^ D, lane r ^ D P) kept: C - 1 shuffles and adds, where gathering every entry to every lane would take
-    C^2."""
+    """Sum of the lanes' vectors vals (2 D values each) over the 2 D rows that share the upper bits of i (the lane's
+    row in its block), lanes of the same part (P per row) together; entry e ends in the rows with i mod 2 D = e. Call
+    with D = C / 2: log2 C rounds, each lane keeping half of its vector and adding the half its partner (row i ^ D,
+    lane r ^ D P) kept: C - 1 shuffles and adds, where gathering every entry to every lane would take C^2."""
     up = (i & D) != 0
     half = ()
     for k in tl.static_range(D):
@@ -341,9 +340,9 @@ def _rows_bwd_kernel(
     lam_{t+1}[i] (c_{T-1} = d final state; c after step 0 is d h0). A lane has row i of A_t, so c is a column sum:
     _reduce_scatter over the block's lanes. dP_t[i, :] = lam_t[i] (h_{t-1}, v_t[i]) with h_{t-1} shuffled in, then
     the closed-form adjoint of phi on the lane's row gives dz; dv_t[i] = lam_t[i] P_t[i, m]. With P lanes per row a
-    lane has C = m / P columns of the row (as the forward); row sums are combined over the row's lanes, and the
-    column sums, reduced over the rows per part, end in C of the rows and are completed over the other m / C (log2 P
-    shuffles), then fetched by every lane of row j from a lane holding column j (one shuffle)."""
+    lane has C = m / P columns of the row (as the forward) and row sums are combined over the row's lanes. The column
+    sums are reduce-scattered within groups of C rows (C - 1 shuffles), then summed over the m / C groups (log2 P):
+    lane (row i, part k) then holds column k C + i mod C, which every lane of row j fetches for j (one shuffle)."""
     C: tl.constexpr = M // P
     b, r, g, k, ok, lane0, odd, SZ, SV, s0, zq = _rows(tl.program_id(0), NR, N, T, zw_ptr, T - 1, M, WORDS, P)
     i = (r - lane0) // P  # the lane's row in its block
