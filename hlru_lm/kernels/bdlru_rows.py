@@ -27,7 +27,7 @@ ROWS_M = (4, 8, 16)
 _ASM = tl.constexpr(not interpret_mode())  # L2 prefetches are inline PTX, which the interpreter does not run
 # the forward's steps per loaded group (the next group's loads are in flight while a group is computed), per m
 _UNROLL = {4: 16, 8: 8, 16: 8}
-_UNROLL_BWD = {4: 8, 8: 4, 16: 2}  # v16b (P = 1): m = 16 7.14 ms at U = 2, 7.39 at 4; m = 8 2.64 at 4, 3.08 at 2
+_UNROLL_BWD = {4: 8, 8: 4, 16: 2}  # v16b: m = 16 7.14 ms at U = 2, 7.39 at 4 (P = 2, v16e: 4.54, 4.56); m = 8 2.64 at 4
 # L2 prefetch distance in steps beyond the group being loaded (0: none)
 _PF = 32
 # the forward's lanes per row (P: each lane takes m / P columns; more warps for the same rows). v16c, B=8 T=8192
