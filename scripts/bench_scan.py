@@ -317,10 +317,12 @@ def main():
         del z, v, h0
         dump()
 
-    # H-LRU at one size; the orders the tile kernels take also with the sequential kernel (HLRU_TILE=0)
+    # H-LRU at one size; the orders the tile kernels take also with the sequential kernel (HLRU_TILE=0), and orders
+    # 2-16 with the opt-in lane-per-lag kernels (HLRU_LAGS=1)
     hrows = []
-    for m, knobs in [(1, {}), (2, {}), (2, {"HLRU_TILE": "0"}), (4, {}), (4, {"HLRU_TILE": "0"}), (8, {}),
-                     (8, {"HLRU_TILE": "0"}), (16, {})]:  # fmt: skip
+    lags = {"HLRU_LAGS": "1"}
+    for m, knobs in [(1, {}), (2, {}), (2, {"HLRU_TILE": "0"}), (2, lags), (4, {}), (4, {"HLRU_TILE": "0"}), (4, lags),
+                     (8, {}), (8, {"HLRU_TILE": "0"}), (8, lags), (16, {}), (16, lags)]:  # fmt: skip
         if time.time() - t_start > args.budget_s + 60:
             break
         b, t, d = 8, 8192, 1536
