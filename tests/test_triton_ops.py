@@ -132,6 +132,16 @@ def _check_dtype(fn, z, v, h0, norm, dtype):
         assert rel(a.grad.cpu(), b.grad) < 1e-2
 
 
+def _check_final_state_only(fn, z, v, h0, norm):
+    """A loss on the final state only (no output gradient: the kernels' HAS_G=False), fp32 grads to 20 TOL."""
+    zt, vt, ht = (x.clone().to(DEV).requires_grad_() for x in (z, v, h0))
+    zr, vr, hr = (x.double().requires_grad_() for x in (z, v, h0))
+    fn(zt, vt, ht, gate_norm=norm, backend="triton")[1].sum().backward()
+    fn(zr, vr, hr, gate_norm=norm, backend="naive")[1].sum().backward()
+    for a, b in ((zt, zr), (vt, vr), (ht, hr)):
+        assert rel(a.grad.cpu(), b.grad) < 20 * TOL
+
+
 def _record_calls(monkeypatch, module, names) -> list:
     """Wrap module.<name> so the test sees which kernels ran, in order."""
     calls = []
@@ -337,12 +347,7 @@ def test_rows_bwd_final_state_only(monkeypatch, parts):
     """The row backward with a loss on the final state only (no dh: HAS_G=False), fp32 to 1e-5."""
     monkeypatch.setenv("HLRU_ROWS_PARTS_BWD", parts)
     z, v, h0 = _inputs((2, 13, 3, 16, 17), (2, 13, 3, 16), (2, 3, 16), "sigmoid_l1", seed=20)
-    zt, vt, ht = (x.clone().to(DEV).requires_grad_() for x in (z, v, h0))
-    zr, vr, hr = (x.double().requires_grad_() for x in (z, v, h0))
-    bdlru_scan(zt, vt, ht, gate_norm="sigmoid_l1", backend="triton")[1].sum().backward()
-    bdlru_scan(zr, vr, hr, gate_norm="sigmoid_l1", backend="naive")[1].sum().backward()
-    for a, b in ((zt, zr), (vt, vr), (ht, hr)):
-        assert rel(a.grad.cpu(), b.grad) < 20 * TOL
+    _check_final_state_only(bdlru_scan, z, v, h0, "sigmoid_l1")
 
 
 def test_rows_unaligned_logits():
@@ -449,17 +454,12 @@ def test_hlru_lags(monkeypatch, m, n, t, norm):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("m", [4, 16])
 def test_hlru_lags_dtypes(monkeypatch, m, dtype):
-    """The lane-per-lag kernels with 2-byte inputs at their default unrolls (U > T at m = 16), and a loss on the
-    final state only (no dy: HAS_G=False)."""
+    """The lane-per-lag kernels with 2-byte inputs at their default unrolls (T = 19 not a multiple of U), and a loss
+    on the final state only (no dy: HAS_G=False)."""
     monkeypatch.setenv("HLRU_LAGS", "1")
     z, v, h0 = _inputs((2, 19, 6, m + 1), (2, 19, 6), (2, 6, m), "sigmoid_l1", seed=310 + m)
     _check_dtype(hlru_scan, z, v, h0, "sigmoid_l1", dtype)
-    zt, vt, ht = (x.clone().to(DEV).requires_grad_() for x in (z, v, h0))
-    zr, vr, hr = (x.double().requires_grad_() for x in (z, v, h0))
-    hlru_scan(zt, vt, ht, gate_norm="softmax", backend="triton")[1].sum().backward()
-    hlru_scan(zr, vr, hr, gate_norm="softmax", backend="naive")[1].sum().backward()
-    for a, b in ((zt, zr), (vt, vr), (ht, hr)):
-        assert rel(a.grad.cpu(), b.grad) < 20 * TOL
+    _check_final_state_only(hlru_scan, z, v, h0, "softmax")
 
 
 @pytest.mark.parametrize("knob, val, msg", [("UNROLL", "6", "HLRU_LAGS_UNROLL=6 must be a power of two"),

@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from .bdlru_tile import _DTYPE_IDS
-from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid, bwd_buffers, interpret_mode
+from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid, bwd_buffers, interpret_mode, walk_knobs
 
 ROWS_M = (4, 8, 16)
 _ASM = tl.constexpr(not interpret_mode())  # L2 prefetches are inline PTX, which the interpreter does not run
@@ -430,17 +430,10 @@ def _rows_bwd_kernel(
 
 def _launch_args(z: torch.Tensor, seqlen: int, m: int, bwd: bool) -> dict:
     """Constexprs and launch options shared by both kernels; bad knob values raise a ValueError naming the knob."""
-    name = "HLRU_ROWS_UNROLL_BWD" if bwd else "HLRU_ROWS_UNROLL"
-    unroll = _env_int(name, (_UNROLL_BWD if bwd else _UNROLL)[m])
-    if unroll < 1 or unroll & (unroll - 1):
-        raise ValueError(f"{name}={unroll} must be a power of two")
-    pf = _env_int("HLRU_ROWS_PF", _PF)
-    if pf < 0:
-        raise ValueError(f"HLRU_ROWS_PF={pf} must be 0 (no L2 prefetch) or a positive number of steps")
+    unroll, pf = walk_knobs("HLRU_ROWS", (_UNROLL_BWD if bwd else _UNROLL)[m], _PF, seqlen, bwd)
     dt = _DTYPE_IDS.get(z.dtype, 2)
     words = dt != 2 and z.data_ptr() % 4 == 0 and _env_int("HLRU_ROWS_WORDS", 1) == 1
-    kw = dict(M=m, U=min(unroll, triton.next_power_of_2(seqlen)), PF=pf, WORDS=words, DT=dt,
-              FAST=_env_int("HLRU_ROWS_FAST", 1) == 1, num_warps=1)  # fmt: skip
+    kw = dict(M=m, U=unroll, PF=pf, WORDS=words, DT=dt, FAST=_env_int("HLRU_ROWS_FAST", 1) == 1, num_warps=1)
     name = "HLRU_ROWS_PARTS_BWD" if bwd else "HLRU_ROWS_PARTS"
     parts = _env_int(name, (_PARTS_BWD if bwd else _PARTS)[m])
     if parts < 1 or parts & (parts - 1) or m * parts > 32 or m // parts < 2:

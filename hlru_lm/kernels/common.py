@@ -166,6 +166,20 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={val!r} must be an integer") from None
 
 
+def walk_knobs(prefix: str, unroll: int, pf: int, seqlen: int, bwd: bool) -> tuple[int, int]:
+    """The unroll U (steps per loaded group, a power of two, at most T's next power of two) and the L2 prefetch
+    distance PF (steps; 0: none) of the sequential kernels (bdlru_rows.py, hlru_lags.py), from PREFIX_UNROLL[_BWD]
+    and PREFIX_PF or the given defaults; bad values raise a ValueError naming the knob."""
+    name = f"{prefix}_UNROLL_BWD" if bwd else f"{prefix}_UNROLL"
+    unroll = _env_int(name, unroll)
+    if unroll < 1 or unroll & (unroll - 1):
+        raise ValueError(f"{name}={unroll} must be a power of two")
+    pf = _env_int(f"{prefix}_PF", pf)
+    if pf < 0:
+        raise ValueError(f"{prefix}_PF={pf} must be 0 (no L2 prefetch) or a positive number of steps")
+    return min(unroll, triton.next_power_of_2(seqlen)), pf
+
+
 @triton.jit
 def _tile_offsets(pid_nt, NT, N, M: tl.constexpr, BN: tl.constexpr, ONE, SCALAR: tl.constexpr):
     """Offsets of a (BN blocks) x (m rows) x (m entries) tile. SCALAR: the unit strides inside a block are multiplied

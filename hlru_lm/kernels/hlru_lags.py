@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 from .bdlru_rows import _butterfly, _pf
-from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid, bwd_buffers
+from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid, bwd_buffers, walk_knobs
 
 LAGS_M = (2, 4, 8, 16)
 _UNROLL = {2: 8, 4: 8, 8: 8, 16: 8}  # not timed (v16 built these kernels offline); U = 16 needs 248 registers
@@ -263,15 +263,8 @@ def _lags_bwd_kernel(
 
 def _launch_args(m: int, seqlen: int, bwd: bool) -> dict:
     """Constexprs and launch options of both kernels; bad knob values raise a ValueError naming the knob."""
-    name = "HLRU_LAGS_UNROLL_BWD" if bwd else "HLRU_LAGS_UNROLL"
-    unroll = _env_int(name, (_UNROLL_BWD if bwd else _UNROLL)[m])
-    if unroll < 1 or unroll & (unroll - 1):
-        raise ValueError(f"{name}={unroll} must be a power of two")
-    pf = _env_int("HLRU_LAGS_PF", _PF)
-    if pf < 0:
-        raise ValueError(f"HLRU_LAGS_PF={pf} must be 0 (no L2 prefetch) or a positive number of steps")
-    return dict(M=m, U=min(unroll, triton.next_power_of_2(seqlen)), PF=pf, FAST=_env_int("HLRU_LAGS_FAST", 1) == 1,
-                num_warps=1)  # fmt: skip
+    unroll, pf = walk_knobs("HLRU_LAGS", (_UNROLL_BWD if bwd else _UNROLL)[m], _PF, seqlen, bwd)
+    return dict(M=m, U=unroll, PF=pf, FAST=_env_int("HLRU_LAGS_FAST", 1) == 1, num_warps=1)
 
 
 def lags_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
