@@ -317,12 +317,12 @@ def main():
         del z, v, h0
         dump()
 
-    # H-LRU at one size; the orders the tile kernels take also with the sequential kernel (HLRU_TILE=0), and orders
-    # 2-16 with the opt-in lane-per-lag kernels (HLRU_LAGS=1)
+    # H-LRU at one size, each order also on the kernels it does not run by default: orders 2, 4 on the sequential
+    # (HLRU_TILE=0) and lane-per-lag (HLRU_LAGS=1) kernels, orders 8, 16 on the tile (HLRU_LAGS=0) and sequential ones
     hrows = []
-    lags = {"HLRU_LAGS": "1"}
-    for m, knobs in [(1, {}), (2, {}), (2, {"HLRU_TILE": "0"}), (2, lags), (4, {}), (4, {"HLRU_TILE": "0"}), (4, lags),
-                     (8, {}), (8, {"HLRU_TILE": "0"}), (8, lags), (16, {}), (16, lags)]:  # fmt: skip
+    lags, tile, seq = {"HLRU_LAGS": "1"}, {"HLRU_LAGS": "0"}, {"HLRU_TILE": "0", "HLRU_LAGS": "0"}
+    for m, knobs in [(1, {}), (2, {}), (2, seq), (2, lags), (4, {}), (4, seq), (4, lags), (8, {}), (8, tile), (8, seq),
+                     (16, {}), (16, seq)]:  # fmt: skip
         if time.time() - t_start > args.budget_s + 60:
             break
         b, t, d = 8, 8192, 1536

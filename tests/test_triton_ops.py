@@ -114,6 +114,36 @@ def test_bdlru_chain_tiles(monkeypatch, m, bt, agg_only):
     _check(bdlru_scan, z, v, h0, "softmax")
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("words", ["1", "2"])
+def test_chain_words(monkeypatch, words, dtype):
+    """The m = 2 chained forward reading logits (and at 2 also v, h) as 32-bit words gives the element path's bits,
+    under a register cap; a misaligned z falls back to element loads; bad knob values name the knob."""
+    from hlru_lm.kernels import bdlru_chain
+
+    monkeypatch.setenv("HLRU_CHAIN_BT", "8")
+    monkeypatch.setenv("HLRU_CHAIN_WARPS", "1")
+    z, v, h0 = _inputs((2, 19, 40, 2, 3), (2, 19, 40, 2), (2, 40, 2), "sigmoid_l1", seed=13)
+    z, v, h0 = z.to(dtype).to(DEV), v.to(dtype).to(DEV), h0.to(DEV)
+    ref = bdlru_chain.bdlru_chain_fwd(z, v, h0, "sigmoid_l1")
+    monkeypatch.setenv("HLRU_CHAIN_WORDS", words)
+    monkeypatch.setenv("HLRU_CHAIN_MAXNREG", "128")
+    assert bdlru_chain._fwd_words(z, v, 2)["WORDS"] == int(words)
+    out = bdlru_chain.bdlru_chain_fwd(z, v, h0, "sigmoid_l1")
+    assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+    zo = torch.empty(z.numel() + 1, dtype=dtype, device=DEV)[1:].view_as(z).copy_(z)  # 2-byte aligned only
+    assert bdlru_chain._fwd_words(zo, v, 2)["WORDS"] == 0
+    assert torch.equal(bdlru_chain.bdlru_chain_fwd(zo, v, h0, "sigmoid_l1")[0], ref[0])
+    _check_dtype(bdlru_scan, z.float().cpu(), v.float().cpu(), h0.cpu(), "softmax", dtype)
+    monkeypatch.setenv("HLRU_CHAIN_WORDS", "3")
+    with pytest.raises(ValueError, match="HLRU_CHAIN_WORDS=3 must be 0, 1 or 2"):
+        bdlru_chain.bdlru_chain_fwd(z, v, h0, "softmax")
+    monkeypatch.setenv("HLRU_CHAIN_WORDS", words)
+    monkeypatch.setenv("HLRU_CHAIN_MAXNREG", "300")
+    with pytest.raises(ValueError, match="HLRU_CHAIN_MAXNREG=300 must be 0"):
+        bdlru_chain.bdlru_chain_fwd(z, v, h0, "softmax")
+
+
 def _check_dtype(fn, z, v, h0, norm, dtype):
     """_check for fp32; bf16 / fp16 inputs against the reference on the same rounded inputs (the output is rounded
     to dtype): 1e-2 on values and grads."""
@@ -439,8 +469,8 @@ def test_hlru_tile(monkeypatch, m, dtype):
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("m, n, t", [(2, 21, 13), (4, 11, 9), (8, 5, 13), (16, 3, 5)])
 def test_hlru_lags(monkeypatch, m, n, t, norm):
-    """H-LRU on the lane-per-lag kernels (hlru_lags.py, opt-in HLRU_LAGS=1): channels over several 32-lane programs,
-    the last partial; T not a multiple of U (4 forward, 2 backward); every gate_norm, fp32 to 1e-5."""
+    """H-LRU on the lane-per-lag kernels (hlru_lags.py; HLRU_LAGS=1 takes every order there): channels over several
+    32-lane programs, the last partial; T not a multiple of U (4 forward, 2 backward); every gate_norm, fp32 to 1e-5."""
     from hlru_lm.kernels import hlru
 
     calls = _record_calls(monkeypatch, hlru, ("lags_fwd", "lags_bwd"))
@@ -475,18 +505,28 @@ def test_hlru_lags_knobs_out_of_range(monkeypatch, knob, val, msg):
 
 
 def test_hlru_lags_routing(monkeypatch):
-    """The lane-per-lag kernels run only on request (not timed on a GPU yet), at orders 2, 4, 8, 16."""
+    """The lane-per-lag kernels take order 16, and order 8 from 8192 lanes (v17a); HLRU_LAGS=1 / 0 takes every order
+    in LAGS_M / none; bad values name the variable."""
     from hlru_lm.kernels.hlru_lags import use_lags
 
-    assert not use_lags(16)
+    assert use_lags(16, 32) and use_lags(8, 8192) and not use_lags(8, 4096) and not use_lags(4, 12288)
+    assert not use_lags(2, 12288) and not use_lags(1, 12288)
+    monkeypatch.setenv("HLRU_LAGS_MIN_LANES", "4096")
+    assert use_lags(8, 4096)
     monkeypatch.setenv("HLRU_LAGS", "1")
-    assert use_lags(2) and use_lags(16) and not use_lags(1) and not use_lags(32)
+    assert use_lags(2, 32) and use_lags(16, 32) and not use_lags(1, 32) and not use_lags(32, 32)
+    monkeypatch.setenv("HLRU_LAGS", "0")
+    assert not use_lags(16, 12288)
+    monkeypatch.setenv("HLRU_LAGS", "yes")
+    with pytest.raises(ValueError, match="HLRU_LAGS='yes' must be an integer"):
+        use_lags(16, 32)
 
 
-@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("m", [2, 4, 16])
 def test_hlru_generic_kernel(monkeypatch, m):
-    """HLRU_TILE=0: the sequential H-LRU kernel (hlru.py), kept for orders the tile kernels do not take."""
+    """HLRU_TILE=0, HLRU_LAGS=0: the sequential H-LRU kernel (hlru.py), kept for the calls the others do not take."""
     monkeypatch.setenv("HLRU_TILE", "0")
+    monkeypatch.setenv("HLRU_LAGS", "0")
     z, v, h0 = _inputs((2, 37, 3, m + 1), (2, 37, 3), (2, 3, m), "relu_l1", seed=102)
     _check(hlru_scan, z, v, h0, "relu_l1")
 

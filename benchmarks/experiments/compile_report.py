@@ -3,7 +3,7 @@
 Compiles with the Triton of the device image (3.6) installed beside the CPU venv, e.g.
     pip install --target /tmp/tr36 triton==3.6.0
     PYTHONPATH=/tmp/tr36:. python benchmarks/experiments/compile_report.py chain-fwd,1,32,128,4 generic-fwd,4,32,1
-Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (bdlru_chain.py), tile-fwd|tile-bwd,M,BT,WARPS,UNROLL[,MAXNREG]
+Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS[,WORDS[,MAXNREG]] (bdlru_chain.py), tile-fwd|tile-bwd,M,BT,WARPS,UNROLL[,MAXNREG]
 (bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form; env HLRU_TILE_COAL_M, _REV, _EVICT as at run
 time), diag-fwd,BT,VEC,WARPS and diag-bwd,BT,VEC,WARPS,UNROLL (diag_tile.py; env HLRU_DIAG_FAST, _EVICT),
 generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py), rows-fwd|rows-bwd,M,U[,WORDS] (bdlru_rows.py; env
@@ -70,10 +70,12 @@ def main() -> None:
         kind, *nums = spec.split(",")
         nums = [int(x) for x in nums]
         if kind in ("chain-fwd", "chain-bwd"):
-            m, bt, bn, warps = nums
+            m, bt, bn, warps, words, maxnreg = (nums + [0, 0])[:6]
             consts = dict(M=m, BT=bt, BN=bn, NORM=0, AGG_ONLY=0)
             if kind == "chain-fwd":
-                report(bdlru_chain._bdlru_chain_fwd_kernel, {**CHAIN_FWD, **CHAIN_INTS}, consts, warps, spec)
+                consts.update(WORDS=words, DT=0)
+                sig = {**CHAIN_FWD, **CHAIN_INTS}
+                report(bdlru_chain._bdlru_chain_fwd_kernel, sig, consts, warps, spec, maxnreg=maxnreg or None)
             else:
                 consts["HAS_G"] = True
                 report(bdlru_chain._bdlru_chain_bwd_kernel, {**CHAIN_BWD, **CHAIN_INTS}, consts, warps, spec)

@@ -2,10 +2,10 @@
 
 BD-LRU at m = 1 (and H-LRU of order 1): look-back tile scans with two channels per lane (diag_tile.py); the BD-LRU
 forward at m = 2: the single-pass look-back tile scan (bdlru_chain.py); BD-LRU at m = 4 (and at m = 8 below B N m =
-8192 lanes), the m = 2 backward and H-LRU of order 2, 4, 8 (companion form): the two-phase look-back tile scan
-(bdlru_tile.py); BD-LRU at m = 16, and at m = 8 from 8192 lanes: a row per lane (two at m = 16), in time order
-(bdlru_rows.py); H-LRU of order 16: the generic kernel (hlru.py); with HLRU_LAGS=1 (opt-in, not timed yet), H-LRU
-of order 2-16: a lane per lag (hlru_lags.py).
+8192 lanes), the m = 2 backward and H-LRU of order 2, 4 (and 8 below 8192 lanes; companion form): the two-phase
+look-back tile scan (bdlru_tile.py); BD-LRU at m = 16, and at m = 8 from 8192 lanes: a row per lane (two at m = 16),
+in time order (bdlru_rows.py); H-LRU of order 16, and 8 from 8192 lanes: a lane per lag, in time order
+(hlru_lags.py).
 
 Entry points follow the hlru_lm.ops contract: f(gate_logits, v, h0, gate_norm) -> (h_or_y, final_state), with h0 a
 (B, N, m) tensor. Unsupported m (not in SUPPORTED_M), float64 inputs, and CPU tensors outside TRITON_INTERPRET=1 fall

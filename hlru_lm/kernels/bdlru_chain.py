@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid, bwd_buffers
+from .common import _DTYPE_IDS, NORM_IDS, _env_int, _exp_shift, _half, _pack, _rcp, _sigmoid, bwd_buffers
 
 CHAIN_M = (1, 2)
 _READY = 1 << 32
@@ -299,7 +299,10 @@ def _bdlru_chain_fwd_kernel(
     BN: tl.constexpr,
     NORM: tl.constexpr,
     AGG_ONLY: tl.constexpr,
+    WORDS: tl.constexpr,
+    DT: tl.constexpr,
 ):
+    """WORDS (m = 2, 2-byte dtypes): 1 reads a block's 6 logits as three 32-bit words, 2 also v and h as one word."""
     k, b, nt = _tile(B, NT, NTT, False)
     tt = tl.arange(0, BT)
     t = k * BT + tt
@@ -335,21 +338,34 @@ def _bdlru_chain_fwd_kernel(
         h = ca * s[:, None] + ce
         tl.store(hb + tok, h.to(h_ptr.dtype.element_ty), mask=mask)
     else:
-        zp = zb + tok * 6
-        p00, p01, q0, _ = _phi3(
-            tl.load(zp, mask=mask, other=0.0).to(tl.float32),
-            tl.load(zp + 1, mask=mask, other=0.0).to(tl.float32),
-            tl.load(zp + 2, mask=mask, other=0.0).to(tl.float32),
-            NORM,
-        )
-        p10, p11, q1, _ = _phi3(
-            tl.load(zp + 3, mask=mask, other=0.0).to(tl.float32),
-            tl.load(zp + 4, mask=mask, other=0.0).to(tl.float32),
-            tl.load(zp + 5, mask=mask, other=0.0).to(tl.float32),
-            NORM,
-        )
-        v0 = tl.load(vb + tok * 2, mask=mask, other=0.0).to(tl.float32)
-        v1 = tl.load(vb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
+        if WORDS > 0:  # a block's logits: words (z00, z01), (z02, z10), (z11, z12)
+            wp = z_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 * 3 + tok * 3
+            w0 = tl.load(wp, mask=mask, other=0)
+            w1 = tl.load(wp + 1, mask=mask, other=0)
+            w2 = tl.load(wp + 2, mask=mask, other=0)
+            p00, p01, q0, _ = _phi3(_half(w0, 0, DT), _half(w0, 1, DT), _half(w1, 0, DT), NORM)
+            p10, p11, q1, _ = _phi3(_half(w1, 1, DT), _half(w2, 0, DT), _half(w2, 1, DT), NORM)
+        else:
+            zp = zb + tok * 6
+            p00, p01, q0, _ = _phi3(
+                tl.load(zp, mask=mask, other=0.0).to(tl.float32),
+                tl.load(zp + 1, mask=mask, other=0.0).to(tl.float32),
+                tl.load(zp + 2, mask=mask, other=0.0).to(tl.float32),
+                NORM,
+            )
+            p10, p11, q1, _ = _phi3(
+                tl.load(zp + 3, mask=mask, other=0.0).to(tl.float32),
+                tl.load(zp + 4, mask=mask, other=0.0).to(tl.float32),
+                tl.load(zp + 5, mask=mask, other=0.0).to(tl.float32),
+                NORM,
+            )
+        if WORDS == 2:
+            vw = tl.load(v_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 + tok, mask=mask, other=0)
+            v0 = _half(vw, 0, DT)
+            v1 = _half(vw, 1, DT)
+        else:
+            v0 = tl.load(vb + tok * 2, mask=mask, other=0.0).to(tl.float32)
+            v1 = tl.load(vb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
         p00 = tl.where(mask, p00, 1.0)
         p01 = tl.where(mask, p01, 0.0)
         p10 = tl.where(mask, p10, 0.0)
@@ -379,8 +395,11 @@ def _bdlru_chain_fwd_kernel(
             _finish(flag_ptr, inc_ptr, k, 0, B, b, N, n, nmask, NT, nt, 2, end0, end1, AGG_ONLY)
         h0 = c00 * s0[:, None] + c01 * s1[:, None] + ce0
         h1 = c10 * s0[:, None] + c11 * s1[:, None] + ce1
-        tl.store(hb + tok * 2, h0.to(h_ptr.dtype.element_ty), mask=mask)
-        tl.store(hb + tok * 2 + 1, h1.to(h_ptr.dtype.element_ty), mask=mask)
+        if WORDS == 2:
+            tl.store(h_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 + tok, _pack(h0, h1, DT), mask=mask)
+        else:
+            tl.store(hb + tok * 2, h0.to(h_ptr.dtype.element_ty), mask=mask)
+            tl.store(hb + tok * 2 + 1, h1.to(h_ptr.dtype.element_ty), mask=mask)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -583,6 +602,24 @@ def _lookback_buffers(bsz: int, ntt: int, nblocks: int, nt: int, m: int, device)
     return flags, agg, inc
 
 
+def _fwd_words(z: torch.Tensor, v: torch.Tensor, m: int) -> dict:
+    """WORDS / DT / maxnreg of the forward: HLRU_CHAIN_WORDS (m = 2, 2-byte dtypes, 4-byte aligned z, and v of z's dtype, aligned, at 2; else 0),
+    HLRU_CHAIN_MAXNREG (0: no register cap)."""
+    words = _env_int("HLRU_CHAIN_WORDS", 0)
+    maxnreg = _env_int("HLRU_CHAIN_MAXNREG", 0)
+    if words not in (0, 1, 2):
+        raise ValueError(f"HLRU_CHAIN_WORDS={words} must be 0, 1 or 2")
+    if maxnreg != 0 and not 32 <= maxnreg <= 255:
+        raise ValueError(f"HLRU_CHAIN_MAXNREG={maxnreg} must be 0 (no cap) or a register count from 32 to 255")
+    aligned = z.data_ptr() % 4 == 0 and (words < 2 or (v.data_ptr() % 4 == 0 and v.dtype == z.dtype))
+    if m != 2 or z.element_size() != 2 or not aligned:
+        words = 0
+    kw = dict(WORDS=words, DT=_DTYPE_IDS.get(z.dtype, 2))
+    if maxnreg:
+        kw["maxnreg"] = maxnreg
+    return kw
+
+
 def bdlru_chain_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str):
     bsz, seqlen, nblocks, m = v.shape
     bt, bn, nt, ntt, warps = _chain_config(seqlen, nblocks, m, bwd=False)
@@ -591,7 +628,7 @@ def bdlru_chain_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: st
     flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
     _bdlru_chain_fwd_kernel[(ntt * bsz * nt,)](
         z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt,
-        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], AGG_ONLY=int(_agg_only()), num_warps=warps,
+        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], AGG_ONLY=int(_agg_only()), num_warps=warps, **_fwd_words(z, v, m),
     )  # fmt: skip
     return h, final
 

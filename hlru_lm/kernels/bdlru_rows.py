@@ -20,8 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .bdlru_tile import _DTYPE_IDS
-from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid, bwd_buffers, interpret_mode, walk_knobs
+from .common import _DTYPE_IDS, NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid, bwd_buffers, interpret_mode, walk_knobs
 
 ROWS_M = (4, 8, 16)
 _ASM = tl.constexpr(not interpret_mode())  # L2 prefetches are inline PTX, which the interpreter does not run

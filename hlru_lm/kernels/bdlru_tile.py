@@ -33,7 +33,17 @@ import triton
 import triton.language as tl
 
 from .bdlru_chain import _lookback_buffers, _poll, _signal, _tile
-from .common import NORM_IDS, _env_int, _norm_rows, _norm_rows_bwd, _phi_terms, bwd_buffers
+from .common import (
+    _DTYPE_IDS,
+    NORM_IDS,
+    _as_words,
+    _env_int,
+    _norm_rows,
+    _norm_rows_bwd,
+    _phi_terms,
+    _unpack,
+    bwd_buffers,
+)
 
 TILE_M = (1, 2, 4, 8)
 HLRU_TILE_M = (2, 4, 8)  # H-LRU orders run in companion form (order 1 is the m = 1 BD-LRU)
@@ -50,38 +60,6 @@ _HLRU_DEFAULTS = {2: (32, 32, 2, 2), 4: (64, 32, 2, 4), 8: (64, 32, 1, 1)}
 # evict_last. They help where phase 2's re-reads miss L2 (v13a: the m = 4 forward moves 1.9x its byte floor).
 _CACHE_ORDER = {(4, False, False): (1, 2), (1, True, False): (1, 1), (2, True, False): (1, 1)}
 _CACHE_ORDER.update({(2, False, True): (1, 2), (2, True, True): (1, 2), (4, True, True): (1, 2)})
-_DTYPE_IDS = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}
-
-
-@triton.jit
-def _as_words(ptr, WORD: tl.constexpr):
-    """ptr as a pointer to WORD-bit words (see _launch_args); WORD = 0 keeps it."""
-    if WORD == 64:
-        return ptr.to(tl.pointer_type(tl.int64), bitcast=True)
-    elif WORD == 32:
-        return ptr.to(tl.pointer_type(tl.int32), bitcast=True)
-    else:  # H-LRU: element loads
-        return ptr
-
-
-@triton.jit
-def _unpack(w, slot, DT: tl.constexpr, WORD: tl.constexpr):
-    """Logits from their words w (int64 or int32), slot = position of the logit in its word."""
-    if WORD == 64:
-        if DT == 2:  # fp32: two per word
-            return tl.where(slot == 0, w, w >> 32).to(tl.int32).to(tl.float32, bitcast=True)
-        half = tl.where(slot < 2, w, w >> 32).to(tl.int32)
-        sub = slot % 2
-    else:
-        if DT == 2:
-            return w.to(tl.float32, bitcast=True)
-        half = w
-        sub = slot
-    if DT == 0:  # bf16: the top 16 bits of an fp32
-        bits = tl.where(sub == 0, half << 16, half & -65536)
-        return bits.to(tl.float32, bitcast=True)
-    bits = tl.where(sub == 0, half, half >> 16) & 65535
-    return bits.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
 
 
 @triton.jit

@@ -12,6 +12,58 @@ NORM_IDS = {"softmax": 0, "sigmoid_l1": 1, "relu_l1": 2, "none": 3}
 LOG2E = 1.4426950408889634
 RELU_EPS = 1e-6  # must equal hlru_lm.ops.gate_norm.RELU_L1_EPS
 
+_DTYPE_IDS = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}
+
+
+@triton.jit
+def _as_words(ptr, WORD: tl.constexpr):
+    """ptr as a pointer to WORD-bit words (bdlru_tile._launch_args); WORD = 0 keeps it."""
+    if WORD == 64:
+        return ptr.to(tl.pointer_type(tl.int64), bitcast=True)
+    elif WORD == 32:
+        return ptr.to(tl.pointer_type(tl.int32), bitcast=True)
+    else:  # H-LRU: element loads
+        return ptr
+
+
+@triton.jit
+def _unpack(w, slot, DT: tl.constexpr, WORD: tl.constexpr):
+    """Logits from their words w (int64 or int32), slot = position of the logit in its word."""
+    if WORD == 64:
+        if DT == 2:  # fp32: two per word
+            return tl.where(slot == 0, w, w >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+        half = tl.where(slot < 2, w, w >> 32).to(tl.int32)
+        sub = slot % 2
+    else:
+        if DT == 2:
+            return w.to(tl.float32, bitcast=True)
+        half = w
+        sub = slot
+    if DT == 0:  # bf16: the top 16 bits of an fp32
+        bits = tl.where(sub == 0, half << 16, half & -65536)
+        return bits.to(tl.float32, bitcast=True)
+    bits = tl.where(sub == 0, half, half >> 16) & 65535
+    return bits.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+
+
+@triton.jit
+def _half(w, HI: tl.constexpr, DT: tl.constexpr):
+    """The low (HI = 0) or high (HI = 1) 2-byte value of int32 words w as fp32 (DT 0: bf16, 1: fp16)."""
+    if DT == 0:  # bf16: the top 16 bits of an fp32
+        return (w & -65536 if HI else w << 16).to(tl.float32, bitcast=True)
+    bits = (w >> 16 if HI else w) & 65535
+    return bits.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+
+
+@triton.jit
+def _pack(lo, hi, DT: tl.constexpr):
+    """Two fp32 tensors rounded to bf16 (DT 0) or fp16 (DT 1), packed as int32 words (lo in the low half)."""
+    ty = tl.bfloat16 if DT == 0 else tl.float16
+    bl = lo.to(ty).to(tl.int16, bitcast=True).to(tl.int32) & 65535
+    bh = hi.to(ty).to(tl.int16, bitcast=True).to(tl.int32)
+    return bl | (bh << 16)
+
+
 _warned: set = set()
 
 

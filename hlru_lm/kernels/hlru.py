@@ -6,8 +6,8 @@ The lag window lives in registers in *time-slot order*: x_s sits in slot s mod m
 stored with permuted offsets. The backward runs the transposed companion recurrence in the same slot order.
 One program per (batch, channel tile), sequential over T (no time parallelism: parallelism is B*N channels). Orders
 in bdlru_tile.HLRU_TILE_M run the two-phase tile scan of bdlru_tile.py instead (the companion matrix as a dense
-BD-LRU block), which is parallel over time too; this kernel takes the other orders and HLRU_TILE=0. With HLRU_LAGS=1
-(opt-in until timed) orders 2-16 run the lane-per-lag kernels of hlru_lags.py.
+BD-LRU block), which is parallel over time too; this kernel takes the other orders and HLRU_TILE=0. Order 16, and
+order 8 from 8192 lanes, run the lane-per-lag kernels of hlru_lags.py (hlru_lags.use_lags).
 """
 
 import torch
@@ -196,7 +196,8 @@ class HLRUScanFn(torch.autograd.Function):
         z = z.contiguous()
         v = v.contiguous()
         h0 = h0.contiguous()
-        ctx.path = "lags" if use_lags(h0.shape[-1]) else ("tile" if use_tile_hlru(z, h0.shape[-1]) else "seq")
+        m = h0.shape[-1]
+        ctx.path = "lags" if use_lags(m, v.shape[0] * v.shape[2] * m) else ("tile" if use_tile_hlru(z, m) else "seq")
         y, final = dict(lags=lags_fwd, tile=hlru_tile_fwd, seq=hlru_fwd)[ctx.path](z, v, h0, norm)
         ctx.save_for_backward(z, v, h0, y)
         ctx.norm = norm

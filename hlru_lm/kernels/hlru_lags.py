@@ -1,5 +1,5 @@
 """Lane-per-lag kernels for the H-LRU of order m in companion form, forward (`_lags_fwd_kernel`) and backward
-(`_lags_bwd_kernel`); opt-in (HLRU_LAGS=1) until timed on a GPU.
+(`_lags_bwd_kernel`); the default at order 16, and at order 8 from B N m = 8192 lanes (`use_lags`).
 
 The other H-LRU kernels give a lane a whole channel: the sequential kernel (hlru.py) walks T with B N lanes (768 at
 B=8 N=96, so 24 warps on the GPU), and the tile kernels (bdlru_tile.py) treat the companion matrix as a dense block.
@@ -23,14 +23,21 @@ from .bdlru_rows import _butterfly, _pf
 from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid, bwd_buffers, walk_knobs
 
 LAGS_M = (2, 4, 8, 16)
-_UNROLL = {2: 8, 4: 8, 8: 8, 16: 8}  # not timed (v16 built these kernels offline); U = 16 needs 248 registers
+_UNROLL = {2: 8, 4: 8, 8: 8, 16: 8}  # v17a, order 16: U = 8 1.07 ms, U = 4 1.24; U = 16 needs 248 registers
 _UNROLL_BWD = {2: 4, 4: 4, 8: 4, 16: 4}
 _PF = 32
 
 
-def use_lags(m: int) -> bool:
-    """H-LRU of order m in LAGS_M runs here with HLRU_LAGS=1 (opt-in: interpreter-tested, not timed on a GPU)."""
-    return m in LAGS_M and _env_int("HLRU_LAGS", 0) == 1
+def use_lags(m: int, lanes: int) -> bool:
+    """H-LRU of order m runs here at m = 16, and at m = 8 with lanes = B N m >= HLRU_LAGS_MIN_LANES (8192): v17a (B=8
+    T=8192 D=1536, fwd / fwd+bwd ms) measured order 16 at 1.07 / 2.18 against the sequential kernel's 6.41 / 22.3,
+    order 8 at 0.79 / 1.90 against the tile kernel's 1.08 / 2.51, but orders 4 and 2 at 0.76 / 1.82 and 0.87 / 1.79
+    against 0.55 / 1.21 and 0.38 / 0.97. Below 8192 lanes too few warps are resident to beat the time-parallel tile
+    kernel (as for bdlru_rows.use_rows). HLRU_LAGS=1 takes every order in LAGS_M here, HLRU_LAGS=0 none."""
+    force = _env_int("HLRU_LAGS", -1)
+    if m not in LAGS_M or force == 0:
+        return False
+    return force == 1 or m == 16 or (m == 8 and lanes >= _env_int("HLRU_LAGS_MIN_LANES", 8192))
 
 
 @triton.jit
