@@ -117,23 +117,31 @@ def test_bdlru_chain_tiles(monkeypatch, m, bt, agg_only):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("words", ["1", "2"])
 def test_chain_words(monkeypatch, words, dtype):
-    """The m = 2 chained forward reading logits (and at 2 also v, h) as 32-bit words gives the element path's bits,
-    under a register cap; a misaligned z falls back to element loads; bad knob values name the knob."""
+    """The m = 2 chained forward reading logits (and at 2, the default, also v, h) as 32-bit words under a register
+    cap gives the element path's bits; misaligned tensors fall back (z: element loads, v: WORDS 1); bad knob values
+    name the knob."""
     from hlru_lm.kernels import bdlru_chain
 
     monkeypatch.setenv("HLRU_CHAIN_BT", "8")
     monkeypatch.setenv("HLRU_CHAIN_WARPS", "1")
     z, v, h0 = _inputs((2, 19, 40, 2, 3), (2, 19, 40, 2), (2, 40, 2), "sigmoid_l1", seed=13)
     z, v, h0 = z.to(dtype).to(DEV), v.to(dtype).to(DEV), h0.to(DEV)
+    assert bdlru_chain._fwd_words(z, v, 2) == dict(WORDS=2, DT=int(dtype == torch.float16), maxnreg=128)
+    monkeypatch.setenv("HLRU_CHAIN_WORDS", "0")
     ref = bdlru_chain.bdlru_chain_fwd(z, v, h0, "sigmoid_l1")
     monkeypatch.setenv("HLRU_CHAIN_WORDS", words)
-    monkeypatch.setenv("HLRU_CHAIN_MAXNREG", "128")
     assert bdlru_chain._fwd_words(z, v, 2)["WORDS"] == int(words)
     out = bdlru_chain.bdlru_chain_fwd(z, v, h0, "sigmoid_l1")
     assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
-    zo = torch.empty(z.numel() + 1, dtype=dtype, device=DEV)[1:].view_as(z).copy_(z)  # 2-byte aligned only
-    assert bdlru_chain._fwd_words(zo, v, 2)["WORDS"] == 0
-    assert torch.equal(bdlru_chain.bdlru_chain_fwd(zo, v, h0, "sigmoid_l1")[0], ref[0])
+
+    def misaligned(x):  # 2-byte aligned only
+        return torch.empty(x.numel() + 1, dtype=dtype, device=DEV)[1:].view_as(x).copy_(x)
+
+    zo, vo = misaligned(z), misaligned(v)
+    assert bdlru_chain._fwd_words(zo, v, 2)["WORDS"] == 0 and bdlru_chain._fwd_words(z, vo, 2)["WORDS"] == 1
+    assert bdlru_chain._fwd_words(z.float(), v, 2)["WORDS"] == 0 and bdlru_chain._fwd_words(z, v, 1)["WORDS"] == 0
+    for zi, vi in ((zo, v), (z, vo)):
+        assert torch.equal(bdlru_chain.bdlru_chain_fwd(zi, vi, h0, "sigmoid_l1")[0], ref[0])
     _check_dtype(bdlru_scan, z.float().cpu(), v.float().cpu(), h0.cpu(), "softmax", dtype)
     monkeypatch.setenv("HLRU_CHAIN_WORDS", "3")
     with pytest.raises(ValueError, match="HLRU_CHAIN_WORDS=3 must be 0, 1 or 2"):

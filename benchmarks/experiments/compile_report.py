@@ -3,11 +3,12 @@
 Compiles with the Triton of the device image (3.6) installed beside the CPU venv, e.g.
     pip install --target /tmp/tr36 triton==3.6.0
     PYTHONPATH=/tmp/tr36:. python benchmarks/experiments/compile_report.py chain-fwd,1,32,128,4 generic-fwd,4,32,1
-Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS[,WORDS[,MAXNREG]] (bdlru_chain.py), tile-fwd|tile-bwd,M,BT,WARPS,UNROLL[,MAXNREG]
-(bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form; env HLRU_TILE_COAL_M, _REV, _EVICT as at run
-time), diag-fwd,BT,VEC,WARPS and diag-bwd,BT,VEC,WARPS,UNROLL (diag_tile.py; env HLRU_DIAG_FAST, _EVICT),
-generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py), rows-fwd|rows-bwd,M,U[,WORDS] (bdlru_rows.py; env
-HLRU_ROWS_FAST, HLRU_ROWS_PF, HLRU_ROWS_PARTS / _PARTS_BWD), lags-fwd|lags-bwd,M,U (hlru_lags.py; env HLRU_LAGS_PF).
+Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (chain-fwd: [,WORDS[,MAXNREG]]; bdlru_chain.py),
+tile-fwd|tile-bwd,M,BT,WARPS,UNROLL[,MAXNREG] (bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form; env
+HLRU_TILE_COAL_M, _REV, _EVICT as at run time), diag-fwd,BT,VEC,WARPS and diag-bwd,BT,VEC,WARPS,UNROLL
+(diag_tile.py; env HLRU_DIAG_FAST, _EVICT), generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py),
+rows-fwd|rows-bwd,M,U[,WORDS] (bdlru_rows.py; env HLRU_ROWS_FAST, HLRU_ROWS_PF, HLRU_ROWS_PARTS / _PARTS_BWD),
+lags-fwd|lags-bwd,M,U (hlru_lags.py; env HLRU_LAGS_PF).
 Pointer and N arguments get the divisibility-16 specialisation the runtime gives them, except the ones the kernels
 opt out of. Prints cuobjdump's REG/STACK/SHARED, PTX instruction counts and the TTGIR blocked layouts; SASS=1 adds
 a static SASS opcode histogram and the instruction count of each loop body (a runtime step loop: UNROLL steps).

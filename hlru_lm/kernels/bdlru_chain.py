@@ -207,14 +207,16 @@ def _lookback1(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nm
 def _lookback2(
     flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, e0, e1
 ):
-    """m = 2: as _lookback1 for the map x -> [[m00, m01], [m10, m11]] x + (e0, e1); returns the entering state."""
-    row = (k * B + b).to(tl.int64) * N + n
-    tl.store(agg_ptr + row * 6, m00, mask=nmask)
-    tl.store(agg_ptr + row * 6 + 1, m01, mask=nmask)
-    tl.store(agg_ptr + row * 6 + 2, m10, mask=nmask)
-    tl.store(agg_ptr + row * 6 + 3, m11, mask=nmask)
-    tl.store(agg_ptr + row * 6 + 4, e0, mask=nmask)
-    tl.store(agg_ptr + row * 6 + 5, e1, mask=nmask)
+    """m = 2: as _lookback1 for the map x -> [[m00, m01], [m10, m11]] x + (e0, e1); returns the entering state. A
+    tile's six map entries (and, _finish, its two end-state entries) are stored planar, entry e of block n at
+    e N + n, so each access of a warp is one contiguous run."""
+    q = agg_ptr + (k * B + b).to(tl.int64) * N * 6 + n
+    tl.store(q, m00, mask=nmask)
+    tl.store(q + N, m01, mask=nmask)
+    tl.store(q + 2 * N, m10, mask=nmask)
+    tl.store(q + 3 * N, m11, mask=nmask)
+    tl.store(q + 4 * N, e0, mask=nmask)
+    tl.store(q + 5 * N, e1, mask=nmask)
     _signal(flag_ptr + (k * B + b) * NT + nt, 1)
     zero = e0 * 0.0
     a00 = zero + 1.0
@@ -229,21 +231,21 @@ def _lookback2(
     done = k * 0
     while done == 0:
         f = _poll(flag_ptr + (j * B + b) * NT + nt)
-        rj = (j * B + b).to(tl.int64) * N + n
+        rj = (j * B + b).to(tl.int64) * N
         if f == 2:
-            x0 = tl.load(inc_ptr + rj * 2, mask=nmask, other=0.0, volatile=True)
-            x1 = tl.load(inc_ptr + rj * 2 + 1, mask=nmask, other=0.0, volatile=True)
+            x0 = tl.load(inc_ptr + rj * 2 + n, mask=nmask, other=0.0, volatile=True)
+            x1 = tl.load(inc_ptr + rj * 2 + N + n, mask=nmask, other=0.0, volatile=True)
             s0 = a00 * x0 + a01 * x1 + c0
             s1 = a10 * x0 + a11 * x1 + c1
             done = k * 0 + 1
         elif f == 1:
-            q = agg_ptr + rj * 6
+            q = agg_ptr + rj * 6 + n
             q00 = tl.load(q, mask=nmask, other=0.0, volatile=True)
-            q01 = tl.load(q + 1, mask=nmask, other=0.0, volatile=True)
-            q10 = tl.load(q + 2, mask=nmask, other=0.0, volatile=True)
-            q11 = tl.load(q + 3, mask=nmask, other=0.0, volatile=True)
-            q0 = tl.load(q + 4, mask=nmask, other=0.0, volatile=True)
-            q1 = tl.load(q + 5, mask=nmask, other=0.0, volatile=True)
+            q01 = tl.load(q + N, mask=nmask, other=0.0, volatile=True)
+            q10 = tl.load(q + 2 * N, mask=nmask, other=0.0, volatile=True)
+            q11 = tl.load(q + 3 * N, mask=nmask, other=0.0, volatile=True)
+            q0 = tl.load(q + 4 * N, mask=nmask, other=0.0, volatile=True)
+            q1 = tl.load(q + 5 * N, mask=nmask, other=0.0, volatile=True)
             c0, c1 = a00 * q0 + a01 * q1 + c0, a10 * q0 + a11 * q1 + c1
             a00, a01, a10, a11 = (
                 a00 * q00 + a01 * q10,
@@ -260,10 +262,10 @@ def _finish(flag_ptr, inc_ptr, k, K0, B, b, N, n, nmask, NT, nt, M: tl.constexpr
     """Publish the state leaving tile k (x1 unused for m = 1). AGG_ONLY (tests): only the chain's first tile K0
     publishes it, so every look-back composes maps back to K0, a path a sequential interpreter never takes."""
     if (k == K0).to(tl.int32) + (1 - AGG_ONLY) > 0:
-        row = (k * B + b).to(tl.int64) * N + n
-        tl.store(inc_ptr + row * M, x0, mask=nmask)
+        q = inc_ptr + (k * B + b).to(tl.int64) * N * M + n  # planar at m = 2 (_lookback2)
+        tl.store(q, x0, mask=nmask)
         if M == 2:
-            tl.store(inc_ptr + row * M + 1, x1, mask=nmask)
+            tl.store(q + N, x1, mask=nmask)
         _signal(flag_ptr + (k * B + b) * NT + nt, 2)
 
 
@@ -603,17 +605,20 @@ def _lookback_buffers(bsz: int, ntt: int, nblocks: int, nt: int, m: int, device)
 
 
 def _fwd_words(z: torch.Tensor, v: torch.Tensor, m: int) -> dict:
-    """WORDS / DT / maxnreg of the forward: HLRU_CHAIN_WORDS (m = 2, 2-byte dtypes, 4-byte aligned z, and v of z's dtype, aligned, at 2; else 0),
-    HLRU_CHAIN_MAXNREG (0: no register cap)."""
-    words = _env_int("HLRU_CHAIN_WORDS", 0)
-    maxnreg = _env_int("HLRU_CHAIN_MAXNREG", 0)
+    """WORDS, DT and the register cap of the forward. HLRU_CHAIN_WORDS (default 2; m = 2 with 2-byte, 4-byte aligned
+    logits only, else 0; 2 needs v of the logits' dtype, aligned, else 1) and HLRU_CHAIN_MAXNREG (0: no cap; default
+    128 at WORDS 2). v17b/c (B=8 T=8192 D=1536 bf16): 0.424 ms with element loads, 0.447 (WORDS 1), 0.418 (WORDS 2),
+    0.388 (WORDS 2 with the cap: 8 programs per SM instead of 5, for 72 B of spills); the cap alone 0.451."""
+    words = _env_int("HLRU_CHAIN_WORDS", 2)
     if words not in (0, 1, 2):
         raise ValueError(f"HLRU_CHAIN_WORDS={words} must be 0, 1 or 2")
+    if m != 2 or z.element_size() != 2 or z.data_ptr() % 4 != 0:
+        words = 0
+    elif words == 2 and (v.dtype != z.dtype or v.data_ptr() % 4 != 0):
+        words = 1
+    maxnreg = _env_int("HLRU_CHAIN_MAXNREG", 128 if words == 2 else 0)
     if maxnreg != 0 and not 32 <= maxnreg <= 255:
         raise ValueError(f"HLRU_CHAIN_MAXNREG={maxnreg} must be 0 (no cap) or a register count from 32 to 255")
-    aligned = z.data_ptr() % 4 == 0 and (words < 2 or (v.data_ptr() % 4 == 0 and v.dtype == z.dtype))
-    if m != 2 or z.element_size() != 2 or not aligned:
-        words = 0
     kw = dict(WORDS=words, DT=_DTYPE_IDS.get(z.dtype, 2))
     if maxnreg:
         kw["maxnreg"] = maxnreg
