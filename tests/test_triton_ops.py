@@ -126,7 +126,7 @@ def test_chain_words(monkeypatch, words, dtype):
     monkeypatch.setenv("HLRU_CHAIN_WARPS", "1")
     z, v, h0 = _inputs((2, 19, 40, 2, 3), (2, 19, 40, 2), (2, 40, 2), "sigmoid_l1", seed=13)
     z, v, h0 = z.to(dtype).to(DEV), v.to(dtype).to(DEV), h0.to(DEV)
-    assert bdlru_chain._fwd_words(z, v, 2) == dict(WORDS=2, DT=int(dtype == torch.float16), FAST=False, maxnreg=128)
+    assert bdlru_chain._fwd_words(z, v, 2) == dict(WORDS=2, DT=int(dtype == torch.float16), maxnreg=128)
     monkeypatch.setenv("HLRU_CHAIN_WORDS", "0")
     ref = bdlru_chain.bdlru_chain_fwd(z, v, h0, "sigmoid_l1")
     monkeypatch.setenv("HLRU_CHAIN_WORDS", words)

@@ -74,7 +74,7 @@ def main() -> None:
             m, bt, bn, warps, words, maxnreg = (nums + [0, 0])[:6]
             consts = dict(M=m, BT=bt, BN=bn, NORM=0, AGG_ONLY=0)
             if kind == "chain-fwd":
-                consts.update(WORDS=words, DT=0, FAST=os.environ.get("HLRU_CHAIN_FAST") == "1")
+                consts.update(WORDS=words, DT=0)
                 sig = {**CHAIN_FWD, **CHAIN_INTS}
                 report(bdlru_chain._bdlru_chain_fwd_kernel, sig, consts, warps, spec, maxnreg=maxnreg or None)
             else:

@@ -29,7 +29,8 @@ CHAIN_M = (1, 2)
 
 # ---------------------------------------------------------------------------------------------------------------------
 # gate rows as separate tensors: phi over (z0, z1) for m = 1 and (z0, z1, z2) for m = 2, and their adjoints. They keep
-# the exact reciprocal and exp2 form: common._rcp / _exp_shift made the m = 1 forward 6% slower (NOTES v12a)
+# the exact reciprocal and exp2 form: common._rcp / _exp_shift made the m = 1 forward 6% slower (NOTES v12a), the m = 2
+# one 1% (v17e)
 
 
 @triton.jit
@@ -60,17 +61,17 @@ def _phi2(z0, z1, NORM: tl.constexpr, FAST: tl.constexpr):
 
 
 @triton.jit
-def _phi3(z0, z1, z2, NORM: tl.constexpr, FAST: tl.constexpr):
-    """phi over one m = 2 gate row (z0, z1, z2); FAST as _phi2."""
+def _phi3(z0, z1, z2, NORM: tl.constexpr):
+    """phi over one m = 2 gate row (z0, z1, z2), exact forms (the short ones made the m = 2 forward 1% slower, v17e)."""
     if NORM == 0:
         mx = tl.maximum(tl.maximum(z0, z1), z2)
-        e0 = _exp_shift(z0, mx, FAST)
-        e1 = _exp_shift(z1, mx, FAST)
-        e2 = _exp_shift(z2, mx, FAST)
+        e0 = _exp_shift(z0, mx, False)
+        e1 = _exp_shift(z1, mx, False)
+        e2 = _exp_shift(z2, mx, False)
     elif NORM == 1:
-        e0 = _sigmoid(z0, FAST)
-        e1 = _sigmoid(z1, FAST)
-        e2 = _sigmoid(z2, FAST)
+        e0 = _sigmoid(z0, False)
+        e1 = _sigmoid(z1, False)
+        e2 = _sigmoid(z2, False)
     elif NORM == 2:
         e0 = tl.maximum(z0, 0.0)
         e1 = tl.maximum(z1, 0.0)
@@ -82,9 +83,9 @@ def _phi3(z0, z1, z2, NORM: tl.constexpr, FAST: tl.constexpr):
         p2 = z2
     else:
         if NORM == 2:
-            inv = _rcp(e0 + e1 + e2 + 1e-6, FAST)
+            inv = _rcp(e0 + e1 + e2 + 1e-6, False)
         else:
-            inv = _rcp(e0 + e1 + e2, FAST)
+            inv = _rcp(e0 + e1 + e2, False)
         p0 = e0 * inv
         p1 = e1 * inv
         p2 = e2 * inv
@@ -298,10 +299,8 @@ def _bdlru_chain_fwd_kernel(
     AGG_ONLY: tl.constexpr,
     WORDS: tl.constexpr,
     DT: tl.constexpr,
-    FAST: tl.constexpr,
 ):
-    """WORDS (m = 2, 2-byte dtypes): 1 reads a block's 6 logits as three 32-bit words, 2 also v and h as one word.
-    FAST: the short normalisation at m = 2 (_phi2 keeps the exact one at m = 1 here)."""
+    """WORDS (m = 2, 2-byte dtypes): 1 reads a block's 6 logits as three 32-bit words, 2 also v and h as one word."""
     k, b, nt = _tile(B, NT, NTT, False)
     tt = tl.arange(0, BT)
     t = k * BT + tt
@@ -342,8 +341,8 @@ def _bdlru_chain_fwd_kernel(
             w0 = tl.load(wp, mask=mask, other=0)
             w1 = tl.load(wp + 1, mask=mask, other=0)
             w2 = tl.load(wp + 2, mask=mask, other=0)
-            p00, p01, q0, _ = _phi3(_half(w0, 0, DT), _half(w0, 1, DT), _half(w1, 0, DT), NORM, FAST)
-            p10, p11, q1, _ = _phi3(_half(w1, 1, DT), _half(w2, 0, DT), _half(w2, 1, DT), NORM, FAST)
+            p00, p01, q0, _ = _phi3(_half(w0, 0, DT), _half(w0, 1, DT), _half(w1, 0, DT), NORM)
+            p10, p11, q1, _ = _phi3(_half(w1, 1, DT), _half(w2, 0, DT), _half(w2, 1, DT), NORM)
         else:
             zp = zb + tok * 6
             p00, p01, q0, _ = _phi3(
@@ -351,14 +350,12 @@ def _bdlru_chain_fwd_kernel(
                 tl.load(zp + 1, mask=mask, other=0.0).to(tl.float32),
                 tl.load(zp + 2, mask=mask, other=0.0).to(tl.float32),
                 NORM,
-                FAST,
             )
             p10, p11, q1, _ = _phi3(
                 tl.load(zp + 3, mask=mask, other=0.0).to(tl.float32),
                 tl.load(zp + 4, mask=mask, other=0.0).to(tl.float32),
                 tl.load(zp + 5, mask=mask, other=0.0).to(tl.float32),
                 NORM,
-                FAST,
             )
         if WORDS == 2:
             vw = tl.load(v_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 + tok, mask=mask, other=0)
@@ -495,8 +492,8 @@ def _bdlru_chain_bwd_kernel(
         z10 = tl.load(zp + 3, mask=mask, other=0.0).to(tl.float32)
         z11 = tl.load(zp + 4, mask=mask, other=0.0).to(tl.float32)
         z12 = tl.load(zp + 5, mask=mask, other=0.0).to(tl.float32)
-        p00, p01, q0, inv0 = _phi3(z00, z01, z02, NORM, False)
-        p10, p11, q1, inv1 = _phi3(z10, z11, z12, NORM, False)
+        p00, p01, q0, inv0 = _phi3(z00, z01, z02, NORM)
+        p10, p11, q1, inv1 = _phi3(z10, z11, z12, NORM)
         if HAS_G:
             g0 = tl.load(gb + tok * 2, mask=mask, other=0.0).to(tl.float32)
             g1 = tl.load(gb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
@@ -604,11 +601,11 @@ def _lookback_buffers(bsz: int, ntt: int, nblocks: int, nt: int, m: int, device)
 
 
 def _fwd_words(z: torch.Tensor, v: torch.Tensor, m: int) -> dict:
-    """WORDS, DT, FAST (HLRU_CHAIN_FAST=1: the short normalisation at m = 2) and the register cap of the forward.
-    HLRU_CHAIN_WORDS (default 2; m = 2 with 2-byte, 4-byte aligned logits only, else 0; 2 needs v of the logits'
-    dtype, aligned, else 1) and HLRU_CHAIN_MAXNREG (0: no cap; default 128 at WORDS 2). v17b/c (B=8 T=8192 D=1536
-    bf16): 0.424 ms with element loads, 0.447 (WORDS 1), 0.418 (WORDS 2), 0.388 (WORDS 2 with the cap: 8 programs
-    per SM instead of 5, for 72 B of spills); the cap alone 0.451."""
+    """WORDS, DT and the register cap of the forward. HLRU_CHAIN_WORDS (default 2; m = 2 with 2-byte, 4-byte aligned
+    logits only, else 0; 2 needs v of the logits' dtype, aligned, else 1) and HLRU_CHAIN_MAXNREG (0: no cap; default
+    128 at WORDS 2). v17b/c (B=8 T=8192 D=1536 bf16): 0.424 ms with element loads, 0.447 (WORDS 1), 0.418 (WORDS 2),
+    0.388 (WORDS 2 with the cap: 8 programs per SM instead of 5, for 72 B of spills); the cap alone 0.451; with the
+    look-back planar (v17d) 0.384."""
     words = _env_int("HLRU_CHAIN_WORDS", 2)
     if words not in (0, 1, 2):
         raise ValueError(f"HLRU_CHAIN_WORDS={words} must be 0, 1 or 2")
@@ -619,7 +616,7 @@ def _fwd_words(z: torch.Tensor, v: torch.Tensor, m: int) -> dict:
     maxnreg = _env_int("HLRU_CHAIN_MAXNREG", 128 if words == 2 else 0)
     if maxnreg != 0 and not 32 <= maxnreg <= 255:
         raise ValueError(f"HLRU_CHAIN_MAXNREG={maxnreg} must be 0 (no cap) or a register count from 32 to 255")
-    kw = dict(WORDS=words, DT=_DTYPE_IDS.get(z.dtype, 2), FAST=_env_int("HLRU_CHAIN_FAST", 0) == 1)
+    kw = dict(WORDS=words, DT=_DTYPE_IDS.get(z.dtype, 2))
     if maxnreg:
         kw["maxnreg"] = maxnreg
     return kw
