@@ -175,73 +175,45 @@ def _poll(flag_ptr):
 
 
 @triton.jit
-def _lookback1(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, ma, me,
-               AGG_ONLY: tl.constexpr):  # fmt: skip
-    """m = 1: return the state entering tile k (from tiles k+STEP, k+2 STEP, ...). The tile's map x -> ma x + me is
-    published (flag 1) only if its first predecessor has no end state yet: most look-backs find one (NOTES v14j), and
-    the maps are 24-30% of the bytes a tile publishes. Later tiles wait for the end state (flag 2) then. AGG_ONLY
-    (_finish) always publishes it: there, only the chain's first tile publishes an end state."""
-    j = k + STEP
-    f = _poll(flag_ptr + (j * B + b) * NT + nt)
-    if (f != 2).to(tl.int32) + AGG_ONLY > 0:
-        row = (k * B + b).to(tl.int64) * N + n
-        tl.store(agg_ptr + row * 2, ma, mask=nmask)
-        tl.store(agg_ptr + row * 2 + 1, me, mask=nmask)
-        _signal(flag_ptr + (k * B + b) * NT + nt, 1)
+def _lookback1(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, ma, me):
+    """m = 1: publish this tile's map x -> ma x + me, return the state entering it (tiles k+STEP, k+2 STEP, ...)."""
+    row = (k * B + b).to(tl.int64) * N + n
+    tl.store(agg_ptr + row * 2, ma, mask=nmask)
+    tl.store(agg_ptr + row * 2 + 1, me, mask=nmask)
+    _signal(flag_ptr + (k * B + b) * NT + nt, 1)
     acc_a = ma * 0.0 + 1.0
     acc_e = ma * 0.0
     s = ma * 0.0
+    j = k + STEP
     done = k * 0
     while done == 0:
+        f = _poll(flag_ptr + (j * B + b) * NT + nt)
         rj = (j * B + b).to(tl.int64) * N + n
         if f == 2:
             s = acc_a * tl.load(inc_ptr + rj, mask=nmask, other=0.0, volatile=True) + acc_e
             done = k * 0 + 1
-        else:
-            if f == 1:
-                acc_e = acc_a * tl.load(agg_ptr + rj * 2 + 1, mask=nmask, other=0.0, volatile=True) + acc_e
-                acc_a = acc_a * tl.load(agg_ptr + rj * 2, mask=nmask, other=0.0, volatile=True)
-                j += STEP
-            f = _poll(flag_ptr + (j * B + b) * NT + nt)
+        elif f == 1:
+            acc_e = acc_a * tl.load(agg_ptr + rj * 2 + 1, mask=nmask, other=0.0, volatile=True) + acc_e
+            acc_a = acc_a * tl.load(agg_ptr + rj * 2, mask=nmask, other=0.0, volatile=True)
+            j += STEP
     return s
 
 
 @triton.jit
 def _lookback2(
-    flag_ptr,
-    agg_ptr,
-    inc_ptr,
-    k,
-    STEP: tl.constexpr,
-    B,
-    b,
-    N,
-    n,
-    nmask,
-    NT,
-    nt,
-    m00,
-    m01,
-    m10,
-    m11,
-    e0,
-    e1,
-    AGG_ONLY: tl.constexpr,
+    flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, e0, e1
 ):
-    """m = 2: as _lookback1 for the map x -> [[m00, m01], [m10, m11]] x + (e0, e1) (published only if needed);
-    returns the entering state. A tile's six map entries (and, _finish, its two end-state entries) are stored
-    planar, entry e of block n at e N + n, so each access of a warp is one contiguous run."""
-    j = k + STEP
-    f = _poll(flag_ptr + (j * B + b) * NT + nt)
-    if (f != 2).to(tl.int32) + AGG_ONLY > 0:
-        q = agg_ptr + (k * B + b).to(tl.int64) * N * 6 + n
-        tl.store(q, m00, mask=nmask)
-        tl.store(q + N, m01, mask=nmask)
-        tl.store(q + 2 * N, m10, mask=nmask)
-        tl.store(q + 3 * N, m11, mask=nmask)
-        tl.store(q + 4 * N, e0, mask=nmask)
-        tl.store(q + 5 * N, e1, mask=nmask)
-        _signal(flag_ptr + (k * B + b) * NT + nt, 1)
+    """m = 2: as _lookback1 for the map x -> [[m00, m01], [m10, m11]] x + (e0, e1); returns the entering state. A
+    tile's six map entries (and, _finish, its two end-state entries) are stored planar, entry e of block n at
+    e N + n, so each access of a warp is one contiguous run."""
+    q = agg_ptr + (k * B + b).to(tl.int64) * N * 6 + n
+    tl.store(q, m00, mask=nmask)
+    tl.store(q + N, m01, mask=nmask)
+    tl.store(q + 2 * N, m10, mask=nmask)
+    tl.store(q + 3 * N, m11, mask=nmask)
+    tl.store(q + 4 * N, e0, mask=nmask)
+    tl.store(q + 5 * N, e1, mask=nmask)
+    _signal(flag_ptr + (k * B + b) * NT + nt, 1)
     zero = e0 * 0.0
     a00 = zero + 1.0
     a01 = zero
@@ -251,8 +223,10 @@ def _lookback2(
     c1 = zero
     s0 = zero
     s1 = zero
+    j = k + STEP
     done = k * 0
     while done == 0:
+        f = _poll(flag_ptr + (j * B + b) * NT + nt)
         rj = (j * B + b).to(tl.int64) * N
         if f == 2:
             x0 = tl.load(inc_ptr + rj * 2 + n, mask=nmask, other=0.0, volatile=True)
@@ -260,24 +234,22 @@ def _lookback2(
             s0 = a00 * x0 + a01 * x1 + c0
             s1 = a10 * x0 + a11 * x1 + c1
             done = k * 0 + 1
-        else:
-            if f == 1:
-                q = agg_ptr + rj * 6 + n
-                q00 = tl.load(q, mask=nmask, other=0.0, volatile=True)
-                q01 = tl.load(q + N, mask=nmask, other=0.0, volatile=True)
-                q10 = tl.load(q + 2 * N, mask=nmask, other=0.0, volatile=True)
-                q11 = tl.load(q + 3 * N, mask=nmask, other=0.0, volatile=True)
-                q0 = tl.load(q + 4 * N, mask=nmask, other=0.0, volatile=True)
-                q1 = tl.load(q + 5 * N, mask=nmask, other=0.0, volatile=True)
-                c0, c1 = a00 * q0 + a01 * q1 + c0, a10 * q0 + a11 * q1 + c1
-                a00, a01, a10, a11 = (
-                    a00 * q00 + a01 * q10,
-                    a00 * q01 + a01 * q11,
-                    a10 * q00 + a11 * q10,
-                    a10 * q01 + a11 * q11,
-                )
-                j += STEP
-            f = _poll(flag_ptr + (j * B + b) * NT + nt)
+        elif f == 1:
+            q = agg_ptr + rj * 6 + n
+            q00 = tl.load(q, mask=nmask, other=0.0, volatile=True)
+            q01 = tl.load(q + N, mask=nmask, other=0.0, volatile=True)
+            q10 = tl.load(q + 2 * N, mask=nmask, other=0.0, volatile=True)
+            q11 = tl.load(q + 3 * N, mask=nmask, other=0.0, volatile=True)
+            q0 = tl.load(q + 4 * N, mask=nmask, other=0.0, volatile=True)
+            q1 = tl.load(q + 5 * N, mask=nmask, other=0.0, volatile=True)
+            c0, c1 = a00 * q0 + a01 * q1 + c0, a10 * q0 + a11 * q1 + c1
+            a00, a01, a10, a11 = (
+                a00 * q00 + a01 * q10,
+                a00 * q01 + a01 * q11,
+                a10 * q00 + a11 * q10,
+                a10 * q01 + a11 * q11,
+            )
+            j += STEP
     return s0, s1
 
 
@@ -355,7 +327,7 @@ def _bdlru_chain_fwd_kernel(
         if k == 0:
             s = tl.load(h0_ptr + sbase, mask=nmask, other=0.0)
         else:
-            s = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, ma, me, AGG_ONLY)
+            s = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, ma, me)
         end = ma * s + me
         if k == NTT - 1:
             tl.store(final_ptr + sbase, end, mask=nmask)
@@ -410,7 +382,7 @@ def _bdlru_chain_fwd_kernel(
             s1 = tl.load(h0_ptr + sbase + 1, mask=nmask, other=0.0)
         else:
             s0, s1 = _lookback2(
-                flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, me0, me1, AGG_ONLY
+                flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, me0, me1
             )
         end0 = m00 * s0 + m01 * s1 + me0
         end1 = m10 * s0 + m11 * s1 + me1
@@ -496,7 +468,7 @@ def _bdlru_chain_bwd_kernel(
         if k == NTT - 1:
             mu = tl.load(dfinal_ptr + sbase, mask=nmask, other=0.0)
         else:
-            mu = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, ma, mb, AGG_ONLY)
+            mu = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, ma, mb)
         out = ma * mu + mb
         if k == 0:
             tl.store(dh0_ptr + sbase, out, mask=nmask)
@@ -551,7 +523,7 @@ def _bdlru_chain_bwd_kernel(
             mu1 = tl.load(dfinal_ptr + sbase + 1, mask=nmask, other=0.0)
         else:
             mu0, mu1 = _lookback2(
-                flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, me0, me1, AGG_ONLY
+                flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, me0, me1
             )
         out0 = m00 * mu0 + m01 * mu1 + me0
         out1 = m10 * mu0 + m11 * mu1 + me1

@@ -267,39 +267,35 @@ def _matmul_tn(a, b, ii3, M: tl.constexpr):
 
 @triton.jit
 def _lookback(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE,
-              M: tl.constexpr, AGG_ONLY: tl.constexpr):  # fmt: skip
-    """Return the state entering tile k (tiles k+STEP, k+2 STEP, ...); the tile's map x -> mat x + e is published
-    only if its first predecessor has no end state yet, or with AGG_ONLY (as bdlru_chain._lookback1)."""
+              M: tl.constexpr):  # fmt: skip
+    """Publish this tile's map x -> mat x + e, return the state entering it (tiles k+STEP, k+2 STEP, ...)."""
     offm = (ii[:, None] * M + jj[None, :]) * ONE
     offe = M * M + ii * ONE
     mask2 = nmask[:, None]
     mask3 = nmask[:, None, None]
-    j = k + STEP
-    f = _poll(flag_ptr + (j * B + b) * NT + nt)
-    if (f != 2).to(tl.int32) + AGG_ONLY > 0:
-        row = (k * B + b).to(tl.int64) * N + n
-        tl.store(agg_ptr + (row * (M * M + M))[:, None, None] + offm[None], mat, mask=mask3)
-        tl.store(agg_ptr + (row * (M * M + M))[:, None] + offe[None], e, mask=mask2)
-        _signal(flag_ptr + (k * B + b) * NT + nt, 1)
+    row = (k * B + b).to(tl.int64) * N + n
+    tl.store(agg_ptr + (row * (M * M + M))[:, None, None] + offm[None], mat, mask=mask3)
+    tl.store(agg_ptr + (row * (M * M + M))[:, None] + offe[None], e, mask=mask2)
+    _signal(flag_ptr + (k * B + b) * NT + nt, 1)
     acc = mat * 0.0 + (ii[:, None] == jj[None, :]).to(tl.float32)[None]
     c = e * 0.0
     s = e * 0.0
+    j = k + STEP
     done = k * 0
     while done == 0:
+        f = _poll(flag_ptr + (j * B + b) * NT + nt)
         rj = (j * B + b).to(tl.int64) * N + n
         if f == 2:
             x = tl.load(inc_ptr + (rj * M)[:, None] + ii[None] * ONE, mask=mask2, other=0.0, volatile=True)
             s = tl.sum(acc * x[:, None, :], axis=2) + c
             done = k * 0 + 1
-        else:
-            if f == 1:
-                q = agg_ptr + rj * (M * M + M)
-                qm = tl.load(q[:, None, None] + offm[None], mask=mask3, other=0.0, volatile=True)
-                qe = tl.load(q[:, None] + offe[None], mask=mask2, other=0.0, volatile=True)
-                c = tl.sum(acc * qe[:, None, :], axis=2) + c
-                acc = _matmul(acc, qm, ii[None, :, None], jj[None, None, :], M)
-                j += STEP
-            f = _poll(flag_ptr + (j * B + b) * NT + nt)
+        elif f == 1:
+            q = agg_ptr + rj * (M * M + M)
+            qm = tl.load(q[:, None, None] + offm[None], mask=mask3, other=0.0, volatile=True)
+            qe = tl.load(q[:, None] + offe[None], mask=mask2, other=0.0, volatile=True)
+            c = tl.sum(acc * qe[:, None, :], axis=2) + c
+            acc = _matmul(acc, qm, ii[None, :, None], jj[None, None, :], M)
+            j += STEP
     return s
 
 
@@ -380,7 +376,7 @@ def _bdlru_tile_fwd_kernel(
                 else:
                     e = tl.where(ok, tl.sum(pAs * e[:, None, :], axis=2) + pas * vs, e)
                     mat = tl.where(ok, _matmul(pAs, mat, ii[None, :, None], jj[None, None, :], M), mat)
-        h = _lookback(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE, M, AGG_ONLY)
+        h = _lookback(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE, M)
         end = tl.sum(mat * h[:, None, :], axis=2) + e
         if k == NTT - 1:
             tl.store(final_ptr + offs, end, mask=smask)
@@ -487,7 +483,7 @@ def _bdlru_tile_bwd_kernel(
                         e += _vec(g_ptr, row0, s, N, n, ii, ONE, (nmask & ok) != 0, M, EV1)
                     e = tl.where(ok, tl.sum(pAs * e[:, :, None], axis=1), e)
                     mat = tl.where(ok, _matmul_tn(pAs, mat, ii[None, :, None], M), mat)
-        x = _lookback(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE, M, AGG_ONLY)
+        x = _lookback(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE, M)
         out = tl.sum(mat * x[:, None, :], axis=2) + e
         if k == 0:
             tl.store(dh0_ptr + offs, out, mask=smask)

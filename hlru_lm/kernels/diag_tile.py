@@ -50,33 +50,29 @@ def _runs(L: tl.constexpr, R: tl.constexpr):
 
 @triton.jit
 def _lookback(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, zo, NT, nt, ma, me,
-              BC: tl.constexpr, AGG_ONLY: tl.constexpr):  # fmt: skip
-    """bdlru_chain._lookback1 (the map published only if needed) with the map (ma, me) stored and read as
-    interleaved pairs in the logits' layout (zo): one vector access per thread, where _lookback1's stride-2 accesses
-    moved the pairs through shared memory."""
+              BC: tl.constexpr):  # fmt: skip
+    """bdlru_chain._lookback1 with the map (ma, me) stored and read as interleaved pairs in the logits' layout (zo):
+    one vector access per thread, where _lookback1's stride-2 accesses moved the pairs through shared memory."""
     zmask = zo < 2 * N
-    j = k + STEP
-    f = _poll(flag_ptr + (j * B + b) * NT + nt)
-    if (f != 2).to(tl.int32) + AGG_ONLY > 0:
-        tl.store(agg_ptr + (k * B + b).to(tl.int64) * N * 2 + zo, tl.reshape(tl.join(ma, me), [2 * BC]), mask=zmask)
-        _signal(flag_ptr + (k * B + b) * NT + nt, 1)
+    tl.store(agg_ptr + (k * B + b).to(tl.int64) * N * 2 + zo, tl.reshape(tl.join(ma, me), [2 * BC]), mask=zmask)
+    _signal(flag_ptr + (k * B + b) * NT + nt, 1)
     acc_a = ma * 0.0 + 1.0
     acc_e = ma * 0.0
     s = ma * 0.0
+    j = k + STEP
     done = k * 0
     while done == 0:
+        f = _poll(flag_ptr + (j * B + b) * NT + nt)
         rj = (j * B + b).to(tl.int64) * N
         if f == 2:
             s = acc_a * tl.load(inc_ptr + rj + n, mask=nmask, other=0.0, volatile=True) + acc_e
             done = k * 0 + 1
-        else:
-            if f == 1:
-                q = tl.load(agg_ptr + rj * 2 + zo, mask=zmask, other=0.0, volatile=True)
-                qa, qe = tl.split(tl.reshape(q, [BC, 2]))
-                acc_e = acc_a * qe + acc_e
-                acc_a = acc_a * qa
-                j += STEP
-            f = _poll(flag_ptr + (j * B + b) * NT + nt)
+        elif f == 1:
+            q = tl.load(agg_ptr + rj * 2 + zo, mask=zmask, other=0.0, volatile=True)
+            qa, qe = tl.split(tl.reshape(q, [BC, 2]))
+            acc_e = acc_a * qe + acc_e
+            acc_a = acc_a * qa
+            j += STEP
     return s
 
 
@@ -138,7 +134,7 @@ def _diag_fwd_kernel(
     if k == 0:
         s = tl.load(h0_ptr + sb + n, mask=nmask, other=0.0)
     else:
-        s = _lookback(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, zo, NT, nt, ma, me, BC, AGG_ONLY)
+        s = _lookback(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, zo, NT, nt, ma, me, BC)
     end = ma * s + me
     if k == NTT - 1:
         tl.store(final_ptr + sb + n, end, mask=nmask)
@@ -184,7 +180,6 @@ def _diag_bwd_kernel(
     c0 = nt * BC
     n = c0 + tl.arange(0, BC)
     nmask = n < N
-    zo = 2 * c0 + tl.arange(0, 2 * BC)
     row0 = (b * T + k * BT).to(tl.int64) * N
     sb = (b * N).to(tl.int64)
     if k == NTT - 1:  # the carry entering it is d final state: no map, no look-back
@@ -206,7 +201,9 @@ def _diag_bwd_kernel(
                 ma = ma * a  # steps 0..s map x -> ma x + me; append step s
                 if HAS_G:
                     me += ma * g
-        x = _lookback(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, zo, NT, nt, ma, me, BC, AGG_ONLY)
+        x = _lookback(
+            flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, 2 * c0 + tl.arange(0, 2 * BC), NT, nt, ma, me, BC
+        )
         out = ma * x + me
         if k == 0:
             tl.store(dh0_ptr + sb + n, out, mask=nmask)
@@ -214,6 +211,7 @@ def _diag_bwd_kernel(
             _finish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, nmask, NT, nt, 1, out, out, AGG_ONLY)
     # phase 2: rerun backwards from the true carry, write dlogits and dv
     h0 = tl.load(h0_ptr + sb + n, mask=nmask, other=0.0)
+    zo = 2 * c0 + tl.arange(0, 2 * BC)
     for r0 in range(0, BT, UNROLL):
         for r in tl.static_range(UNROLL):
             s = BT - 1 - r0 - r
