@@ -37,6 +37,7 @@ from .common import (
     _DTYPE_IDS,
     NORM_IDS,
     _as_words,
+    _bits,
     _env_int,
     _norm_rows,
     _norm_rows_bwd,
@@ -152,20 +153,6 @@ def _logits_at(wq, s, N, n, nmask, ok, ii, jj, xA, xa, ONE, M: tl.constexpr, WB:
         xA = tl.where((fA // EPW == w)[None], word[:, None, None], xA)
         xa = tl.where((fa // EPW == w)[None], word[:, None], xa)
     return _unpack(xA, (fA % EPW)[None], DT, WORD), _unpack(xa, (fa % EPW)[None], DT, WORD)
-
-
-@triton.jit
-def _bits(x, DT: tl.constexpr, WORD: tl.constexpr):
-    """x (fp32) rounded to the logits' dtype, as its raw bits in the low 16 (bf16, fp16) or 32 (fp32) bits of
-    WORD-bit integers."""
-    if DT == 2:
-        b = x.to(tl.int32, bitcast=True)
-    else:
-        y = x.to(tl.bfloat16) if DT == 0 else x.to(tl.float16)
-        b = y.to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
-    if WORD == 64:
-        b = b.to(tl.int64) & 0xFFFFFFFF
-    return b
 
 
 @triton.jit

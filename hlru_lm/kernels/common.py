@@ -56,12 +56,23 @@ def _half(w, HI: tl.constexpr, DT: tl.constexpr):
 
 
 @triton.jit
+def _bits(x, DT: tl.constexpr, WORD: tl.constexpr):
+    """x (fp32) rounded to the logits' dtype, as its raw bits in the low 16 (bf16, fp16) or 32 (fp32) bits of
+    WORD-bit integers."""
+    if DT == 2:
+        b = x.to(tl.int32, bitcast=True)
+    else:
+        y = x.to(tl.bfloat16) if DT == 0 else x.to(tl.float16)
+        b = y.to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+    if WORD == 64:
+        b = b.to(tl.int64) & 0xFFFFFFFF
+    return b
+
+
+@triton.jit
 def _pack(lo, hi, DT: tl.constexpr):
     """Two fp32 tensors rounded to bf16 (DT 0) or fp16 (DT 1), packed as int32 words (lo in the low half)."""
-    ty = tl.bfloat16 if DT == 0 else tl.float16
-    bl = lo.to(ty).to(tl.int16, bitcast=True).to(tl.int32) & 65535
-    bh = hi.to(ty).to(tl.int16, bitcast=True).to(tl.int32)
-    return bl | (bh << 16)
+    return _bits(lo, DT, 32) | (_bits(hi, DT, 32) << 16)
 
 
 _warned: set = set()
