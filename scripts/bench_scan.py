@@ -318,7 +318,8 @@ def main():
         dump()
 
     # H-LRU at one size, each order also on the kernels it does not run by default: orders 2, 4 on the sequential
-    # (HLRU_TILE=0) and lane-per-lag (HLRU_LAGS=1) kernels, orders 8, 16 on the tile (HLRU_LAGS=0) and sequential ones
+    # (HLRU_TILE=0) and lane-per-lag (HLRU_LAGS=1) kernels, order 8 on the tile (HLRU_LAGS=0) and sequential
+    # kernels, order 16 on the sequential one
     hrows = []
     lags, tile, seq = {"HLRU_LAGS": "1"}, {"HLRU_LAGS": "0"}, {"HLRU_TILE": "0", "HLRU_LAGS": "0"}
     for m, knobs in [(1, {}), (2, {}), (2, seq), (2, lags), (4, {}), (4, seq), (4, lags), (8, {}), (8, tile), (8, seq),

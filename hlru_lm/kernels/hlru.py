@@ -6,8 +6,9 @@ The lag window lives in registers in *time-slot order*: x_s sits in slot s mod m
 stored with permuted offsets. The backward runs the transposed companion recurrence in the same slot order.
 One program per (batch, channel tile), sequential over T (no time parallelism: parallelism is B*N channels). Orders
 in bdlru_tile.HLRU_TILE_M run the two-phase tile scan of bdlru_tile.py instead (the companion matrix as a dense
-BD-LRU block), which is parallel over time too; this kernel takes the other orders and HLRU_TILE=0. Order 16, and
-order 8 from 8192 lanes, run the lane-per-lag kernels of hlru_lags.py (hlru_lags.use_lags).
+BD-LRU block), which is parallel over time too. Order 16, and order 8 from 8192 lanes, run the lane-per-lag kernels
+of hlru_lags.py (hlru_lags.use_lags). This kernel runs only where neither takes the call: with HLRU_TILE=0, and
+HLRU_LAGS=0 where use_lags would take it.
 """
 
 import torch
