@@ -3,7 +3,8 @@
 Compiles with the Triton of the device image (3.6) installed beside the CPU venv, e.g.
     pip install --target /tmp/tr36 triton==3.6.0
     PYTHONPATH=/tmp/tr36:. python benchmarks/experiments/compile_report.py chain-fwd,1,32,128,4 generic-fwd,4,32,1
-Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (chain-fwd: [,WORDS[,MAXNREG]]; bdlru_chain.py),
+Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (chain-fwd: [,WORDS[,MAXNREG]]; bdlru_chain.py), pair-fwd,BT,WARPS[,MAXNREG]
+(bdlru_pair.py),
 tile-fwd|tile-bwd,M,BT,WARPS,UNROLL[,MAXNREG] (bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form; env
 HLRU_TILE_COAL_M, _REV, _EVICT as at run time), diag-fwd,BT,VEC,WARPS and diag-bwd,BT,VEC,WARPS,UNROLL
 (diag_tile.py; env HLRU_DIAG_FAST, _EVICT), generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py),
@@ -24,7 +25,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from hlru_lm.kernels import bdlru, bdlru_chain, bdlru_rows, bdlru_tile, diag_tile, hlru_lags
+from hlru_lm.kernels import bdlru, bdlru_chain, bdlru_pair, bdlru_rows, bdlru_tile, diag_tile, hlru_lags
 
 P, F, I32 = "*bf16", "*fp32", "*i32"
 CHAIN_FWD = dict(z_ptr=P, v_ptr=P, h0_ptr=F, h_ptr=P, final_ptr=F, flag_ptr=I32, agg_ptr=F, inc_ptr=F)
@@ -80,6 +81,14 @@ def main() -> None:
             else:
                 consts["HAS_G"] = True
                 report(bdlru_chain._bdlru_chain_bwd_kernel, {**CHAIN_BWD, **CHAIN_INTS}, consts, warps, spec)
+        elif kind == "pair-fwd":
+            if len(nums) not in (2, 3):
+                sys.exit(f"{spec!r}: pair-fwd takes BT,WARPS[,MAXNREG]")
+            bt, warps, *maxnreg = nums
+            consts = dict(BT=bt, BP=32 * warps, NORM=0, AGG_ONLY=0, DT=0)
+            no_align = {"B", "T", "NT", "NTT"}  # its tensors and N keep their alignment specialisation
+            sig = {**CHAIN_FWD, **CHAIN_INTS}
+            report(bdlru_pair._bdlru_pair_fwd_kernel, sig, consts, warps, spec, (maxnreg or [0])[0] or None, no_align)
         elif kind in ("generic-fwd", "generic-bwd", "generic-map"):
             m, bn, warps = nums
             consts = dict(M=m, BN=bn, NORM=0, UNROLL=2, SCALAR=bdlru.scalar_layout(m))
