@@ -24,7 +24,7 @@ _DEFAULTS = (8, 2, 0)
 def use_pair(z: torch.Tensor, v: torch.Tensor) -> bool:
     """The m = 2 forward runs here unless HLRU_PAIR=0, for logits it can read as words: N even, bf16 / fp16 z and v
     of one dtype, both 4-byte aligned (contiguous, as BDLRUScanFn passes them)."""
-    if _env_int("HLRU_PAIR", 1) != 1 or v.shape[-1] != 2 or v.shape[-2] % 2 != 0:
+    if _env_int("HLRU_PAIR", 0) != 1 or v.shape[-1] != 2 or v.shape[-2] % 2 != 0:
         return False
     return z.element_size() == 2 and v.dtype == z.dtype and z.data_ptr() % 4 == 0 and v.data_ptr() % 4 == 0
 
