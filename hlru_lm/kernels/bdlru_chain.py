@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import _ASM, _DTYPE_IDS, NORM_IDS, _env_int, _exp_shift, _half, _pack, _rcp, _sigmoid, bwd_buffers
+from .common import _DTYPE_IDS, NORM_IDS, _env_int, _exp_shift, _half, _pack, _rcp, _sigmoid, bwd_buffers
 
 CHAIN_M = (1, 2)
 
@@ -171,15 +171,7 @@ def _signal(flag_ptr, val):
 
 @triton.jit
 def _poll(flag_ptr):
-    """The flag at flag_ptr, read with acquire semantics by every thread itself (ld.acquire, v18c): an atomic runs in
-    one thread and reaches the others through shared memory and a barrier, on each hop of a look-back. Threads may
-    see a flag at different values and walk different paths; each one's loads follow its own acquire."""
-    if _ASM:
-        return tl.inline_asm_elementwise(
-            "ld.acquire.gpu.global.b32 $0, [$1];", "=r,l", [flag_ptr], dtype=tl.int32, is_pure=False, pack=1
-        )
-    else:
-        return tl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu")
+    return tl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu")
 
 
 @triton.jit
