@@ -7,7 +7,7 @@ Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (chain-fwd: [,WORDS[,MAXNREG]]; bdlru_c
 (bdlru_pair.py),
 tile-fwd|tile-bwd,M,BT,WARPS,UNROLL[,MAXNREG] (bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form; env
 HLRU_TILE_COAL_M, _REV, _EVICT as at run time), diag-fwd,BT,VEC,WARPS and diag-bwd,BT,VEC,WARPS,UNROLL
-(diag_tile.py; env HLRU_DIAG_FAST, _EVICT), generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py),
+(diag_tile.py; env HLRU_DIAG_FAST, _EVICT, _MAXNREG, _RAW), generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py),
 rows-fwd|rows-bwd,M,U[,WORDS] (bdlru_rows.py; env HLRU_ROWS_FAST, HLRU_ROWS_PF, HLRU_ROWS_PARTS / _PARTS_BWD),
 lags-fwd|lags-bwd,M,U (hlru_lags.py; env HLRU_LAGS_PF).
 Pointer and N arguments get the divisibility-16 specialisation the runtime gives them, except the ones the kernels
@@ -131,7 +131,13 @@ def main() -> None:
             no_align = {"B", "T", "NT", "NTT"}  # the kernels' tensors and N keep their alignment specialisation
             if kind == "diag-fwd":
                 consts.update(VEC=vec, FAST=os.environ.get("HLRU_DIAG_FAST") == "1")
-                report(diag_tile._diag_fwd_kernel, {**CHAIN_FWD, **CHAIN_INTS}, consts, warps, spec, None, no_align)
+                maxnreg = int(os.environ.get("HLRU_DIAG_MAXNREG") or 0) or None
+                fn = diag_tile._diag_fwd_kernel
+                if os.environ.get("HLRU_DIAG_RAW") == "1":
+                    fn = diag_tile._diag_raw_fwd_kernel
+                    consts = dict(BT=bt, BP=16 * warps * vec, NORM=0, AGG_ONLY=0, DT=0)
+                    no_align = {"B", "T", "NT", "NTT", "v_ptr", "h_ptr"}
+                report(fn, {**CHAIN_FWD, **CHAIN_INTS}, consts, warps, spec, maxnreg, no_align)
             else:
                 evict = int(os.environ.get("HLRU_DIAG_EVICT") or 2)  # as diag_tile._launch_args
                 consts.update(HAS_G=True, UNROLL=unroll[0], EV1="evict_last" if evict == 2 else "")

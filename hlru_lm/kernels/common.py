@@ -88,16 +88,16 @@ def interpret_mode() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-# rcp.approx on the GPU; the interpreter (CPU tests) runs no inline asm. Triton reads TRITON_INTERPRET once, when the
+# Inline asm on the GPU only: the interpreter (CPU tests) runs none. Triton reads TRITON_INTERPRET once, when the
 # kernels are defined, and so does this flag.
-_APPROX_RCP = tl.constexpr(not interpret_mode())
+_ASM = tl.constexpr(not interpret_mode())
 
 
 @triton.jit
 def _rcp(x, FAST: tl.constexpr):
     """1 / x for the row sums of phi, which lie in [1e-6, inf]. FAST: one MUFU.RCP on the GPU; `1.0 / x` compiles to
     div.full.f32, whose range checks cost ~7 more instructions."""
-    if FAST and _APPROX_RCP:
+    if FAST and _ASM:
         return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32, is_pure=True,
                                          pack=1)  # fmt: skip
     else:

@@ -22,8 +22,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .bdlru_chain import _comb1, _dphi, _finish, _lookback_buffers, _phi2, _poll, _signal, _tile
-from .common import NORM_IDS, _env_int, bwd_buffers
+from .bdlru_chain import _comb1, _dphi, _finish, _lookback1, _lookback_buffers, _phi2, _poll, _signal, _tile
+from .common import _ASM, _DTYPE_IDS, NORM_IDS, _env_int, _half, _pack, bwd_buffers
 
 # {bwd: (BT, VEC, warps, UNROLL)}, the best measured (H200, B=8 T=8192 D=1536, NOTES v14); UNROLL is the
 # backward's steps per loop iteration (the forward keeps its steps in registers)
@@ -142,6 +142,104 @@ def _diag_fwd_kernel(
         _finish(flag_ptr, inc_ptr, k, 0, B, b, N, n, nmask, NT, nt, 1, end, end, AGG_ONLY)
     h = ca * s[None, :] + ce
     tl.store(h_ptr + row0 + off, h.to(h_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _at(x, tt, r):
+    """Step r of a [BP, BT] int32 tensor whose time axis lies in each thread: the selects fold to a register pick."""
+    return tl.sum(tl.where((tt == r)[None, :], x, 0), axis=1)
+
+
+@triton.jit
+def _opaque(x):
+    """x (int32) through an asm copy the compiler cannot see through, on the GPU (the interpreter runs no asm)."""
+    if _ASM:
+        return tl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r", [x], dtype=tl.int32, is_pure=False, pack=1)
+    else:
+        return x
+
+
+@triton.jit
+def _fold(ma, me, x, vr, ok, NORM: tl.constexpr, DT: tl.constexpr):
+    """Append a step (logit word x, input vr) to the map h -> ma h + me."""
+    a, w, _ = _phi2(_half(x, 0, DT), _half(x, 1, DT), NORM, True)
+    return tl.where(ok, ma * a, ma), tl.where(ok, a * me + w * vr, me)
+
+
+@triton.jit(do_not_specialize_on_alignment=["v_ptr", "h_ptr"])
+def _diag_raw_fwd_kernel(
+    z_ptr,
+    v_ptr,
+    h0_ptr,
+    h_ptr,
+    final_ptr,
+    flag_ptr,
+    agg_ptr,
+    inc_ptr,
+    B,
+    T,
+    N,
+    NT,
+    NTT,
+    BT: tl.constexpr,
+    BP: tl.constexpr,
+    NORM: tl.constexpr,
+    AGG_ONLY: tl.constexpr,
+    DT: tl.constexpr,
+):
+    """v18e: a lane owns the channels 2p, 2p + 1 (a pair) and keeps only raw words in registers across the
+    look-back: per step the two channels' logit words and one word of v (1.5 registers per channel-step, against
+    2 fp32 prefixes), so a tile can be twice as long. Pass 1 folds the tile's map step by step; pass 2 runs the
+    recurrence from the look-back's state, normalising again, and stores h as one word per pair and step.
+    Needs N even and 2-byte z, v of one dtype (words)."""
+    k, b, nt = _tile(B, NT, NTT, False)
+    tt = tl.arange(0, BT)
+    jj = tl.arange(0, 2)
+    p = nt * BP + tl.arange(0, BP)
+    pmask = p < N // 2
+    okt = (k * BT + tt) < T
+    mask = pmask[:, None] & okt[None, :]
+    row0 = (b * T + k * BT).to(tl.int64) * N  # (token, channel) index of the tile's origin
+    zo = (2 * p)[:, None, None] + (tt * N)[None, :, None] + jj[None, None, :]
+    zlo, zhi = tl.split(
+        tl.load(z_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 + zo, mask=mask[:, :, None], other=0)
+    )
+    vo = p[:, None] + (tt * (N // 2))[None, :]
+    vw = tl.load(v_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 // 2 + vo, mask=mask, other=0)
+    one = tl.full([BP], 1.0, tl.float32)
+    ma0, me0, ma1, me1 = one, one * 0.0, one, one * 0.0
+    for r in tl.static_range(BT):
+        ok = k * BT + r < T
+        vr = _at(vw, tt, r)
+        ma0, me0 = _fold(ma0, me0, _at(zlo, tt, r), _half(vr, 0, DT), ok, NORM, DT)
+        ma1, me1 = _fold(ma1, me1, _at(zhi, tt, r), _half(vr, 1, DT), ok, NORM, DT)
+    n = 2 * p[:, None] + jj[None, :]  # [BP, 2] channels
+    nmask = n < N
+    ma = tl.join(ma0, ma1)
+    me = tl.join(me0, me1)
+    sb = (b * N).to(tl.int64)
+    if k == 0:
+        s = tl.load(h0_ptr + sb + n, mask=nmask, other=0.0)
+    else:
+        s = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, ma, me)
+    end = ma * s + me
+    if k == NTT - 1:
+        tl.store(final_ptr + sb + n, end, mask=nmask)
+    else:
+        _finish(flag_ptr, inc_ptr, k, 0, B, b, N, n, nmask, NT, nt, 1, end, end, AGG_ONLY)
+    h0, h1 = tl.split(s)
+    hw = h_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 // 2 + p
+    zlo = _opaque(zlo)  # else LLVM reuses pass 1's gates and keeps them live across the look-back
+    zhi = _opaque(zhi)
+    vw = _opaque(vw)
+    for r in tl.static_range(BT):
+        ok = (pmask & (k * BT + r < T)) != 0
+        vr = _at(vw, tt, r)
+        a0, w0, _ = _phi2(_half(_at(zlo, tt, r), 0, DT), _half(_at(zlo, tt, r), 1, DT), NORM, True)
+        a1, w1, _ = _phi2(_half(_at(zhi, tt, r), 0, DT), _half(_at(zhi, tt, r), 1, DT), NORM, True)
+        h0 = a0 * h0 + w0 * _half(vr, 0, DT)
+        h1 = a1 * h1 + w1 * _half(vr, 1, DT)
+        tl.store(hw + r * (N // 2), _pack(h0, h1, DT), mask=ok)
 
 
 @triton.jit
@@ -284,9 +382,18 @@ def diag_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> t
     h = torch.empty_like(v)
     final = torch.empty(bsz, nch, 1, dtype=torch.float32, device=v.device)
     flags, agg, inc = _lookback_buffers(bsz, ntt, nch, nt, 1, v.device)
-    _diag_fwd_kernel[(ntt * bsz * nt,)](
-        z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nch, nt, ntt, NORM=NORM_IDS[norm], **kw
-    )
+    if _env_int("HLRU_DIAG_RAW", 0) == 1 and z.element_size() == 2 and v.dtype == z.dtype and nch % 2 == 0:
+        kr = dict(BT=kw["BT"], BP=kw["BC"] // 2, num_warps=kw["num_warps"], AGG_ONLY=kw["AGG_ONLY"])
+        if "maxnreg" in kw:
+            kr["maxnreg"] = kw["maxnreg"]
+        _diag_raw_fwd_kernel[(ntt * bsz * nt,)](
+            z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nch, nt, ntt, NORM=NORM_IDS[norm], DT=_DTYPE_IDS[z.dtype],
+            **kr,
+        )  # fmt: skip
+    else:
+        _diag_fwd_kernel[(ntt * bsz * nt,)](
+            z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nch, nt, ntt, NORM=NORM_IDS[norm], **kw
+        )
     return h, final
 
 
