@@ -3,7 +3,7 @@
 Compiles with the Triton of the device image (3.6) installed beside the CPU venv, e.g.
     pip install --target /tmp/tr36 triton==3.6.0
     PYTHONPATH=/tmp/tr36:. python benchmarks/experiments/compile_report.py chain-fwd,1,32,128,4 generic-fwd,4,32,1
-Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (chain-fwd: [,WORDS[,MAXNREG]]; bdlru_chain.py), pair-fwd,BT,WARPS[,MAXNREG]
+Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (chain-fwd: [,WORDS[,MAXNREG]]; env HLRU_CHAIN_RAW; bdlru_chain.py), pair-fwd,BT,WARPS[,MAXNREG]
 (bdlru_pair.py),
 tile-fwd|tile-bwd,M,BT,WARPS,UNROLL[,MAXNREG] (bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form; env
 HLRU_TILE_COAL_M, _REV, _EVICT as at run time), diag-fwd,BT,VEC,WARPS and diag-bwd,BT,VEC,WARPS,UNROLL
@@ -74,7 +74,11 @@ def main() -> None:
         if kind in ("chain-fwd", "chain-bwd"):
             m, bt, bn, warps, words, maxnreg = (nums + [0, 0])[:6]
             consts = dict(M=m, BT=bt, BN=bn, NORM=0, AGG_ONLY=0)
-            if kind == "chain-fwd":
+            if kind == "chain-fwd" and os.environ.get("HLRU_CHAIN_RAW") == "1":  # m = 2, words
+                consts = dict(BT=bt, BN=bn, NORM=0, AGG_ONLY=0, DT=0)
+                sig = {**CHAIN_FWD, **CHAIN_INTS}
+                report(bdlru_chain._bdlru_chain_raw_fwd_kernel, sig, consts, warps, spec, maxnreg or None)
+            elif kind == "chain-fwd":
                 consts.update(WORDS=words, DT=0)
                 sig = {**CHAIN_FWD, **CHAIN_INTS}
                 report(bdlru_chain._bdlru_chain_fwd_kernel, sig, consts, warps, spec, maxnreg=maxnreg or None)

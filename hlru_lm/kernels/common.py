@@ -119,6 +119,22 @@ def _sigmoid(z, FAST: tl.constexpr):
     return _rcp(1.0 + tl.exp2(-z * 1.4426950408889634), FAST)
 
 
+@triton.jit
+def _at(x, tt, r):
+    """Step r of an [L, BT] int32 tensor whose time axis lies in each thread: the selects fold to a register pick."""
+    return tl.sum(tl.where((tt == r)[None, :], x, 0), axis=1)
+
+
+@triton.jit
+def _opaque(x):
+    """x (int32) through an asm copy the compiler cannot see through, on the GPU (the interpreter runs no asm): the
+    raw-word forwards recompute the gates after the look-back, and LLVM would otherwise keep the first pass's."""
+    if _ASM:
+        return tl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r", [x], dtype=tl.int32, is_pure=False, pack=1)
+    else:
+        return x
+
+
 def triton_usable(v: torch.Tensor, m: int, op: str) -> bool:
     """True if the Triton kernel handles this call; otherwise warns once and the caller uses the torch path."""
     if m not in SUPPORTED_M:

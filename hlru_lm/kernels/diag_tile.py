@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from .bdlru_chain import _comb1, _dphi, _finish, _lookback1, _lookback_buffers, _phi2, _poll, _signal, _tile
-from .common import _ASM, _DTYPE_IDS, NORM_IDS, _env_int, _half, _pack, bwd_buffers
+from .common import _DTYPE_IDS, NORM_IDS, _at, _env_int, _half, _opaque, _pack, bwd_buffers
 
 # {bwd: (BT, VEC, warps, UNROLL)}, the best measured (H200, B=8 T=8192 D=1536, NOTES v14); UNROLL is the
 # backward's steps per loop iteration (the forward keeps its steps in registers)
@@ -145,21 +145,6 @@ def _diag_fwd_kernel(
 
 
 @triton.jit
-def _at(x, tt, r):
-    """Step r of a [BP, BT] int32 tensor whose time axis lies in each thread: the selects fold to a register pick."""
-    return tl.sum(tl.where((tt == r)[None, :], x, 0), axis=1)
-
-
-@triton.jit
-def _opaque(x):
-    """x (int32) through an asm copy the compiler cannot see through, on the GPU (the interpreter runs no asm)."""
-    if _ASM:
-        return tl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r", [x], dtype=tl.int32, is_pure=False, pack=1)
-    else:
-        return x
-
-
-@triton.jit
 def _fold(ma, me, x, vr, ok, NORM: tl.constexpr, DT: tl.constexpr):
     """Append a step (logit word x, input vr) to the map h -> ma h + me."""
     a, w, _ = _phi2(_half(x, 0, DT), _half(x, 1, DT), NORM, True)
@@ -229,7 +214,7 @@ def _diag_raw_fwd_kernel(
         _finish(flag_ptr, inc_ptr, k, 0, B, b, N, n, nmask, NT, nt, 1, end, end, AGG_ONLY)
     h0, h1 = tl.split(s)
     hw = h_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 // 2 + p
-    zlo = _opaque(zlo)  # else LLVM reuses pass 1's gates and keeps them live across the look-back
+    zlo = _opaque(zlo)
     zhi = _opaque(zhi)
     vw = _opaque(vw)
     for r in tl.static_range(BT):
