@@ -4,7 +4,8 @@ T is not a multiple of the chunk length and several chunks are forced (HLRU_CHUN
 recompute kernels of the forward and backward are all exercised; for m = 1 (HLRU_DIAG_BT), m = 2 (HLRU_CHAIN_BT,
 HLRU_TILE_BT_BWD) and m = 4, 8 (HLRU_TILE_BT) several time tiles run the look-back kernels' carry path, and
 HLRU_CHAIN=0 / HLRU_TILE=0 run the generic kernels at those m too (HLRU_CHAIN_BWD=1: the chained backward at m = 1,
-2; HLRU_DIAG_FWD=0 / HLRU_DIAG_BWD=0: the chained and tile kernels at m = 1).
+2; HLRU_DIAG_FWD=0 / HLRU_DIAG_BWD=0: the chained and tile kernels at m = 1; HLRU_DIAG_RAW=0: diag_tile.py's prefix
+forward for 2-byte inputs).
 """
 
 import os
@@ -302,18 +303,70 @@ def test_bdlru_tile_unaligned_logits_fall_back(monkeypatch, m):
 @pytest.mark.parametrize("agg_only", ["0", "1"])
 @pytest.mark.parametrize("vec, bt, n", [("1", "4", 40), ("2", "8", 136), ("4", "4", 37), ("2", "64", 136)])
 def test_diag(monkeypatch, vec, bt, n, agg_only, dtype):
-    """m = 1 on diag_tile.py (the default: single-pass forward, two-phase backward), VEC channels per lane: several
+    """m = 1 on diag_tile.py (single-pass prefix forward, two-phase backward), VEC channels per lane: several
     time tiles (the last partial) or one, several channel tiles (one warp: 32 VEC channels each), N not a multiple of
     the tile or of 16 (element loads); agg_only as in test_bdlru_chain_tiles."""
     from hlru_lm.kernels import bdlru
 
     calls = _record_calls(monkeypatch, bdlru, ("diag_fwd", "diag_bwd"))
-    for knob, val in dict(VEC=vec, BT=bt, BT_BWD=bt, WARPS="1").items():
+    for knob, val in dict(VEC=vec, BT=bt, BT_BWD=bt, WARPS="1", RAW="0").items():  # test_diag_raw: RAW=1
         monkeypatch.setenv(f"HLRU_DIAG_{knob}", val)
     monkeypatch.setenv("HLRU_DEBUG_AGG_ONLY", agg_only)
     z, v, h0 = _inputs((2, 30, n, 1, 2), (2, 30, n, 1), (2, n, 1), "softmax", seed=15)
     _check_dtype(bdlru_scan, z, v, h0, "softmax", dtype)
     assert calls == ["diag_fwd", "diag_bwd"]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("agg_only", ["0", "1"])
+@pytest.mark.parametrize("bt, n", [("4", 40), ("8", 136), ("64", 136)])
+def test_diag_raw(monkeypatch, bt, n, agg_only, dtype):
+    """The m = 1 raw-word forward (the default for 2-byte inputs and N even): several time tiles (the last partial)
+    or one, several pair tiles (one warp: 32 pairs; N = 136: the last tile partial), agg_only as in
+    test_bdlru_chain_tiles. Against the float64 reference (values, final state, grads), and against the prefix
+    forward (HLRU_DIAG_RAW=0) on the same tiles: the same maps composed in the same order."""
+    from hlru_lm.kernels import diag_tile
+
+    for knob, val in dict(BT=bt, BT_BWD=bt, WARPS="1").items():
+        monkeypatch.setenv(f"HLRU_DIAG_{knob}", val)
+    monkeypatch.setenv("HLRU_DEBUG_AGG_ONLY", agg_only)
+    z, v, h0 = _inputs((2, 30, n, 1, 2), (2, 30, n, 1), (2, n, 1), "softmax", seed=15)
+    _check_dtype(bdlru_scan, z, v, h0, "softmax", dtype)
+    zd, vd, hd = z.to(dtype).to(DEV), v.to(dtype).to(DEV), h0.to(DEV)
+    assert diag_tile.use_raw(zd, vd)
+    h, f = diag_tile.diag_fwd(zd, vd, hd, "softmax")
+    monkeypatch.setenv("HLRU_DIAG_RAW", "0")
+    hp, fp = diag_tile.diag_fwd(zd, vd, hd, "softmax")
+    assert rel(f, fp) < 1e-6 and rel(h.float(), hp.float()) < 1e-3
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("fast", ["0", "1"])
+def test_diag_raw_norms(monkeypatch, fast, norm):
+    """The raw-word forward with every gate_norm, exact or short normalisation (HLRU_DIAG_FAST), maps composed."""
+    for knob, val in dict(FAST=fast, BT="8", WARPS="1").items():
+        monkeypatch.setenv(f"HLRU_DIAG_{knob}", val)
+    monkeypatch.setenv("HLRU_DEBUG_AGG_ONLY", "1")
+    z, v, h0 = _inputs((2, 30, 72, 1, 2), (2, 30, 72, 1), (2, 72, 1), norm, seed=16)
+    _check_dtype(bdlru_scan, z, v, h0, norm, torch.bfloat16)
+
+
+def test_diag_raw_routing(monkeypatch):
+    """use_raw takes 2-byte logits and v of one dtype, both 4-byte aligned, N even, unless HLRU_DIAG_RAW=0."""
+    from hlru_lm.kernels.diag_tile import use_raw
+
+    z = torch.zeros(1, 4, 6, 1, 2, dtype=torch.bfloat16)
+    v = torch.zeros(1, 4, 6, 1, dtype=torch.bfloat16)
+    assert use_raw(z, v) and use_raw(z.half(), v.half())
+    assert not use_raw(z.float(), v.float()) and not use_raw(z, v.half())
+    assert not use_raw(torch.zeros(1, 4, 5, 1, 2, dtype=torch.bfloat16), torch.zeros(1, 4, 5, 1, dtype=torch.bfloat16))
+    buf = torch.zeros(1 + z.numel(), dtype=torch.bfloat16)
+    assert not use_raw(buf[1:].view(z.shape), v)  # 2-byte aligned only
+    monkeypatch.setenv("HLRU_DIAG_RAW", "0")
+    assert not use_raw(z, v)
+    monkeypatch.setenv("HLRU_DIAG_RAW", "yes")
+    with pytest.raises(ValueError, match="HLRU_DIAG_RAW='yes' must be an integer"):
+        use_raw(z, v)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])

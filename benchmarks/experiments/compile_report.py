@@ -3,12 +3,12 @@
 Compiles with the Triton of the device image (3.6) installed beside the CPU venv, e.g.
     pip install --target /tmp/tr36 triton==3.6.0
     PYTHONPATH=/tmp/tr36:. python benchmarks/experiments/compile_report.py chain-fwd,1,32,128,4 generic-fwd,4,32,1
-Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (chain-fwd: [,WORDS[,MAXNREG]]; env HLRU_CHAIN_RAW; bdlru_chain.py), pair-fwd,BT,WARPS[,MAXNREG]
-(bdlru_pair.py),
+Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (chain-fwd: [,WORDS[,MAXNREG]]; bdlru_chain.py),
 tile-fwd|tile-bwd,M,BT,WARPS,UNROLL[,MAXNREG] (bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form; env
 HLRU_TILE_COAL_M, _REV, _EVICT as at run time), diag-fwd,BT,VEC,WARPS and diag-bwd,BT,VEC,WARPS,UNROLL
-(diag_tile.py; env HLRU_DIAG_FAST, _EVICT, _MAXNREG, _RAW), generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py),
-rows-fwd|rows-bwd,M,U[,WORDS] (bdlru_rows.py; env HLRU_ROWS_FAST, HLRU_ROWS_PF, HLRU_ROWS_PARTS / _PARTS_BWD),
+(diag_tile.py; env HLRU_DIAG_FAST, _EVICT, _MAXNREG, _RAW as at run time),
+generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py), rows-fwd|rows-bwd,M,U[,WORDS] (bdlru_rows.py; env
+HLRU_ROWS_FAST, HLRU_ROWS_PF, HLRU_ROWS_PARTS / _PARTS_BWD),
 lags-fwd|lags-bwd,M,U (hlru_lags.py; env HLRU_LAGS_PF).
 Pointer and N arguments get the divisibility-16 specialisation the runtime gives them, except the ones the kernels
 opt out of. Prints cuobjdump's REG/STACK/SHARED, PTX instruction counts and the TTGIR blocked layouts; SASS=1 adds
@@ -25,7 +25,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from hlru_lm.kernels import bdlru, bdlru_chain, bdlru_pair, bdlru_rows, bdlru_tile, diag_tile, hlru_lags
+from hlru_lm.kernels import bdlru, bdlru_chain, bdlru_rows, bdlru_tile, diag_tile, hlru_lags
 
 P, F, I32 = "*bf16", "*fp32", "*i32"
 CHAIN_FWD = dict(z_ptr=P, v_ptr=P, h0_ptr=F, h_ptr=P, final_ptr=F, flag_ptr=I32, agg_ptr=F, inc_ptr=F)
@@ -74,25 +74,13 @@ def main() -> None:
         if kind in ("chain-fwd", "chain-bwd"):
             m, bt, bn, warps, words, maxnreg = (nums + [0, 0])[:6]
             consts = dict(M=m, BT=bt, BN=bn, NORM=0, AGG_ONLY=0)
-            if kind == "chain-fwd" and os.environ.get("HLRU_CHAIN_RAW") == "1":  # m = 2, words
-                consts = dict(BT=bt, BN=bn, NORM=0, AGG_ONLY=0, DT=0)
-                sig = {**CHAIN_FWD, **CHAIN_INTS}
-                report(bdlru_chain._bdlru_chain_raw_fwd_kernel, sig, consts, warps, spec, maxnreg or None)
-            elif kind == "chain-fwd":
+            if kind == "chain-fwd":
                 consts.update(WORDS=words, DT=0)
                 sig = {**CHAIN_FWD, **CHAIN_INTS}
                 report(bdlru_chain._bdlru_chain_fwd_kernel, sig, consts, warps, spec, maxnreg=maxnreg or None)
             else:
                 consts["HAS_G"] = True
                 report(bdlru_chain._bdlru_chain_bwd_kernel, {**CHAIN_BWD, **CHAIN_INTS}, consts, warps, spec)
-        elif kind == "pair-fwd":
-            if len(nums) not in (2, 3):
-                sys.exit(f"{spec!r}: pair-fwd takes BT,WARPS[,MAXNREG]")
-            bt, warps, *maxnreg = nums
-            consts = dict(BT=bt, BP=32 * warps, NORM=0, AGG_ONLY=0, DT=0)
-            no_align = {"B", "T", "NT", "NTT"}  # its tensors and N keep their alignment specialisation
-            sig = {**CHAIN_FWD, **CHAIN_INTS}
-            report(bdlru_pair._bdlru_pair_fwd_kernel, sig, consts, warps, spec, (maxnreg or [0])[0] or None, no_align)
         elif kind in ("generic-fwd", "generic-bwd", "generic-map"):
             m, bn, warps = nums
             consts = dict(M=m, BN=bn, NORM=0, UNROLL=2, SCALAR=bdlru.scalar_layout(m))
@@ -134,13 +122,16 @@ def main() -> None:
             consts = dict(BT=bt, BC=32 * warps * vec, NORM=0, AGG_ONLY=0)
             no_align = {"B", "T", "NT", "NTT"}  # the kernels' tensors and N keep their alignment specialisation
             if kind == "diag-fwd":
-                consts.update(VEC=vec, FAST=os.environ.get("HLRU_DIAG_FAST") == "1")
-                maxnreg = int(os.environ.get("HLRU_DIAG_MAXNREG") or 0) or None
-                fn = diag_tile._diag_fwd_kernel
-                if os.environ.get("HLRU_DIAG_RAW") == "1":
+                fast = os.environ.get("HLRU_DIAG_FAST") != "0"  # as diag_tile._launch_args
+                raw = os.environ.get("HLRU_DIAG_RAW") != "0"
+                maxnreg = int(os.environ.get("HLRU_DIAG_MAXNREG") or diag_tile._FWD_MAXNREG[raw]) or None
+                if raw:  # VEC is 2 there
+                    consts = dict(BT=bt, BP=32 * warps, NORM=0, AGG_ONLY=0, FAST=fast, DT=0)
+                    no_align |= {"v_ptr", "h_ptr"}
                     fn = diag_tile._diag_raw_fwd_kernel
-                    consts = dict(BT=bt, BP=16 * warps * vec, NORM=0, AGG_ONLY=0, DT=0)
-                    no_align = {"B", "T", "NT", "NTT", "v_ptr", "h_ptr"}
+                else:
+                    consts.update(VEC=vec, FAST=fast)
+                    fn = diag_tile._diag_fwd_kernel
                 report(fn, {**CHAIN_FWD, **CHAIN_INTS}, consts, warps, spec, maxnreg, no_align)
             else:
                 evict = int(os.environ.get("HLRU_DIAG_EVICT") or 2)  # as diag_tile._launch_args

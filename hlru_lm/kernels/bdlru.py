@@ -16,7 +16,6 @@ import triton
 import triton.language as tl
 
 from .bdlru_chain import bdlru_chain_bwd, bdlru_chain_fwd, use_chain
-from .bdlru_pair import pair_fwd, use_pair
 from .bdlru_rows import rows_bwd, rows_fwd, use_rows
 from .bdlru_tile import bdlru_tile_bwd, bdlru_tile_fwd, use_tile
 from .common import (
@@ -450,8 +449,6 @@ class BDLRUScanFn(torch.autograd.Function):
         h0 = h0.contiguous()
         if chunk_len is None and use_diag(v.shape[-1], bwd=False):
             h, final = diag_fwd(z, v, h0, norm)
-        elif use_chain(v.shape[-1]) and use_pair(z, v):
-            h, final = pair_fwd(z, v, h0, norm)
         elif use_chain(v.shape[-1]):
             h, final = bdlru_chain_fwd(z, v, h0, norm)
         elif chunk_len is None and use_rows(v.shape[-1], v.shape[0] * v.shape[2] * v.shape[3]):

@@ -22,19 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (
-    _DTYPE_IDS,
-    NORM_IDS,
-    _at,
-    _env_int,
-    _exp_shift,
-    _half,
-    _opaque,
-    _pack,
-    _rcp,
-    _sigmoid,
-    bwd_buffers,
-)
+from .common import _DTYPE_IDS, NORM_IDS, _env_int, _exp_shift, _half, _pack, _rcp, _sigmoid, bwd_buffers
 
 CHAIN_M = (1, 2)
 
@@ -412,89 +400,6 @@ def _bdlru_chain_fwd_kernel(
             tl.store(hb + tok * 2 + 1, h1.to(h_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit
-def _gates2(w0, w1, w2, NORM: tl.constexpr, DT: tl.constexpr):
-    """An m = 2 block's normalised rows from its three logit words."""
-    p00, p01, q0, _ = _phi3(_half(w0, 0, DT), _half(w0, 1, DT), _half(w1, 0, DT), NORM)
-    p10, p11, q1, _ = _phi3(_half(w1, 1, DT), _half(w2, 0, DT), _half(w2, 1, DT), NORM)
-    return p00, p01, q0, p10, p11, q1
-
-
-@triton.jit(do_not_specialize_on_alignment=["v_ptr", "h_ptr"])
-def _bdlru_chain_raw_fwd_kernel(
-    z_ptr,
-    v_ptr,
-    h0_ptr,
-    h_ptr,
-    final_ptr,
-    flag_ptr,
-    agg_ptr,
-    inc_ptr,
-    B,
-    T,
-    N,
-    NT,
-    NTT,
-    BT: tl.constexpr,
-    BN: tl.constexpr,
-    NORM: tl.constexpr,
-    AGG_ONLY: tl.constexpr,
-    DT: tl.constexpr,
-):
-    """m = 2 with raw words across the look-back (as diag_tile._diag_raw_fwd_kernel): a lane keeps its block's three
-    logit words and one v word per step (4 registers per block-step, against 6 fp32 prefixes), folds the tile's map
-    step by step, and after the look-back reruns the steps from the entering state, normalising again."""
-    k, b, nt = _tile(B, NT, NTT, False)
-    tt = tl.arange(0, BT)
-    n = nt * BN + tl.arange(0, BN)
-    nmask = n < N
-    mask = nmask[:, None] & ((k * BT + tt) < T)[None, :]
-    row0 = (b * T + k * BT).to(tl.int64) * N
-    tok = tt[None, :] * N + n[:, None]
-    wp = z_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 * 3 + tok * 3
-    w0 = tl.load(wp, mask=mask, other=0)
-    w1 = tl.load(wp + 1, mask=mask, other=0)
-    w2 = tl.load(wp + 2, mask=mask, other=0)
-    vw = tl.load(v_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 + tok, mask=mask, other=0)
-    one = tl.full([BN], 1.0, tl.float32)
-    m00, m01, m10, m11, me0, me1 = one, one * 0.0, one * 0.0, one, one * 0.0, one * 0.0
-    for r in tl.static_range(BT):
-        p00, p01, q0, p10, p11, q1 = _gates2(_at(w0, tt, r), _at(w1, tt, r), _at(w2, tt, r), NORM, DT)
-        vr = _at(vw, tt, r)
-        ok = k * BT + r < T  # append step r: M <- A M, e <- A e + a0 v
-        n00, n01, n10, n11, ne0, ne1 = _comb2(m00, m01, m10, m11, me0, me1, p00, p01, p10, p11,
-                                              q0 * _half(vr, 0, DT), q1 * _half(vr, 1, DT))  # fmt: skip
-        m00 = tl.where(ok, n00, m00)
-        m01 = tl.where(ok, n01, m01)
-        m10 = tl.where(ok, n10, m10)
-        m11 = tl.where(ok, n11, m11)
-        me0 = tl.where(ok, ne0, me0)
-        me1 = tl.where(ok, ne1, me1)
-    sbase = (b * N).to(tl.int64) * 2 + n * 2
-    if k == 0:
-        s0 = tl.load(h0_ptr + sbase, mask=nmask, other=0.0)
-        s1 = tl.load(h0_ptr + sbase + 1, mask=nmask, other=0.0)
-    else:
-        s0, s1 = _lookback2(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, me0, me1)
-    end0 = m00 * s0 + m01 * s1 + me0
-    end1 = m10 * s0 + m11 * s1 + me1
-    if k == NTT - 1:
-        tl.store(final_ptr + sbase, end0, mask=nmask)
-        tl.store(final_ptr + sbase + 1, end1, mask=nmask)
-    else:
-        _finish(flag_ptr, inc_ptr, k, 0, B, b, N, n, nmask, NT, nt, 2, end0, end1, AGG_ONLY)
-    w0 = _opaque(w0)
-    w1 = _opaque(w1)
-    w2 = _opaque(w2)
-    vw = _opaque(vw)
-    hw = h_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 + n
-    for r in tl.static_range(BT):
-        p00, p01, q0, p10, p11, q1 = _gates2(_at(w0, tt, r), _at(w1, tt, r), _at(w2, tt, r), NORM, DT)
-        vr = _at(vw, tt, r)
-        s0, s1 = p00 * s0 + p01 * s1 + q0 * _half(vr, 0, DT), p10 * s0 + p11 * s1 + q1 * _half(vr, 1, DT)
-        tl.store(hw + r * N, _pack(s0, s1, DT), mask=(nmask & (k * BT + r < T)) != 0)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # backward
 
@@ -723,18 +628,10 @@ def bdlru_chain_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: st
     h = torch.empty_like(v)
     final = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
     flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
-    kw = _fwd_words(z, v, m)
-    if kw["WORDS"] == 2 and _env_int("HLRU_CHAIN_RAW", 0) == 1:
-        kw.pop("WORDS")
-        _bdlru_chain_raw_fwd_kernel[(ntt * bsz * nt,)](
-            z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt,
-            BT=bt, BN=bn, NORM=NORM_IDS[norm], AGG_ONLY=int(_agg_only()), num_warps=warps, **kw,
-        )  # fmt: skip
-    else:
-        _bdlru_chain_fwd_kernel[(ntt * bsz * nt,)](
-            z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt,
-            M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], AGG_ONLY=int(_agg_only()), num_warps=warps, **kw,
-        )  # fmt: skip
+    _bdlru_chain_fwd_kernel[(ntt * bsz * nt,)](
+        z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt,
+        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], AGG_ONLY=int(_agg_only()), num_warps=warps, **_fwd_words(z, v, m),
+    )  # fmt: skip
     return h, final
 
 

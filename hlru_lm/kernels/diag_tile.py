@@ -7,9 +7,14 @@ Here a lane owns VEC adjacent channels and reads a step's VEC values of v, h, dh
 (4 VEC bytes) as one vector load each. One program owns BC = 32 x warps x VEC channels x BT steps of one batch row;
 the tiles of a (batch row, channel tile) chain hand their carries over by the decoupled look-back of bdlru_chain.py
 (its flags and tile order; the maps travel as vectors of (a, e) pairs, _lookback).
-  Forward (_diag_fwd_kernel): single pass, as bdlru_chain.py at m = 1. The tile's [BT, BC] logits and v sit in
-  registers, time on axis 0 in each thread (_runs keeps lanes and warps on channels) and tl.associative_scan over
-  time gives each step's map from the tile's start.
+  Forward (_diag_raw_fwd_kernel, the default for 2-byte logits and v of one dtype and N even): a lane owns a pair
+  of channels and keeps only their raw words in registers across the look-back (1.5 registers per channel-step),
+  folds the tile's map, and after the look-back reruns the steps, normalising again. Half the registers of the
+  prefixes allow twice the tile length (BT 32), so half the tiles pay the look-back's stores, fences and waits,
+  which cost the single-pass forward a third of its time (NOTES v18b-e).
+  Forward (_diag_fwd_kernel, every other call, or HLRU_DIAG_RAW=0): single pass, as bdlru_chain.py at m = 1. The
+  tile's [BT, BC] logits and v sit in registers, time on axis 0 in each thread (_runs keeps lanes and warps on
+  channels) and tl.associative_scan over time gives each step's map from the tile's start.
   Backward (_diag_bwd_kernel): two phases, as bdlru_tile.py at m = 1. Phase 1 composes the tile's carry map over its
   steps in time order; phase 2 reruns them in reverse (first re-reading what phase 1 read last) and writes dz, dv.
   A single-pass backward (bdlru_chain.py's adjoint scan with VEC channels) was slower at every tile shape, and a
@@ -25,12 +30,23 @@ import triton.language as tl
 from .bdlru_chain import _comb1, _dphi, _finish, _lookback1, _lookback_buffers, _phi2, _poll, _signal, _tile
 from .common import _DTYPE_IDS, NORM_IDS, _at, _env_int, _half, _opaque, _pack, bwd_buffers
 
-# {bwd: (BT, VEC, warps, UNROLL)}, the best measured (H200, B=8 T=8192 D=1536, NOTES v14); UNROLL is the
-# backward's steps per loop iteration (the forward keeps its steps in registers)
-_DEFAULTS = {False: (16, 2, 4, 1), True: (16, 2, 4, 2)}
-# the forward's register cap (0: none): 96 leaves 5 programs per SM instead of 3 (156 registers) for 64 B of spills
-# per thread, with FAST (HLRU_DIAG_FAST) normalisation, which spills less (v14d)
-_FWD_MAXNREG = 96
+# {bwd, or "raw" for the raw-word forward: (BT, VEC, warps, UNROLL)}, the best measured (H200, B=8 T=8192 D=1536,
+# NOTES v14, v18e); UNROLL is the backward's steps per loop iteration (the forwards keep their steps in registers);
+# the raw-word forward's lanes always own VEC = 2 channels
+_DEFAULTS = {False: (16, 2, 4, 1), True: (16, 2, 4, 2), "raw": (32, 2, 4, 1)}
+# {raw: the forward's register cap (0: none)}. The prefix forward: 96 leaves 5 programs per SM instead of 3 (156
+# registers) for 64 B of spills per thread, with FAST (HLRU_DIAG_FAST) normalisation, which spills less (v14d). The
+# raw-word forward at BT 32: 128 leaves 4 programs of 4 warps per SM (164 registers: 3) for 40 B of spills (v18e).
+_FWD_MAXNREG = {False: 96, True: 128}
+
+
+def use_raw(z: torch.Tensor, v: torch.Tensor) -> bool:
+    """The m = 1 forward keeps raw words across the look-back (_diag_raw_fwd_kernel) unless HLRU_DIAG_RAW=0, for
+    inputs it can read as 32-bit words: 2-byte logits and v of one dtype, 4-byte aligned (contiguous, as
+    BDLRUScanFn passes them), N even (a lane owns a pair of channels)."""
+    if _env_int("HLRU_DIAG_RAW", 1) != 1 or v.shape[2] % 2 != 0:
+        return False
+    return z.element_size() == 2 and v.dtype == z.dtype and z.data_ptr() % 4 == 0 and v.data_ptr() % 4 == 0
 
 
 def use_diag(m: int, bwd: bool) -> bool:
@@ -145,9 +161,9 @@ def _diag_fwd_kernel(
 
 
 @triton.jit
-def _fold(ma, me, x, vr, ok, NORM: tl.constexpr, DT: tl.constexpr):
+def _fold(ma, me, x, vr, ok, NORM: tl.constexpr, DT: tl.constexpr, FAST: tl.constexpr):
     """Append a step (logit word x, input vr) to the map h -> ma h + me."""
-    a, w, _ = _phi2(_half(x, 0, DT), _half(x, 1, DT), NORM, True)
+    a, w, _ = _phi2(_half(x, 0, DT), _half(x, 1, DT), NORM, FAST)
     return tl.where(ok, ma * a, ma), tl.where(ok, a * me + w * vr, me)
 
 
@@ -170,13 +186,14 @@ def _diag_raw_fwd_kernel(
     BP: tl.constexpr,
     NORM: tl.constexpr,
     AGG_ONLY: tl.constexpr,
+    FAST: tl.constexpr,
     DT: tl.constexpr,
 ):
-    """v18e: a lane owns the channels 2p, 2p + 1 (a pair) and keeps only raw words in registers across the
+    """A lane owns the channels 2p, 2p + 1 (a pair) and keeps only raw words in registers across the
     look-back: per step the two channels' logit words and one word of v (1.5 registers per channel-step, against
     2 fp32 prefixes), so a tile can be twice as long. Pass 1 folds the tile's map step by step; pass 2 runs the
-    recurrence from the look-back's state, normalising again, and stores h as one word per pair and step.
-    Needs N even and 2-byte z, v of one dtype (words)."""
+    recurrence from the look-back's state, normalising again, and stores h as one word per pair and step
+    (use_raw says which inputs it takes)."""
     k, b, nt = _tile(B, NT, NTT, False)
     tt = tl.arange(0, BT)
     jj = tl.arange(0, 2)
@@ -196,8 +213,8 @@ def _diag_raw_fwd_kernel(
     for r in tl.static_range(BT):
         ok = k * BT + r < T
         vr = _at(vw, tt, r)
-        ma0, me0 = _fold(ma0, me0, _at(zlo, tt, r), _half(vr, 0, DT), ok, NORM, DT)
-        ma1, me1 = _fold(ma1, me1, _at(zhi, tt, r), _half(vr, 1, DT), ok, NORM, DT)
+        ma0, me0 = _fold(ma0, me0, _at(zlo, tt, r), _half(vr, 0, DT), ok, NORM, DT, FAST)
+        ma1, me1 = _fold(ma1, me1, _at(zhi, tt, r), _half(vr, 1, DT), ok, NORM, DT, FAST)
     n = 2 * p[:, None] + jj[None, :]  # [BP, 2] channels
     nmask = n < N
     ma = tl.join(ma0, ma1)
@@ -214,14 +231,16 @@ def _diag_raw_fwd_kernel(
         _finish(flag_ptr, inc_ptr, k, 0, B, b, N, n, nmask, NT, nt, 1, end, end, AGG_ONLY)
     h0, h1 = tl.split(s)
     hw = h_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 // 2 + p
-    zlo = _opaque(zlo)
+    zlo = _opaque(zlo)  # pass 2 normalises again: keeping pass 1's gates would double the registers
     zhi = _opaque(zhi)
     vw = _opaque(vw)
     for r in tl.static_range(BT):
         ok = (pmask & (k * BT + r < T)) != 0
         vr = _at(vw, tt, r)
-        a0, w0, _ = _phi2(_half(_at(zlo, tt, r), 0, DT), _half(_at(zlo, tt, r), 1, DT), NORM, True)
-        a1, w1, _ = _phi2(_half(_at(zhi, tt, r), 0, DT), _half(_at(zhi, tt, r), 1, DT), NORM, True)
+        x0 = _at(zlo, tt, r)
+        x1 = _at(zhi, tt, r)
+        a0, w0, _ = _phi2(_half(x0, 0, DT), _half(x0, 1, DT), NORM, FAST)
+        a1, w1, _ = _phi2(_half(x1, 0, DT), _half(x1, 1, DT), NORM, FAST)
         h0 = a0 * h0 + w0 * _half(vr, 0, DT)
         h1 = a1 * h1 + w1 * _half(vr, 1, DT)
         tl.store(hw + r * (N // 2), _pack(h0, h1, DT), mask=ok)
@@ -329,9 +348,10 @@ def _diag_bwd_kernel(
 # launch
 
 
-def _launch_args(seqlen: int, nch: int, bwd: bool) -> tuple[dict, int, int]:
-    """Constexprs and launch options of the forward or backward kernel; also (channel tiles, time tiles)."""
-    bt, vec, warps, unroll = _DEFAULTS[bwd]
+def _launch_args(seqlen: int, nch: int, bwd: bool, raw: bool = False) -> tuple[dict, int, int]:
+    """Constexprs and launch options of the forward (raw: the raw-word one) or backward kernel; also (channel tiles,
+    time tiles)."""
+    bt, vec, warps, unroll = _DEFAULTS["raw" if raw else bwd]
     bt = _env_int("HLRU_DIAG_BT_BWD" if bwd else "HLRU_DIAG_BT", bt)
     vec = _env_int("HLRU_DIAG_VEC", vec)
     warps = _env_int("HLRU_DIAG_WARPS", warps)
@@ -343,16 +363,20 @@ def _launch_args(seqlen: int, nch: int, bwd: bool) -> tuple[dict, int, int]:
     if evict not in (0, 1, 2):
         raise ValueError(f"HLRU_DIAG_EVICT={evict} must be 0, 1 or 2")
     bt = min(bt, max(2, triton.next_power_of_2(seqlen)))
-    # shrink the channel tile to the channels there are: lanes first, then VEC
+    # shrink the channel tile to the channels there are: lanes first, then VEC (the raw-word forward's is 2)
+    vec = 2 if raw else vec
     warps = max(1, min(warps, triton.next_power_of_2(nch) // (32 * vec)))
-    vec = max(1, min(vec, triton.next_power_of_2(nch) // 32))
-    kw = dict(BT=bt, BC=32 * warps * vec, AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), num_warps=warps)
+    vec = vec if raw else max(1, min(vec, triton.next_power_of_2(nch) // 32))
+    kw = dict(BT=bt, AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), num_warps=warps)
+    kw["BP" if raw else "BC"] = 32 * warps * (1 if raw else vec)
     if bwd:
         kw.update(UNROLL=min(bt, unroll), EV1="evict_last" if evict == 2 else "")
         kw.update(EV2="evict_first" if evict else "", EVS="evict_first" if evict else "")
     else:
-        kw.update(VEC=vec, FAST=_env_int("HLRU_DIAG_FAST", 1) == 1)
-        maxnreg = _env_int("HLRU_DIAG_MAXNREG", _FWD_MAXNREG)
+        kw["FAST"] = _env_int("HLRU_DIAG_FAST", 1) == 1
+        if not raw:
+            kw["VEC"] = vec
+        maxnreg = _env_int("HLRU_DIAG_MAXNREG", _FWD_MAXNREG[raw])
         if maxnreg != 0 and not 32 <= maxnreg <= 255:
             raise ValueError(f"HLRU_DIAG_MAXNREG={maxnreg} must be 0 (no cap) or a register count from 32 to 255")
         if maxnreg:
@@ -363,22 +387,15 @@ def _launch_args(seqlen: int, nch: int, bwd: bool) -> tuple[dict, int, int]:
 def diag_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
     """z (B, T, N, 1, 2), v (B, T, N, 1), h0 (B, N, 1) fp32 -> (h (B, T, N, 1), final state (B, N, 1) fp32)."""
     bsz, seqlen, nch, _ = v.shape
-    kw, nt, ntt = _launch_args(seqlen, nch, bwd=False)
+    raw = use_raw(z, v)
+    kw, nt, ntt = _launch_args(seqlen, nch, bwd=False, raw=raw)
     h = torch.empty_like(v)
     final = torch.empty(bsz, nch, 1, dtype=torch.float32, device=v.device)
     flags, agg, inc = _lookback_buffers(bsz, ntt, nch, nt, 1, v.device)
-    if _env_int("HLRU_DIAG_RAW", 0) == 1 and z.element_size() == 2 and v.dtype == z.dtype and nch % 2 == 0:
-        kr = dict(BT=kw["BT"], BP=kw["BC"] // 2, num_warps=kw["num_warps"], AGG_ONLY=kw["AGG_ONLY"])
-        if "maxnreg" in kw:
-            kr["maxnreg"] = kw["maxnreg"]
-        _diag_raw_fwd_kernel[(ntt * bsz * nt,)](
-            z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nch, nt, ntt, NORM=NORM_IDS[norm], DT=_DTYPE_IDS[z.dtype],
-            **kr,
-        )  # fmt: skip
-    else:
-        _diag_fwd_kernel[(ntt * bsz * nt,)](
-            z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nch, nt, ntt, NORM=NORM_IDS[norm], **kw
-        )
+    if raw:
+        kw["DT"] = _DTYPE_IDS[z.dtype]
+    kernel = _diag_raw_fwd_kernel if raw else _diag_fwd_kernel
+    kernel[(ntt * bsz * nt,)](z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nch, nt, ntt, NORM=NORM_IDS[norm], **kw)
     return h, final
 
 
