@@ -1,0 +1,61 @@
+"""m = 1 forward kernels against fla's chunk_hgrn and the copy bandwidth, in one process (v18g).
+
+    PYTHONPATH=. python benchmarks/experiments/m1_fla.py OUT.json
+
+Per shape: the float64 check of knob_sweep.py (bf16, B=2, T/4) for the default forward (raw words) and the prefix
+forward (HLRU_DIAG_RAW=0), then fwd and fwd+bwd medians of both (bench_scan.time_op) and of chunk_hgrn (as
+bench_scan.py times it), with % of the copy bandwidth measured in the same process against the 8 B per
+channel-token byte floor.
+"""
+
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path[:0] = ["scripts", "benchmarks/experiments"]
+from bench_scan import bench, copy_bandwidth, make_inputs, time_op  # noqa: E402
+from knob_sweep import check  # noqa: E402
+
+from hlru_lm.kernels import triton_bdlru_scan  # noqa: E402
+
+
+def main() -> None:
+    from fla.ops.hgrn import chunk_hgrn
+
+    copy = copy_bandwidth()
+    rows = []
+    for b, t, d in ((8, 8192, 1536), (1, 32768, 2048), (8, 8192, 2048)):
+        z, v, h0 = make_inputs(b, t, d, 1)
+        floor_ms = b * t * d * 8 / copy / 1e6
+        row = dict(shape=[b, t, d], copy_gbs=copy, floor_ms=floor_ms)
+        for name, raw in (("raw", "1"), ("prefix", "0")):
+            os.environ["HLRU_DIAG_RAW"] = raw
+            errs = check("bdlru", 1, (b, t, d))
+            fwd, fb = time_op(lambda z, v, h0: triton_bdlru_scan(z, v, h0, "softmax"), z, v, h0)
+            row[name] = dict(fwd_ms=fwd, fwdbwd_ms=fb, pct_copy_fwd=100 * floor_ms / fwd, **errs)
+        os.environ.pop("HLRU_DIAG_RAW")
+        x = torch.randn(b, t, d, device="cuda", dtype=torch.bfloat16)
+        gl = torch.nn.functional.logsigmoid(torch.randn(b, t, d, device="cuda")).to(torch.bfloat16)
+        xg, gl_g, go = x.detach().requires_grad_(), gl.detach().requires_grad_(), torch.randn_like(x)
+
+        def fla_fb():
+            chunk_hgrn(xg, gl_g)[0].backward(go)
+
+        row["fla"] = dict(fwd_ms=bench(lambda: chunk_hgrn(x, gl)), fwdbwd_ms=bench(fla_fb, grad_to_none=[xg, gl_g]))
+        for name in ("raw", "prefix"):
+            row[name]["fla_ratio_fwd"] = row["fla"]["fwd_ms"] / row[name]["fwd_ms"]
+            row[name]["fla_ratio_fwdbwd"] = row["fla"]["fwdbwd_ms"] / row[name]["fwdbwd_ms"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, commit=os.environ.get("HLRU_GIT_COMMIT"))
+    meta["date"] = time.strftime("%Y-%m-%d")
+    with open(sys.argv[1], "w") as fh:
+        json.dump(dict(meta=meta, rows=rows), fh, indent=1)
+    sys.exit(0 if all(r[k]["ok"] for r in rows for k in ("raw", "prefix")) else 1)
+
+
+if __name__ == "__main__":
+    main()
