@@ -22,6 +22,18 @@ from knob_sweep import check  # noqa: E402
 from hlru_lm.kernels import triton_bdlru_scan  # noqa: E402
 
 
+def time_fla(chunk_hgrn, b: int, t: int, d: int) -> dict:
+    """chunk_hgrn's fwd and fwd+bwd medians, timed as bench_scan.py times them."""
+    x = torch.randn(b, t, d, device="cuda", dtype=torch.bfloat16)
+    gl = torch.nn.functional.logsigmoid(torch.randn(b, t, d, device="cuda")).to(torch.bfloat16)
+    xg, gl_g, go = x.detach().requires_grad_(), gl.detach().requires_grad_(), torch.randn_like(x)
+
+    def fla_fb():
+        chunk_hgrn(xg, gl_g)[0].backward(go)
+
+    return dict(fwd_ms=bench(lambda: chunk_hgrn(x, gl)), fwdbwd_ms=bench(fla_fb, grad_to_none=[xg, gl_g]))
+
+
 def main() -> None:
     from fla.ops.hgrn import chunk_hgrn
 
@@ -37,14 +49,7 @@ def main() -> None:
             fwd, fb = time_op(lambda z, v, h0: triton_bdlru_scan(z, v, h0, "softmax"), z, v, h0)
             row[name] = dict(fwd_ms=fwd, fwdbwd_ms=fb, pct_copy_fwd=100 * floor_ms / fwd, **errs)
         os.environ.pop("HLRU_DIAG_RAW")
-        x = torch.randn(b, t, d, device="cuda", dtype=torch.bfloat16)
-        gl = torch.nn.functional.logsigmoid(torch.randn(b, t, d, device="cuda")).to(torch.bfloat16)
-        xg, gl_g, go = x.detach().requires_grad_(), gl.detach().requires_grad_(), torch.randn_like(x)
-
-        def fla_fb():
-            chunk_hgrn(xg, gl_g)[0].backward(go)
-
-        row["fla"] = dict(fwd_ms=bench(lambda: chunk_hgrn(x, gl)), fwdbwd_ms=bench(fla_fb, grad_to_none=[xg, gl_g]))
+        row["fla"] = time_fla(chunk_hgrn, b, t, d)
         for name in ("raw", "prefix"):
             row[name]["fla_ratio_fwd"] = row["fla"]["fwd_ms"] / row[name]["fwd_ms"]
             row[name]["fla_ratio_fwdbwd"] = row["fla"]["fwdbwd_ms"] / row[name]["fwdbwd_ms"]
