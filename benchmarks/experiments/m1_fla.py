@@ -8,6 +8,7 @@ forward (raw words) and of the prefix forward (HLRU_DIAG_RAW=0); then per shape 
 same process against the 8 B per channel-token byte floor.
 """
 
+import argparse
 import json
 import os
 import sys
@@ -35,6 +36,11 @@ def time_fla(chunk_hgrn, b: int, t: int, d: int) -> dict:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description="m = 1 forwards against fla's chunk_hgrn (CUDA and fla required)")
+    ap.add_argument("out", help="JSON file to write")
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("m1_fla.py needs a CUDA GPU")
     from fla.ops.hgrn import chunk_hgrn
 
     checks = {}
@@ -61,7 +67,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, commit=os.environ.get("HLRU_GIT_COMMIT"))
     meta["date"] = time.strftime("%Y-%m-%d")
-    with open(sys.argv[1], "w") as fh:
+    with open(args.out, "w") as fh:
         json.dump(dict(meta=meta, checks=checks, rows=rows), fh, indent=1)
     sys.exit(0 if all(c["ok"] for c in checks.values()) else 1)
 
