@@ -303,13 +303,13 @@ def test_bdlru_tile_unaligned_logits_fall_back(monkeypatch, m):
 @pytest.mark.parametrize("agg_only", ["0", "1"])
 @pytest.mark.parametrize("vec, bt, n", [("1", "4", 40), ("2", "8", 136), ("4", "4", 37), ("2", "64", 136)])
 def test_diag(monkeypatch, vec, bt, n, agg_only, dtype):
-    """m = 1 on diag_tile.py (single-pass prefix forward, two-phase backward), VEC channels per lane: several
+    """m = 1 on diag_tile.py (single-pass prefix forward, two-phase tile backward), VEC channels per lane: several
     time tiles (the last partial) or one, several channel tiles (one warp: 32 VEC channels each), N not a multiple of
     the tile or of 16 (element loads); agg_only as in test_bdlru_chain_tiles."""
     from hlru_lm.kernels import bdlru
 
     calls = _record_calls(monkeypatch, bdlru, ("diag_fwd", "diag_bwd"))
-    for knob, val in dict(VEC=vec, BT=bt, BT_BWD=bt, WARPS="1", RAW="0").items():  # test_diag_raw: RAW=1
+    for knob, val in dict(VEC=vec, BT=bt, BT_BWD=bt, WARPS="1", RAW="0", RAW_BWD="0").items():  # test_diag_raw*
         monkeypatch.setenv(f"HLRU_DIAG_{knob}", val)
     monkeypatch.setenv("HLRU_DEBUG_AGG_ONLY", agg_only)
     z, v, h0 = _inputs((2, 30, n, 1, 2), (2, 30, n, 1), (2, n, 1), "softmax", seed=15)
@@ -338,6 +338,40 @@ def test_diag_raw(monkeypatch, bt, n, agg_only, dtype):
     monkeypatch.setenv("HLRU_DIAG_RAW", "0")
     hp, fp = diag_tile.diag_fwd(zd, vd, hd, "softmax")
     assert rel(f, fp) < 1e-6 and rel(h.float(), hp.float()) < 1e-3
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("agg_only", ["0", "1"])
+@pytest.mark.parametrize("bt, n, has_g", [("4", 40, True), ("8", 136, True), ("64", 136, True), ("8", 72, False)])
+def test_diag_raw_bwd(monkeypatch, bt, n, has_g, agg_only, dtype):
+    """The m = 1 raw-word backward (the default for 2-byte inputs and N even) with a random dh (a constant one would
+    not tell its halves apart) and d final state, or d final state only (HAS_G=False): against the float64
+    reference on the same rounded inputs, and its d h0 against the tile backward's (HLRU_DIAG_RAW_BWD=0) on the same
+    tiles, which composes the same maps."""
+    from hlru_lm.kernels import diag_tile
+
+    for knob, val in dict(BT_BWD=bt, WARPS="1").items():
+        monkeypatch.setenv(f"HLRU_DIAG_{knob}", val)
+    monkeypatch.setenv("HLRU_DEBUG_AGG_ONLY", agg_only)
+    z, v, h0 = _inputs((2, 30, n, 1, 2), (2, 30, n, 1), (2, n, 1), "softmax", seed=17)
+    zd, vd, hd = z.to(dtype).to(DEV), v.to(dtype).to(DEV), h0.to(DEV)
+    h, f = diag_tile.diag_fwd(zd, vd, hd, "softmax")
+    g = torch.Generator().manual_seed(3)
+    dh = torch.randn(h.shape, generator=g).to(dtype).to(DEV) if has_g else None
+    df = torch.randn(f.shape, generator=g).to(DEV)
+    assert diag_tile.use_raw(zd, vd, h, vd if dh is None else dh, bwd=True)
+    grads = diag_tile.diag_bwd(zd, vd, hd, h, dh, df, "softmax")
+    lr = [x.cpu().double().requires_grad_() for x in (zd, vd, hd)]
+    hr, fr = bdlru_scan(*lr, gate_norm="softmax", backend="naive")
+    loss = (fr * df.cpu().double()).sum()
+    if has_g:
+        loss = loss + (hr * dh.cpu().double()).sum()
+    loss.backward()
+    for a, b in zip(grads, lr, strict=True):
+        assert rel(a.cpu(), b.grad) < 1e-2
+    monkeypatch.setenv("HLRU_DIAG_RAW_BWD", "0")
+    tile = diag_tile.diag_bwd(zd, vd, hd, h, dh, df, "softmax")
+    assert rel(grads[2], tile[2]) < 1e-5 and rel(grads[0].float(), tile[0].float()) < 1e-2
 
 
 @pytest.mark.parametrize("norm", NORMS)

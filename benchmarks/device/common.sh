@@ -4,7 +4,8 @@
 #   job NAME "ENV" "PYTEST -k EXPRESSION"   GPU tests in the background, log in $OUT/NAME.log
 #   collect TAG                             wait for the jobs, print their summaries, merge the logs
 #   all_gpu_tests TAG                       every GPU test in 7 parallel jobs (look-back maps composed too), collected
-#   knob_sweep TAG BUDGET_S CASE...         benchmarks/experiments/knob_sweep.py over the cases (MIXER:M:KNOBS)
+#   knob_sweep TAG BUDGET_S CASE...         benchmarks/experiments/knob_sweep.py over the cases (MIXER:M:KNOBS);
+#                                           KS_SHAPE=BxTxD times another shape
 #   bench_with_base TAG COMMIT S1 S2        bench_scan.py for this tree, then for .exp/base (COMMIT's package)
 #   ncu_prof LABEL MIXER M KERNEL_REGEX     Nsight Compute --set full of one warm launch (ncu_target.py) into
 #                                           $OUT/ncu_details.txt, $OUT/src/LABEL.csv, $OUT/rep/LABEL.ncu-rep
@@ -48,14 +49,16 @@ knob_sweep() {
         local -a grp=()
         for c in "$@"; do [ "${slot[${c%:*}]}" = "$i" ] && grp+=("$c"); done
         if [ ${#grp[@]} -gt 0 ]; then
-            python $sweep "/tmp/compile$i.json" "${grp[@]}" --check-only > "$OUT/compile$i.log" 2>&1 &
+            python $sweep "/tmp/compile$i.json" "${grp[@]}" --check-only ${KS_SHAPE:+--shape $KS_SHAPE} \
+                > "$OUT/compile$i.log" 2>&1 &
         fi
     done
     wait
     echo "compiled in $(( $(date +%s) - t0 )) s"
     cat "$OUT"/compile?.log | grep -v "^\s*$" | grep -v OK
     rm -f "$OUT"/compile?.log
-    PYTHONUNBUFFERED=1 python $sweep "$OUT/knob_sweep_$tag.json" "$@" --budget-s "$budget" 2>&1 \
+    PYTHONUNBUFFERED=1 python $sweep "$OUT/knob_sweep_$tag.json" "$@" --budget-s "$budget" \
+        ${KS_SHAPE:+--shape $KS_SHAPE} 2>&1 \
         | tee "$OUT/knob_sweep_$tag.log"
     echo "total $(( $(date +%s) - t0 )) s"
 }

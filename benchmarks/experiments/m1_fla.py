@@ -1,11 +1,11 @@
-"""m = 1 forward kernels against fla's chunk_hgrn and the copy bandwidth, in one process (v18g).
+"""m = 1 kernels against fla's chunk_hgrn and the copy bandwidth, in one process (v18g, v19).
 
-    PYTHONPATH=. python benchmarks/experiments/m1_fla.py OUT.json
+    PYTHONPATH=. python benchmarks/experiments/m1_fla.py OUT.json [NAME:KNOBS ...]
 
-First the float64 check of knob_sweep.py (bf16, B=2 T=2048 D=1536: values, final state, grads) of the default
-forward (raw words) and of the prefix forward (HLRU_DIAG_RAW=0); then per shape fwd and fwd+bwd medians of both
-(bench_scan.time_op) and of chunk_hgrn (as bench_scan.py times it), with % of the copy bandwidth measured in the
-same process against the 8 B per channel-token byte floor.
+Each variant is a name and the HLRU_DIAG_* launch knobs it sets (default: "raw:" and "prefix:HLRU_DIAG_RAW=0").
+First the float64 check of knob_sweep.py (bf16, B=2 T=2048 D=1536: values, final state, grads) of each variant;
+then per shape fwd and fwd+bwd medians of each (bench_scan.time_op) and of chunk_hgrn (as bench_scan.py times it),
+with % of the copy bandwidth measured in the same process against the 8 B per channel-token byte floor.
 """
 
 import argparse
@@ -35,17 +35,35 @@ def time_fla(chunk_hgrn, b: int, t: int, d: int) -> dict:
     return dict(fwd_ms=bench(lambda: chunk_hgrn(x, gl)), fwdbwd_ms=bench(fla_fb, grad_to_none=[xg, gl_g]))
 
 
+def _variant(text: str) -> tuple[str, dict]:
+    """NAME:KNOBS (KNOBS: comma-separated HLRU_*=VALUE launch knobs, empty for the defaults)."""
+    name, _, knobs = text.partition(":")
+    env = dict(kv.split("=", 1) for kv in knobs.split(",") if kv)
+    if not name or any(not k.startswith("HLRU_") for k in env):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME:HLRU_KNOB=VALUE,... (knobs may be empty)")
+    return name, env
+
+
+def _set(env: dict) -> None:
+    for k in [k for k in os.environ if k.startswith("HLRU_DIAG_")]:
+        del os.environ[k]
+    os.environ.update(env)
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description="m = 1 forwards against fla's chunk_hgrn (CUDA and fla required)")
+    ap = argparse.ArgumentParser(description="m = 1 kernels against fla's chunk_hgrn (CUDA and fla required)")
     ap.add_argument("out", help="JSON file to write")
+    ap.add_argument("variants", nargs="*", type=_variant, metavar="NAME:KNOBS",
+                    help="kernel settings to time (default: the package defaults and HLRU_DIAG_RAW=0)")  # fmt: skip
     args = ap.parse_args()
+    variants = dict(args.variants or [("raw", {}), ("prefix", {"HLRU_DIAG_RAW": "0"})])
     if not torch.cuda.is_available():
         sys.exit("m1_fla.py needs a CUDA GPU")
     from fla.ops.hgrn import chunk_hgrn
 
     checks = {}
-    for name, raw in (("raw", "1"), ("prefix", "0")):
-        os.environ["HLRU_DIAG_RAW"] = raw
+    for name, env in variants.items():
+        _set(env)
         checks[name] = check("bdlru", 1, (8, 8192, 1536))
         print(name, checks[name], flush=True)
     copy = copy_bandwidth()
@@ -54,13 +72,13 @@ def main() -> None:
         z, v, h0 = make_inputs(b, t, d, 1)
         floor_ms = b * t * d * 8 / copy / 1e6
         row = dict(shape=[b, t, d], copy_gbs=copy, floor_ms=floor_ms)
-        for name, raw in (("raw", "1"), ("prefix", "0")):
-            os.environ["HLRU_DIAG_RAW"] = raw
+        for name, env in variants.items():
+            _set(env)
             fwd, fb = time_op(lambda z, v, h0: triton_bdlru_scan(z, v, h0, "softmax"), z, v, h0)
-            row[name] = dict(fwd_ms=fwd, fwdbwd_ms=fb, pct_copy_fwd=100 * floor_ms / fwd)
-        os.environ.pop("HLRU_DIAG_RAW")
+            row[name] = dict(knobs=env, fwd_ms=fwd, fwdbwd_ms=fb, pct_copy_fwd=100 * floor_ms / fwd)
+        _set({})
         row["fla"] = time_fla(chunk_hgrn, b, t, d)
-        for name in ("raw", "prefix"):
+        for name in variants:
             row[name]["fla_ratio_fwd"] = row["fla"]["fwd_ms"] / row[name]["fwd_ms"]
             row[name]["fla_ratio_fwdbwd"] = row["fla"]["fwdbwd_ms"] / row[name]["fwdbwd_ms"]
         rows.append(row)

@@ -15,10 +15,16 @@ the tiles of a (batch row, channel tile) chain hand their carries over by the de
   Forward (_diag_fwd_kernel, every other call, or HLRU_DIAG_RAW=0): single pass, as bdlru_chain.py at m = 1. The
   tile's [BT, BC] logits and v sit in registers, time on axis 0 in each thread (_runs keeps lanes and warps on
   channels) and tl.associative_scan over time gives each step's map from the tile's start.
-  Backward (_diag_bwd_kernel): two phases, as bdlru_tile.py at m = 1. Phase 1 composes the tile's carry map over its
-  steps in time order; phase 2 reruns them in reverse (first re-reading what phase 1 read last) and writes dz, dv.
-  A single-pass backward (bdlru_chain.py's adjoint scan with VEC channels) was slower at every tile shape, and a
-  two-phase forward slower than the single pass (NOTES v14c; both at commit 5bd2eb7).
+  Backward (_diag_raw_bwd_kernel, the default for 2-byte logits, v, h and dh of one dtype and N even): one pass over
+  raw words, as the raw-word forward. A lane loads its pair's logit, dh, v and h_{t-1} words for the whole tile
+  before the look-back (5 registers per pair-step), folds the carry map, and after the look-back reruns the steps
+  in reverse from its registers, writing dz and dv as words. 0.483 against 0.540 ms (NOTES v19a): every byte is
+  read once, and a tile's loads are all in flight while it waits. BT 16: at BT 32 (200-255 registers) it is slower.
+  Backward (_diag_bwd_kernel, every other call, or HLRU_DIAG_RAW_BWD=0): two phases, as bdlru_tile.py at m = 1.
+  Phase 1 composes the tile's carry map over its steps in time order; phase 2 reruns them in reverse (first
+  re-reading what phase 1 read last) and writes dz, dv. A single-pass backward with prefixes (bdlru_chain.py's
+  adjoint scan with VEC channels) was slower at every tile shape, and a two-phase forward slower than the single
+  pass (NOTES v14c; both at commit 5bd2eb7).
 Tensors are contiguous 1-D runs over the tile's channels, so Triton vectorises the loads when N is a multiple of 16
 (other N are read element by element, correctly).
 """
@@ -30,23 +36,24 @@ import triton.language as tl
 from .bdlru_chain import _comb1, _dphi, _finish, _lookback1, _lookback_buffers, _phi2, _poll, _signal, _tile
 from .common import _DTYPE_IDS, NORM_IDS, _at, _env_int, _half, _opaque, _pack, bwd_buffers
 
-# {bwd, or "raw" for the raw-word forward: (BT, VEC, warps, UNROLL)}, the best measured (H200, B=8 T=8192 D=1536,
-# NOTES v14, v18e); UNROLL is the backward's steps per loop iteration (the forwards keep their steps in registers);
-# the raw-word forward's lanes always own VEC = 2 channels
-_DEFAULTS = {False: (16, 2, 4, 1), True: (16, 2, 4, 2), "raw": (32, 2, 4, 1)}
+# {bwd, or "raw" / "raw_bwd" for the raw-word kernels: (BT, VEC, warps, UNROLL)}, the best measured (H200, B=8
+# T=8192 D=1536, NOTES v14, v18e, v19a-b); UNROLL is the tile backward's steps per loop iteration (the other kernels
+# keep their steps in registers); the raw-word kernels' lanes always own VEC = 2 channels
+_DEFAULTS = {False: (16, 2, 4, 1), True: (16, 2, 4, 2), "raw": (32, 2, 4, 1), "raw_bwd": (16, 2, 4, 1)}
 # {raw: the forward's register cap (0: none)}. The prefix forward: 96 leaves 5 programs per SM instead of 3 (156
 # registers) for 64 B of spills per thread, with FAST (HLRU_DIAG_FAST) normalisation, which spills less (v14d). The
 # raw-word forward at BT 32: 128 leaves 4 programs of 4 warps per SM (164 registers: 3) for 40 B of spills (v18e).
 _FWD_MAXNREG = {False: 96, True: 128}
 
 
-def use_raw(z: torch.Tensor, v: torch.Tensor) -> bool:
-    """The m = 1 forward keeps raw words across the look-back (_diag_raw_fwd_kernel) unless HLRU_DIAG_RAW=0, for
-    inputs it can read as 32-bit words: 2-byte logits and v of one dtype, 4-byte aligned (contiguous, as
-    BDLRUScanFn passes them), N even (a lane owns a pair of channels)."""
-    if _env_int("HLRU_DIAG_RAW", 1) != 1 or v.shape[2] % 2 != 0:
+def use_raw(z: torch.Tensor, *more: torch.Tensor, bwd: bool = False) -> bool:
+    """The m = 1 forward (backward) runs on raw words (_diag_raw_fwd_kernel, _diag_raw_bwd_kernel) unless
+    HLRU_DIAG_RAW=0 (HLRU_DIAG_RAW_BWD=0), for inputs it can read as 32-bit words: 2-byte logits and v (backward:
+    also h, dh) of one dtype, 4-byte aligned (contiguous, as BDLRUScanFn passes them), N even (a lane owns a pair
+    of channels)."""
+    if _env_int("HLRU_DIAG_RAW_BWD" if bwd else "HLRU_DIAG_RAW", 1) != 1 or z.shape[2] % 2 != 0:
         return False
-    return z.element_size() == 2 and v.dtype == z.dtype and z.data_ptr() % 4 == 0 and v.data_ptr() % 4 == 0
+    return z.element_size() == 2 and all(x.dtype == z.dtype and x.data_ptr() % 4 == 0 for x in (z, *more))
 
 
 def use_diag(m: int, bwd: bool) -> bool:
@@ -344,14 +351,145 @@ def _diag_bwd_kernel(
             _finish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, nmask, NT, nt, 1, x, x, AGG_ONLY)
 
 
+@triton.jit
+def _adj(x, vr, hp, lam, u, ok, NORM: tl.constexpr, DT: tl.constexpr):
+    """One channel-step of the reverse rerun from its logit word x, v, h_{t-1} and lam: (dz word, dv, the carry to
+    the step before)."""
+    z0 = _half(x, 0, DT)
+    z1 = _half(x, 1, DT)
+    a, w, inv = _phi2(z0, z1, NORM, True)
+    da = lam * hp
+    dw = lam * vr
+    dot = a * da + w * dw
+    dz = _pack(_dphi(z0, a, da, dot, inv, NORM, True), _dphi(z1, w, dw, dot, inv, NORM, True), DT)
+    return dz, lam * w, tl.where(ok, a * lam, u)
+
+
+@triton.jit(do_not_specialize_on_alignment=["v_ptr", "h_ptr", "g_ptr", "dv_ptr"])
+def _diag_raw_bwd_kernel(
+    z_ptr,
+    v_ptr,
+    h_ptr,
+    h0_ptr,
+    g_ptr,
+    dfinal_ptr,
+    dz_ptr,
+    dv_ptr,
+    dh0_ptr,
+    flag_ptr,
+    agg_ptr,
+    inc_ptr,
+    B,
+    T,
+    N,
+    NT,
+    NTT,
+    BT: tl.constexpr,
+    BP: tl.constexpr,
+    NORM: tl.constexpr,
+    HAS_G: tl.constexpr,
+    AGG_ONLY: tl.constexpr,
+    DT: tl.constexpr,
+    VH_EARLY: tl.constexpr,
+):
+    """_diag_bwd_kernel in one pass over raw words, as _diag_raw_fwd_kernel: a lane owns a pair of channels and loads
+    the tile's logit and dh words once (before the look-back) and its v and h_{t-1} words once (VH_EARLY: before the
+    look-back too), folds the carry map from them, and after the look-back reruns the steps in reverse from the
+    registers, where _diag_bwd_kernel re-reads the logits and dh (from L2 mostly) and has fewer loads in flight."""
+    k, b, nt = _tile(B, NT, NTT, True)
+    tt = tl.arange(0, BT)
+    jj = tl.arange(0, 2)
+    p = nt * BP + tl.arange(0, BP)
+    pmask = p < N // 2
+    okt = (k * BT + tt) < T
+    mask = pmask[:, None] & okt[None, :]
+    row0 = (b * T + k * BT).to(tl.int64) * N
+    zw = z_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0
+    zo = (2 * p)[:, None, None] + (tt * N)[None, :, None] + jj[None, None, :]
+    zlo, zhi = tl.split(tl.load(zw + zo, mask=mask[:, :, None], other=0))
+    wo = row0 // 2 + p[:, None] + (tt * (N // 2))[None, :]
+    if HAS_G:
+        gw = tl.load(g_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + wo, mask=mask, other=0)
+    hmask = mask & ((k * BT + tt) > 0)[None, :]  # h_{t-1}: none before the sequence's first step (h0 there)
+    if VH_EARLY:
+        vw = tl.load(v_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + wo, mask=mask, other=0)
+        hw = tl.load(h_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + wo - N // 2, mask=hmask, other=0)
+    n = 2 * p[:, None] + jj[None, :]  # [BP, 2] channels
+    nmask = n < N
+    sb = (b * N).to(tl.int64)
+    if k == NTT - 1:  # the carry entering it is d final state: no map, no look-back
+        x = tl.load(dfinal_ptr + sb + n, mask=nmask, other=0.0)
+    else:
+        one = tl.full([BP], 1.0, tl.float32)
+        ma0, me0, ma1, me1 = one, one * 0.0, one, one * 0.0
+        for r in tl.static_range(BT):  # steps 0..r map the carry x -> ma x + me; append step r
+            x0 = _at(zlo, tt, r)
+            x1 = _at(zhi, tt, r)
+            a0, _, _ = _phi2(_half(x0, 0, DT), _half(x0, 1, DT), NORM, True)
+            a1, _, _ = _phi2(_half(x1, 0, DT), _half(x1, 1, DT), NORM, True)
+            ma0 = ma0 * a0
+            ma1 = ma1 * a1
+            if HAS_G:
+                gr = _at(gw, tt, r)
+                me0 += ma0 * _half(gr, 0, DT)
+                me1 += ma1 * _half(gr, 1, DT)
+        ma = tl.join(ma0, ma1)
+        me = tl.join(me0, me1)
+        x = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, ma, me)
+        out = ma * x + me
+        if k == 0:
+            tl.store(dh0_ptr + sb + n, out, mask=nmask)
+        else:
+            _finish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, nmask, NT, nt, 1, out, out, AGG_ONLY)
+    if not VH_EARLY:
+        vw = tl.load(v_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + wo, mask=mask, other=0)
+        hw = tl.load(h_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + wo - N // 2, mask=hmask, other=0)
+    hs0, hs1 = tl.split(tl.load(h0_ptr + sb + n, mask=nmask, other=0.0))
+    u0, u1 = tl.split(x)
+    zlo = _opaque(zlo)  # the rerun normalises again: keeping the fold's gates and dh would double the registers
+    zhi = _opaque(zhi)
+    if HAS_G:
+        gw = _opaque(gw)
+    dzw = dz_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 + 2 * p[:, None] + jj[None, :]
+    dvw = dv_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 // 2 + p
+    for i in tl.static_range(BT):
+        r = BT - 1 - i
+        ok = (pmask & (k * BT + r < T)) != 0
+        x0 = _at(zlo, tt, r)
+        x1 = _at(zhi, tt, r)
+        vr = _at(vw, tt, r)
+        hr = _at(hw, tt, r)
+        lam0 = u0
+        lam1 = u1
+        if HAS_G:
+            gr = _at(gw, tt, r)
+            lam0 += _half(gr, 0, DT)
+            lam1 += _half(gr, 1, DT)
+        hp0 = _half(hr, 0, DT)
+        hp1 = _half(hr, 1, DT)
+        if r == 0:
+            hp0 = tl.where(k == 0, hs0, hp0)
+            hp1 = tl.where(k == 0, hs1, hp1)
+        d0, dv0, u0 = _adj(x0, _half(vr, 0, DT), hp0, lam0, u0, ok, NORM, DT)
+        d1, dv1, u1 = _adj(x1, _half(vr, 1, DT), hp1, lam1, u1, ok, NORM, DT)
+        tl.store(dzw + r * N, tl.join(d0, d1), mask=(ok[:, None] & nmask) != 0)
+        tl.store(dvw + r * (N // 2), _pack(dv0, dv1, DT), mask=ok)
+    if k == NTT - 1:  # its carry is published only now
+        x = tl.join(u0, u1)
+        if k == 0:
+            tl.store(dh0_ptr + sb + n, x, mask=nmask)
+        else:
+            _finish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, nmask, NT, nt, 1, x, x, AGG_ONLY)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # launch
 
 
 def _launch_args(seqlen: int, nch: int, bwd: bool, raw: bool = False) -> tuple[dict, int, int]:
-    """Constexprs and launch options of the forward (raw: the raw-word one) or backward kernel; also (channel tiles,
+    """Constexprs and launch options of the forward or backward kernel (raw: the raw-word one); also (channel tiles,
     time tiles)."""
-    bt, vec, warps, unroll = _DEFAULTS["raw" if raw else bwd]
+    bt, vec, warps, unroll = _DEFAULTS[("raw_bwd" if bwd else "raw") if raw else bwd]
     bt = _env_int("HLRU_DIAG_BT_BWD" if bwd else "HLRU_DIAG_BT", bt)
     vec = _env_int("HLRU_DIAG_VEC", vec)
     warps = _env_int("HLRU_DIAG_WARPS", warps)
@@ -369,7 +507,12 @@ def _launch_args(seqlen: int, nch: int, bwd: bool, raw: bool = False) -> tuple[d
     vec = vec if raw else max(1, min(vec, triton.next_power_of_2(nch) // 32))
     kw = dict(BT=bt, AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), num_warps=warps)
     kw["BP" if raw else "BC"] = 32 * warps * (1 if raw else vec)
-    if bwd:
+    if bwd and raw:
+        kw["VH_EARLY"] = _env_int("HLRU_DIAG_VH_EARLY", 1) == 1
+        maxnreg = _env_int("HLRU_DIAG_MAXNREG_BWD", 0)
+        if maxnreg:
+            kw["maxnreg"] = maxnreg
+    elif bwd:
         kw.update(UNROLL=min(bt, unroll), EV1="evict_last" if evict == 2 else "")
         kw.update(EV2="evict_first" if evict else "", EVS="evict_first" if evict else "")
     else:
@@ -403,9 +546,13 @@ def diag_bwd(z, v, h0, h, dh, dfinal, norm: str):
     """Gradients (dz, dv, dh0) of diag_fwd from dh (or None) and d final state (or None)."""
     bsz, seqlen, nch, _ = v.shape
     has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dh, dfinal, (bsz, nch, 1))
-    kw, nt, ntt = _launch_args(seqlen, nch, bwd=True)
+    raw = use_raw(z, v, h, g, bwd=True)
+    kw, nt, ntt = _launch_args(seqlen, nch, bwd=True, raw=raw)
     flags, agg, inc = _lookback_buffers(bsz, ntt, nch, nt, 1, v.device)
-    _diag_bwd_kernel[(ntt * bsz * nt,)](
+    if raw:
+        kw["DT"] = _DTYPE_IDS[z.dtype]
+    kernel = _diag_raw_bwd_kernel if raw else _diag_bwd_kernel
+    kernel[(ntt * bsz * nt,)](
         z, v, h, h0, g, dfinal, dz, dv, dh0, flags, agg, inc, bsz, seqlen, nch, nt, ntt,
         NORM=NORM_IDS[norm], HAS_G=has_g, **kw,
     )  # fmt: skip
