@@ -386,7 +386,8 @@ def test_diag_raw_norms(monkeypatch, fast, norm):
 
 
 def test_diag_raw_routing(monkeypatch):
-    """use_raw takes 2-byte logits and v of one dtype, both 4-byte aligned, N even, unless HLRU_DIAG_RAW=0."""
+    """use_raw takes 2-byte logits and v (the backward: h, dh too) of one dtype, 4-byte aligned, N even, unless
+    HLRU_DIAG_RAW=0 (the backward: HLRU_DIAG_RAW_BWD=0)."""
     from hlru_lm.kernels.diag_tile import use_raw
 
     z = torch.zeros(1, 4, 6, 1, 2, dtype=torch.bfloat16)
@@ -396,6 +397,9 @@ def test_diag_raw_routing(monkeypatch):
     assert not use_raw(torch.zeros(1, 4, 5, 1, 2, dtype=torch.bfloat16), torch.zeros(1, 4, 5, 1, dtype=torch.bfloat16))
     buf = torch.zeros(1 + z.numel(), dtype=torch.bfloat16)
     assert not use_raw(buf[1:].view(z.shape), v)  # 2-byte aligned only
+    assert use_raw(z, v, v, v, bwd=True) and not use_raw(z, v, v, v.float(), bwd=True)  # the backward: h, dh too
+    monkeypatch.setenv("HLRU_DIAG_RAW_BWD", "0")
+    assert not use_raw(z, v, v, v, bwd=True) and use_raw(z, v)
     monkeypatch.setenv("HLRU_DIAG_RAW", "0")
     assert not use_raw(z, v)
     monkeypatch.setenv("HLRU_DIAG_RAW", "yes")

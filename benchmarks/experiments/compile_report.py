@@ -6,8 +6,7 @@ Compiles with the Triton of the device image (3.6) installed beside the CPU venv
 Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (chain-fwd: [,WORDS[,MAXNREG]]; bdlru_chain.py),
 tile-fwd|tile-bwd,M,BT,WARPS,UNROLL[,MAXNREG] (bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form; env
 HLRU_TILE_COAL_M, _REV, _EVICT as at run time), diag-fwd,BT,VEC,WARPS and diag-bwd,BT,VEC,WARPS,UNROLL
-(diag_tile.py; env HLRU_DIAG_FAST, _EVICT, _MAXNREG, _RAW as at run time; diag-bwd: _RAW_BWD, _VH_EARLY,
-_MAXNREG_BWD),
+(diag_tile.py; env HLRU_DIAG_FAST, _EVICT, _MAXNREG, _RAW, _RAW_BWD as at run time),
 generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py), rows-fwd|rows-bwd,M,U[,WORDS] (bdlru_rows.py; env
 HLRU_ROWS_FAST, HLRU_ROWS_PF, HLRU_ROWS_PARTS / _PARTS_BWD),
 lags-fwd|lags-bwd,M,U (hlru_lags.py; env HLRU_LAGS_PF).
@@ -135,12 +134,9 @@ def main() -> None:
                     fn = diag_tile._diag_fwd_kernel
                 report(fn, {**CHAIN_FWD, **CHAIN_INTS}, consts, warps, spec, maxnreg, no_align)
             elif os.environ.get("HLRU_DIAG_RAW_BWD") != "0":  # the raw-word backward (VEC 2, UNROLL unused)
-                early = os.environ.get("HLRU_DIAG_VH_EARLY") != "0"
-                consts = dict(BT=bt, BP=32 * warps, NORM=0, HAS_G=True, AGG_ONLY=0, DT=0, VH_EARLY=early)
-                maxnreg = int(os.environ.get("HLRU_DIAG_MAXNREG_BWD") or 0) or None
+                consts = dict(BT=bt, BP=32 * warps, NORM=0, HAS_G=True, AGG_ONLY=0, DT=0)
                 no_align |= {"v_ptr", "h_ptr", "g_ptr", "dv_ptr"}
-                fn, sig = diag_tile._diag_raw_bwd_kernel, {**CHAIN_BWD, **CHAIN_INTS}
-                report(fn, sig, consts, warps, spec, maxnreg, no_align)
+                report(diag_tile._diag_raw_bwd_kernel, {**CHAIN_BWD, **CHAIN_INTS}, consts, warps, spec, None, no_align)
             else:
                 evict = int(os.environ.get("HLRU_DIAG_EVICT") or 2)  # as diag_tile._launch_args
                 consts.update(HAS_G=True, UNROLL=unroll[0], EV1="evict_last" if evict == 2 else "")

@@ -390,11 +390,10 @@ def _diag_raw_bwd_kernel(
     HAS_G: tl.constexpr,
     AGG_ONLY: tl.constexpr,
     DT: tl.constexpr,
-    VH_EARLY: tl.constexpr,
 ):
     """_diag_bwd_kernel in one pass over raw words, as _diag_raw_fwd_kernel: a lane owns a pair of channels and loads
-    the tile's logit and dh words once (before the look-back) and its v and h_{t-1} words once (VH_EARLY: before the
-    look-back too), folds the carry map from them, and after the look-back reruns the steps in reverse from the
+    the tile's logit, dh, v and h_{t-1} words once, before the look-back (v19a: v and h after it took 0.530 ms
+    against 0.483), folds the carry map from them, and after the look-back reruns the steps in reverse from the
     registers, where _diag_bwd_kernel re-reads the logits and dh (from L2 mostly) and has fewer loads in flight."""
     k, b, nt = _tile(B, NT, NTT, True)
     tt = tl.arange(0, BT)
@@ -411,9 +410,8 @@ def _diag_raw_bwd_kernel(
     if HAS_G:
         gw = tl.load(g_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + wo, mask=mask, other=0)
     hmask = mask & ((k * BT + tt) > 0)[None, :]  # h_{t-1}: none before the sequence's first step (h0 there)
-    if VH_EARLY:
-        vw = tl.load(v_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + wo, mask=mask, other=0)
-        hw = tl.load(h_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + wo - N // 2, mask=hmask, other=0)
+    vw = tl.load(v_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + wo, mask=mask, other=0)
+    hw = tl.load(h_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + wo - N // 2, mask=hmask, other=0)
     n = 2 * p[:, None] + jj[None, :]  # [BP, 2] channels
     nmask = n < N
     sb = (b * N).to(tl.int64)
@@ -441,9 +439,6 @@ def _diag_raw_bwd_kernel(
             tl.store(dh0_ptr + sb + n, out, mask=nmask)
         else:
             _finish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, nmask, NT, nt, 1, out, out, AGG_ONLY)
-    if not VH_EARLY:
-        vw = tl.load(v_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + wo, mask=mask, other=0)
-        hw = tl.load(h_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + wo - N // 2, mask=hmask, other=0)
     hs0, hs1 = tl.split(tl.load(h0_ptr + sb + n, mask=nmask, other=0.0))
     u0, u1 = tl.split(x)
     zlo = _opaque(zlo)  # the rerun normalises again: keeping the fold's gates and dh would double the registers
@@ -507,12 +502,7 @@ def _launch_args(seqlen: int, nch: int, bwd: bool, raw: bool = False) -> tuple[d
     vec = vec if raw else max(1, min(vec, triton.next_power_of_2(nch) // 32))
     kw = dict(BT=bt, AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), num_warps=warps)
     kw["BP" if raw else "BC"] = 32 * warps * (1 if raw else vec)
-    if bwd and raw:
-        kw["VH_EARLY"] = _env_int("HLRU_DIAG_VH_EARLY", 1) == 1
-        maxnreg = _env_int("HLRU_DIAG_MAXNREG_BWD", 0)
-        if maxnreg:
-            kw["maxnreg"] = maxnreg
-    elif bwd:
+    if bwd and not raw:
         kw.update(UNROLL=min(bt, unroll), EV1="evict_last" if evict == 2 else "")
         kw.update(EV2="evict_first" if evict else "", EVS="evict_first" if evict else "")
     else:
