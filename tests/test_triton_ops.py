@@ -374,6 +374,18 @@ def test_diag_raw_bwd(monkeypatch, bt, n, has_g, agg_only, dtype):
     assert rel(grads[2], tile[2]) < 1e-5 and rel(grads[0].float(), tile[0].float()) < 1e-2
 
 
+@pytest.mark.parametrize("bwd, raw", [(False, False), (False, True), (True, False), (True, True)])
+def test_diag_launch_args(bwd, raw):
+    """Every constexpr _launch_args passes is one of its kernel's parameters: Triton's interpreter accepts unknown
+    keywords that the GPU compiler refuses."""
+    from hlru_lm.kernels import diag_tile
+
+    fwd_kernels = (diag_tile._diag_fwd_kernel, diag_tile._diag_raw_fwd_kernel)
+    kernel = (diag_tile._diag_bwd_kernel, diag_tile._diag_raw_bwd_kernel)[raw] if bwd else fwd_kernels[raw]
+    kw, _, _ = diag_tile._launch_args(4096, 1536, bwd=bwd, raw=raw)
+    assert set(kw) - {"num_warps", "maxnreg"} <= set(kernel.arg_names)
+
+
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("fast", ["0", "1"])
 def test_diag_raw_norms(monkeypatch, fast, norm):

@@ -502,9 +502,10 @@ def _launch_args(seqlen: int, nch: int, bwd: bool, raw: bool = False) -> tuple[d
     vec = vec if raw else max(1, min(vec, triton.next_power_of_2(nch) // 32))
     kw = dict(BT=bt, AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), num_warps=warps)
     kw["BP" if raw else "BC"] = 32 * warps * (1 if raw else vec)
-    if bwd and not raw:
-        kw.update(UNROLL=min(bt, unroll), EV1="evict_last" if evict == 2 else "")
-        kw.update(EV2="evict_first" if evict else "", EVS="evict_first" if evict else "")
+    if bwd:
+        if not raw:
+            kw.update(UNROLL=min(bt, unroll), EV1="evict_last" if evict == 2 else "")
+            kw.update(EV2="evict_first" if evict else "", EVS="evict_first" if evict else "")
     else:
         kw["FAST"] = _env_int("HLRU_DIAG_FAST", 1) == 1
         if not raw:
