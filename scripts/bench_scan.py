@@ -362,9 +362,12 @@ def plot(res, path):
     series = {}
     for r in res["rows"]:
         series.setdefault((r["B"], r["T"], r["D"]), []).append((r["m"], r["pct_copy"]))
+    colours = {}  # one colour per (T, D); B = 1 dashed, B = 8 solid (the grid has 12 shapes, a colour cycle 10)
     for (b, t, d), pts in sorted(series.items()):
         pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"B={b} T={t} D={d}")
+        colour = colours.setdefault((t, d), f"C{len(colours)}")
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=colour, ls="--" if b == 1 else "-",
+                label=f"B={b} T={t} D={d}")  # fmt: skip
     ax.axhline(70, color="grey", ls="--", lw=0.8)
     ax.axhline(50, color="grey", ls=":", lw=0.8)
     ax.set_xscale("log", base=2)
