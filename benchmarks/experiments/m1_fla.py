@@ -85,8 +85,9 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, commit=os.environ.get("HLRU_GIT_COMMIT"))
     meta["date"] = time.strftime("%Y-%m-%d")
-    with open(args.out, "w") as fh:
+    with open(args.out + ".tmp", "w") as fh:  # the whole file or none
         json.dump(dict(meta=meta, checks=checks, rows=rows), fh, indent=1)
+    os.replace(args.out + ".tmp", args.out)
     sys.exit(0 if all(c["ok"] for c in checks.values()) else 1)
 
 

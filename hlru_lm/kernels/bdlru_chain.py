@@ -108,6 +108,16 @@ def _dphi(z, p, dp, dot, inv, NORM: tl.constexpr, FAST: tl.constexpr):
 
 
 @triton.jit
+def _dphi2(z0, z1, a, w, inv, lam, hp, v, NORM: tl.constexpr, FAST: tl.constexpr):
+    """m = 1: the gradients of one step's two logits, whose row is (a, w) = phi(z0, z1) (inv from _phi2), from lam,
+    h_{t-1} and v: dP = (lam h_{t-1}, lam v)."""
+    da = lam * hp
+    dw = lam * v
+    dot = a * da + w * dw
+    return _dphi(z0, a, da, dot, inv, NORM, FAST), _dphi(z1, w, dw, dot, inv, NORM, FAST)
+
+
+@triton.jit
 def _comb1(a1, b1, a2, b2):
     return a1 * a2, a2 * b1 + b2
 
@@ -478,11 +488,9 @@ def _bdlru_chain_bwd_kernel(
         hp = tl.load(hb + tok - N, mask=hmask, other=0.0).to(tl.float32)
         if k == 0:
             hp = tl.where(first, tl.load(h0_ptr + sbase, mask=nmask, other=0.0)[:, None], hp)
-        da = lam * hp
-        dw = lam * v
-        dot = a * da + w * dw
-        tl.store(dzb + tok * 2, _dphi(z0, a, da, dot, inv, NORM, False).to(dz_ptr.dtype.element_ty), mask=mask)
-        tl.store(dzb + tok * 2 + 1, _dphi(z1, w, dw, dot, inv, NORM, False).to(dz_ptr.dtype.element_ty), mask=mask)
+        dz0, dz1 = _dphi2(z0, z1, a, w, inv, lam, hp, v, NORM, False)
+        tl.store(dzb + tok * 2, dz0.to(dz_ptr.dtype.element_ty), mask=mask)
+        tl.store(dzb + tok * 2 + 1, dz1.to(dz_ptr.dtype.element_ty), mask=mask)
         tl.store(dvb + tok, (lam * w).to(dv_ptr.dtype.element_ty), mask=mask)
     else:
         zp = zb + tok * 6

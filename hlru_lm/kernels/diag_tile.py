@@ -33,7 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .bdlru_chain import _comb1, _dphi, _finish, _lookback1, _lookback_buffers, _phi2, _poll, _signal, _tile
+from .bdlru_chain import _comb1, _dphi2, _finish, _lookback1, _lookback_buffers, _phi2, _poll, _signal, _tile
 from .common import _DTYPE_IDS, NORM_IDS, _at, _env_int, _half, _opaque, _pack, bwd_buffers
 
 # {bwd, or "raw" / "raw_bwd" for the raw-word kernels: (BT, VEC, warps, UNROLL)}, the best measured (H200, B=8
@@ -335,10 +335,8 @@ def _diag_bwd_kernel(
             hp = tl.load(h_ptr + row - N + n, mask=(okn & (k * BT + s > 0)) != 0, other=0.0, eviction_policy=EV2)
             hp = tl.where(k * BT + s == 0, h0, hp.to(tl.float32))
             a, w, inv = _phi2(z0, z1, NORM, True)
-            da = lam * hp
-            dw = lam * vt
-            dot = a * da + w * dw
-            dz = tl.join(_dphi(z0, a, da, dot, inv, NORM, True), _dphi(z1, w, dw, dot, inv, NORM, True))
+            dz0, dz1 = _dphi2(z0, z1, a, w, inv, lam, hp, vt, NORM, True)
+            dz = tl.join(dz0, dz1)
             ty = dz_ptr.dtype.element_ty
             tl.store(dz_ptr + row * 2 + zo, tl.reshape(dz, [2 * BC]).to(ty), mask=(ok & (zo < 2 * N)) != 0,
                      eviction_policy=EVS)  # fmt: skip
@@ -358,11 +356,8 @@ def _adj(x, vr, hp, lam, u, ok, NORM: tl.constexpr, DT: tl.constexpr):
     z0 = _half(x, 0, DT)
     z1 = _half(x, 1, DT)
     a, w, inv = _phi2(z0, z1, NORM, True)
-    da = lam * hp
-    dw = lam * vr
-    dot = a * da + w * dw
-    dz = _pack(_dphi(z0, a, da, dot, inv, NORM, True), _dphi(z1, w, dw, dot, inv, NORM, True), DT)
-    return dz, lam * w, tl.where(ok, a * lam, u)
+    dz0, dz1 = _dphi2(z0, z1, a, w, inv, lam, hp, vr, NORM, True)
+    return _pack(dz0, dz1, DT), lam * w, tl.where(ok, a * lam, u)
 
 
 @triton.jit(do_not_specialize_on_alignment=["v_ptr", "h_ptr", "g_ptr", "dv_ptr"])
