@@ -1,0 +1,165 @@
+"""Where the time of a small m = 1 scan goes (v20): GPU time against host time, ours against fla's chunk_hgrn.
+
+    PYTHONPATH=. python benchmarks/experiments/host_time.py OUT.json [BxTxD ...]
+
+Per shape (bf16, softmax), for the package's m = 1 scan and for fla's chunk_hgrn (when installed), forward and
+forward + backward (autograd, as bench_scan.py):
+- `bench`: triton.testing.do_bench median, bench_scan.py's protocol (the number the issue's table quotes);
+- `graph`: the same call captured in a CUDA graph and replayed (do_bench median): GPU time without host gaps;
+- `host`: host time per call, with the GPU held busy by torch.cuda._sleep so no call waits on the GPU.
+If `bench` is near `host` and above `graph`, the benchmark is host-bound there; if it is near `graph`, GPU-bound.
+Also the host cost of the pieces (one tensor allocation, a zeroed one, a Triton launch of the raw forward, the
+un-wrapped forward) and a cProfile of the fwd+bwd call at the first shape (OUT with .prof.txt).
+"""
+
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import time
+
+import torch
+import triton
+from triton.testing import do_bench
+
+from hlru_lm.kernels import triton_bdlru_scan
+from hlru_lm.kernels.diag_tile import diag_fwd
+
+try:
+    from fla.ops.hgrn import chunk_hgrn
+except ImportError:
+    chunk_hgrn = None
+
+SLEEP_CYCLES = 400_000_000  # ~0.2 s of GPU sleep: more than the calls it covers take on the host
+
+
+def bench(fn) -> float:
+    return do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+
+def graph_ms(fn) -> float:
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    return bench(g.replay)
+
+
+def host_ms(fn, n: int = 40) -> float:
+    """Host time per call while the GPU sleeps (so nothing waits for it); NaN if a call synchronised."""
+    fn()
+    torch.cuda.synchronize()
+    torch.cuda._sleep(SLEEP_CYCLES)
+    slept = torch.cuda.Event()
+    slept.record()
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    dt = time.perf_counter() - t
+    waited = slept.query()  # the sleep ended inside the loop: a call may have waited for the GPU
+    torch.cuda.synchronize()
+    return float("nan") if waited else dt / n * 1e3
+
+
+def ours(b: int, t: int, d: int):
+    z = torch.randn(b, t, d, 1, 2, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(b, t, d, 1, device="cuda", dtype=torch.bfloat16)
+    h0 = torch.zeros(b, d, 1, device="cuda")
+    zg, vg = z.detach().requires_grad_(), v.detach().requires_grad_()
+    gh = torch.randn_like(v)
+
+    def fwd():
+        triton_bdlru_scan(z, v, h0, "softmax")
+
+    def fb():
+        zg.grad = vg.grad = None
+        triton_bdlru_scan(zg, vg, h0, "softmax")[0].backward(gh)
+
+    return fwd, fb
+
+
+def fla(b: int, t: int, d: int):
+    x = torch.randn(b, t, d, device="cuda", dtype=torch.bfloat16)
+    gl = torch.nn.functional.logsigmoid(torch.randn(b, t, d, device="cuda")).to(torch.bfloat16)
+    xg, gg = x.detach().requires_grad_(), gl.detach().requires_grad_()
+    go = torch.randn_like(x)
+
+    def fwd():
+        chunk_hgrn(x, gl)
+
+    def fb():
+        xg.grad = gg.grad = None
+        chunk_hgrn(xg, gg)[0].backward(go)
+
+    return fwd, fb
+
+
+def measure(fn) -> dict:
+    out = dict(bench=bench(fn), host=host_ms(fn))
+    try:
+        out["graph"] = graph_ms(fn)
+    except Exception as e:  # noqa: BLE001 - a failed capture is a result to report, not a reason to stop
+        out["graph_error"] = f"{type(e).__name__}: {e}"[:200]
+    return out
+
+
+def pieces() -> dict:
+    """Host ms of the parts a forward call is made of, at B=1 T=2048 D=1536."""
+    z = torch.randn(1, 2048, 1536, 1, 2, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(1, 2048, 1536, 1, device="cuda", dtype=torch.bfloat16)
+    h0 = torch.zeros(1, 1536, 1, device="cuda")
+    return dict(
+        empty=host_ms(lambda: torch.empty(4096, device="cuda"), 200),
+        zeros=host_ms(lambda: torch.zeros(4096, dtype=torch.int32, device="cuda"), 200),
+        diag_fwd=host_ms(lambda: diag_fwd(z, v, h0, "softmax"), 200),
+        autograd_fwd=host_ms(lambda: triton_bdlru_scan(z, v, h0, "softmax"), 200),
+        env_get=host_ms(lambda: os.environ.get("HLRU_DIAG_BT"), 200),
+    )
+
+
+def main() -> None:
+    out = sys.argv[1]
+    shapes = [tuple(int(x) for x in s.split("x")) for s in sys.argv[2:]] or [(1, 2048, 1536), (8, 8192, 1536)]
+    rows = []
+    for b, t, d in shapes:
+        row = dict(B=b, T=t, D=d)
+        f, fb = ours(b, t, d)
+        row["ours_fwd"], row["ours_fb"] = measure(f), measure(fb)
+        if chunk_hgrn is not None:
+            f, fb = fla(b, t, d)
+            row["fla_fwd"], row["fla_fb"] = measure(f), measure(fb)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    res = dict(pieces=pieces())
+    print(json.dumps(res["pieces"]), flush=True)
+    b, t, d = shapes[0]
+    _, fb = ours(b, t, d)
+    fb()
+    prof = cProfile.Profile()
+    prof.enable()
+    for i in range(200):
+        fb()
+        if i % 20 == 19:
+            torch.cuda.synchronize()
+    prof.disable()
+    s = io.StringIO()
+    pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(35)
+    with open(out + ".prof.txt", "w") as fh:
+        fh.write(s.getvalue())
+    meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__)
+    meta.update(date=time.strftime("%Y-%m-%d"), commit=os.environ.get("HLRU_GIT_COMMIT"))
+    tmp = out + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(dict(meta=meta, rows=rows, **res), fh, indent=1)
+    os.replace(tmp, out)
+
+
+if __name__ == "__main__":
+    main()
