@@ -4,10 +4,11 @@
 One run: measures device-to-device copy bandwidth, checks the kernels against a float64 reference, then times
 (triton.testing.do_bench, median) forward and forward+backward for the grid B x T x D x m with bf16 inputs, and the
 baselines (a) materialise A in torch + the chunked torch scan, (b) fla chunk_hgrn (m = 1 only, if fla is importable),
-(c) our own m = 1 kernel at the same B, T, D.
+(c) our own m = 1 kernel at the same B, T, D. --graphs also times each call replayed from a CUDA graph (GPU time
+only; where eager calls are host-bound, do_bench measures the host).
 
     PYTHONPATH=. python scripts/bench_scan.py --out benchmarks/results [--quick | --shapes 8x8192x1536,...]
-        [--sweep 1,2,4,8 [--adopt-best]]
+        [--ms 1,4] [--graphs] [--no-hlru] [--sweep 1,2,4,8 [--adopt-best]]
 """
 
 import argparse
@@ -126,6 +127,36 @@ def time_op(fn, z, v, h0, rep=100):
     return fwd, fwdbwd
 
 
+def graph_bench(fn, grad_to_none=()):
+    """do_bench median of fn replayed from a CUDA graph: its kernels' GPU time without the host's launch gaps (at
+    small shapes do_bench of the eager call measures the host: NOTES v20a)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capture stream, as torch.cuda.graph asks
+        for _ in range(3):
+            for x in grad_to_none:
+                x.grad = None
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    for x in grad_to_none:
+        x.grad = None
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    ms = bench(graph.replay)
+    for x in grad_to_none:
+        x.grad = None
+    return ms
+
+
+def graph_op(fn, z, v, h0):
+    """(fwd ms, fwd+bwd ms) of fn(z, v, h0) -> (h, final), each replayed from a CUDA graph."""
+    zg, vg = z.detach().requires_grad_(), v.detach().requires_grad_()
+    gh = torch.randn_like(fn(z, v, h0)[0])
+    fwd = graph_bench(lambda: fn(z, v, h0))
+    return fwd, graph_bench(lambda: fn(zg, vg, h0)[0].backward(gh), grad_to_none=[zg, vg])
+
+
 def _shapes(text: str) -> list[tuple[int, int, int]]:
     shapes = []
     for item in text.split(","):
@@ -136,6 +167,13 @@ def _shapes(text: str) -> list[tuple[int, int, int]]:
             raise argparse.ArgumentTypeError(f"shape {item!r}: D must be a multiple of 16 (D = N*m for m up to 16)")
         shapes.append(tuple(int(p) for p in parts))
     return shapes
+
+
+def _grid_ms(text: str) -> list[int]:
+    ms = [x.strip() for x in text.split(",")]
+    if not ms or not all(x.isdigit() and int(x) in MS for x in ms):
+        raise argparse.ArgumentTypeError(f"--ms takes m values from {MS}, got {text!r}")
+    return sorted({int(x) for x in ms})
 
 
 def _sweep_ms(text: str) -> list[int]:
@@ -155,6 +193,9 @@ def main():
     ap.add_argument("--adopt-best", action="store_true", help="time the grid with the best swept knobs per m")
     ap.add_argument("--no-check", action="store_true")
     ap.add_argument("--no-torch", action="store_true", help="skip baseline (a), the slow materialise + torch scan")
+    ap.add_argument("--ms", type=_grid_ms, default=list(MS), help="comma-separated m of the grid (default: all)")
+    ap.add_argument("--graphs", action="store_true", help="also time every grid call replayed from a CUDA graph")
+    ap.add_argument("--no-hlru", action="store_true", help="skip the H-LRU rows")
     ap.add_argument("--budget-s", type=float, default=420.0, help="stop timing new configs after this many seconds")
     args = ap.parse_args()
     if not torch.cuda.is_available():
@@ -244,7 +285,7 @@ def main():
         first = [(8, 8192, 1536), (1, 8192, 1536), (8, 8192, 2048), (8, 2048, 1536), (1, 32768, 1536)]
         rest = [(b, t, d) for b in (1, 8) for t in (2048, 8192, 32768) for d in (1536, 2048)]
         shapes = first + [s for s in rest if s not in first]
-    grid = [(b, t, d, m) for b, t, d in shapes for m in MS]
+    grid = [(b, t, d, m) for b, t, d in shapes for m in args.ms]
     rows = []
     res["rows"] = rows
     m1 = {}
@@ -257,6 +298,8 @@ def main():
         floor = b * t * (d // m) * 2 * (m * m + 3 * m)
         os.environ.update(best.get(m, {}))
         fwd, fb = time_op(lambda z, v, h0: triton_bdlru_scan(z, v, h0, "softmax"), z, v, h0)
+        if args.graphs:
+            gfwd, gfb = graph_op(lambda z, v, h0: triton_bdlru_scan(z, v, h0, "softmax"), z, v, h0)
         for k in best.get(m, {}):
             del os.environ[k]
         row = dict(
@@ -270,11 +313,15 @@ def main():
             fwd_GBps=floor / fwd / 1e6,
             pct_copy=floor / fwd / 1e6 / copy_bw * 100,
         )
+        if args.graphs:
+            row.update(graph_fwd_ms=gfwd, graph_fwdbwd_ms=gfb)
         if m == 1:
-            m1[(b, t, d)] = (fwd, fb)
+            m1[(b, t, d)] = (fwd, fb) + ((gfwd, gfb) if args.graphs else ())
         if (b, t, d) in m1:
             row["vs_own_m1_fwd"] = fwd / m1[(b, t, d)][0]
             row["vs_own_m1_fwdbwd"] = fb / m1[(b, t, d)][1]
+            if args.graphs:
+                row.update(graph_vs_own_m1_fwd=gfwd / m1[(b, t, d)][2], graph_vs_own_m1_fwdbwd=gfb / m1[(b, t, d)][3])
         if b * t <= 65536 and not args.no_torch:
             try:
                 tf, tfb = time_op(lambda z, v, h0: chunk_bdlru_scan(z, v, h0, "softmax"), z, v, h0, rep=50)
@@ -302,12 +349,21 @@ def main():
 
             ffb = bench(fla_fb, grad_to_none=[xg, gl_g])
             row.update(fla_ms_fwd=ff, fla_ms_fwdbwd=ffb, speedup_vs_fla_fwd=ff / fwd, speedup_vs_fla_fwdbwd=ffb / fb)
+            if args.graphs:
+                gff = graph_bench(lambda: chunk_hgrn(x, gl))
+                gffb = graph_bench(fla_fb, grad_to_none=[xg, gl_g])
+                row.update(fla_graph_ms_fwd=gff, fla_graph_ms_fwdbwd=gffb)
+                row.update(graph_speedup_vs_fla_fwd=gff / gfwd, graph_speedup_vs_fla_fwdbwd=gffb / gfb)
         rows.append(row)
         extra = ""
         if "speedup_vs_torch_fwd" in row:
             extra += f" | vs torch x{row['speedup_vs_torch_fwd']:.1f}/x{row['speedup_vs_torch_fwdbwd']:.1f}"
         if "speedup_vs_fla_fwd" in row:
             extra += f" | vs fla x{row['speedup_vs_fla_fwd']:.2f}/x{row['speedup_vs_fla_fwdbwd']:.2f}"
+        if args.graphs:
+            extra += f" | graph {gfwd:.3f}/{gfb:.3f} ms"
+        if "graph_speedup_vs_fla_fwd" in row:
+            extra += f" vs fla x{row['graph_speedup_vs_fla_fwd']:.2f}/x{row['graph_speedup_vs_fla_fwdbwd']:.2f}"
         if "vs_own_m1_fwd" in row and m > 1:
             extra += f" | /m1 {row['vs_own_m1_fwd']:.2f}/{row['vs_own_m1_fwdbwd']:.2f}"
         log(
@@ -324,7 +380,7 @@ def main():
     lags, tile, seq = {"HLRU_LAGS": "1"}, {"HLRU_LAGS": "0"}, {"HLRU_TILE": "0", "HLRU_LAGS": "0"}
     for m, knobs in [(1, {}), (2, {}), (2, seq), (2, lags), (4, {}), (4, seq), (4, lags), (8, {}), (8, tile), (8, seq),
                      (16, {}), (16, seq)]:  # fmt: skip
-        if time.time() - t_start > args.budget_s + 60:
+        if args.no_hlru or time.time() - t_start > args.budget_s + 60:
             break
         b, t, d = 8, 8192, 1536
         n = d // m

@@ -8,11 +8,14 @@ forward + backward (autograd, as bench_scan.py):
 - `graph`: the same call captured in a CUDA graph and replayed (do_bench median): GPU time without host gaps;
 - `host`: host time per call, with the GPU held busy by torch.cuda._sleep so no call waits on the GPU.
 If `bench` is near `host` and above `graph`, the benchmark is host-bound there; if it is near `graph`, GPU-bound.
-Also the host cost of the pieces (one tensor allocation, a zeroed one, a Triton launch of the raw forward, the
-un-wrapped forward) and a cProfile of the fwd+bwd call at the first shape (OUT with .prof.txt).
+First and last (after fla is imported), the host cost of the pieces at B=1 T=2048 D=1536: an allocation, a zeroed
+one, an environment read, the launch arguments, a bare Triton launch of the raw forward, the un-wrapped forward and
+backward, the autograd call, the same with Python's GC off, and an autograd.Function of the same signature that
+launches nothing (the engine's own cost). Then a cProfile of the fwd+bwd call at the first shape (OUT.prof.txt).
 """
 
 import cProfile
+import gc
 import io
 import json
 import os
@@ -25,14 +28,12 @@ import triton
 from triton.testing import do_bench
 
 from hlru_lm.kernels import triton_bdlru_scan
-from hlru_lm.kernels.diag_tile import diag_fwd
+from hlru_lm.kernels.bdlru_chain import _lookback_buffers
+from hlru_lm.kernels.diag_tile import _diag_raw_fwd_kernel, _launch_args, diag_bwd, diag_fwd
 
-try:
-    from fla.ops.hgrn import chunk_hgrn
-except ImportError:
-    chunk_hgrn = None
+chunk_hgrn = None  # fla's, imported after the pieces are timed (does importing it change our host time?)
 
-SLEEP_CYCLES = 400_000_000  # ~0.2 s of GPU sleep: more than the calls it covers take on the host
+SLEEP_CYCLES = 800_000_000  # ~0.4 s of GPU sleep: more than the calls it covers take on the host
 
 
 def bench(fn) -> float:
@@ -110,23 +111,73 @@ def measure(fn) -> dict:
     return out
 
 
+class _Empty(torch.autograd.Function):
+    """The scan's autograd signature (two inputs, two outputs, one unused) with no kernels: the engine's own cost."""
+
+    @staticmethod
+    def forward(ctx, z, v, materialize):
+        ctx.set_materialize_grads(materialize)
+        ctx.z_shape = z.shape
+        return torch.empty_like(v), torch.empty(v.shape[0], v.shape[2], 1, device=v.device)
+
+    @staticmethod
+    def backward(ctx, dh, dfinal):
+        return torch.empty(ctx.z_shape, dtype=dh.dtype, device=dh.device), torch.empty_like(dh), None
+
+
 def pieces() -> dict:
-    """Host ms of the parts a forward call is made of, at B=1 T=2048 D=1536."""
+    """Host ms of the parts a call is made of, at B=1 T=2048 D=1536."""
     z = torch.randn(1, 2048, 1536, 1, 2, device="cuda", dtype=torch.bfloat16)
     v = torch.randn(1, 2048, 1536, 1, device="cuda", dtype=torch.bfloat16)
     h0 = torch.zeros(1, 1536, 1, device="cuda")
+    h, _ = diag_fwd(z, v, h0, "softmax")
+    dh = torch.randn_like(v)
+    kw, nt, ntt = _launch_args(2048, 1536, bwd=False, raw=True)
+    final = torch.empty(1, 1536, 1, device="cuda")
+    bufs = _lookback_buffers(1, ntt, 1536, nt, 1, z.device)
+
+    def launch():  # flags left set by the last launch: wrong h, but every poll ends at once (timing only)
+        _diag_raw_fwd_kernel[(ntt * nt,)](z, v, h0, h, final, *bufs, 1, 2048, 1536, nt, ntt, NORM=0, DT=0, **kw)
+
+    zg, vg = z.detach().requires_grad_(), v.detach().requires_grad_()
+
+    def empty_fb(materialize):
+        def fb():
+            zg.grad = vg.grad = None
+            _Empty.apply(zg, vg, materialize)[0].backward(dh)
+
+        return fb
+
+    _, fb = ours(1, 2048, 1536)
+    gc.disable()
+    fb_gc_off = host_ms(fb, 100)
+    gc.enable()
     return dict(
         empty=host_ms(lambda: torch.empty(4096, device="cuda"), 200),
         zeros=host_ms(lambda: torch.zeros(4096, dtype=torch.int32, device="cuda"), 200),
-        diag_fwd=host_ms(lambda: diag_fwd(z, v, h0, "softmax"), 200),
-        autograd_fwd=host_ms(lambda: triton_bdlru_scan(z, v, h0, "softmax"), 200),
         env_get=host_ms(lambda: os.environ.get("HLRU_DIAG_BT"), 200),
+        launch_args=host_ms(lambda: _launch_args(2048, 1536, bwd=False, raw=True), 200),
+        triton_launch=host_ms(launch, 200),
+        diag_fwd=host_ms(lambda: diag_fwd(z, v, h0, "softmax"), 200),
+        diag_bwd=host_ms(lambda: diag_bwd(z, v, h0, h, dh, None, "softmax"), 200),
+        autograd_fwd=host_ms(lambda: triton_bdlru_scan(z, v, h0, "softmax"), 200),
+        ours_fb=host_ms(fb, 100),
+        ours_fb_gc_off=fb_gc_off,
+        engine_fb=host_ms(empty_fb(True), 200),
+        engine_fb_no_materialize=host_ms(empty_fb(False), 200),
     )
 
 
 def main() -> None:
     out = sys.argv[1]
     shapes = [tuple(int(x) for x in s.split("x")) for s in sys.argv[2:]] or [(1, 2048, 1536), (8, 8192, 1536)]
+    res = dict(pieces=pieces())
+    print(json.dumps(res["pieces"]), flush=True)
+    global chunk_hgrn
+    try:
+        from fla.ops.hgrn import chunk_hgrn
+    except ImportError:
+        pass
     rows = []
     for b, t, d in shapes:
         row = dict(B=b, T=t, D=d)
@@ -137,8 +188,8 @@ def main() -> None:
             row["fla_fwd"], row["fla_fb"] = measure(f), measure(fb)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    res = dict(pieces=pieces())
-    print(json.dumps(res["pieces"]), flush=True)
+    res["pieces_after_fla"] = pieces()
+    print(json.dumps(res["pieces_after_fla"]), flush=True)
     b, t, d = shapes[0]
     _, fb = ours(b, t, d)
     fb()
