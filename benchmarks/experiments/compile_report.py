@@ -6,7 +6,7 @@ Compiles with the Triton of the device image (3.6) installed beside the CPU venv
 Specs: chain-fwd|chain-bwd,M,BT,BN,WARPS (chain-fwd: [,WORDS[,MAXNREG]]; bdlru_chain.py),
 tile-fwd|tile-bwd,M,BT,WARPS,UNROLL[,MAXNREG] (bdlru_tile.py; hlru-tile-fwd|hlru-tile-bwd: its H-LRU form; env
 HLRU_TILE_COAL_M, _REV, _EVICT as at run time), diag-fwd,BT,VEC,WARPS and diag-bwd,BT,VEC,WARPS,UNROLL
-(diag_tile.py; env HLRU_DIAG_FAST, _EVICT, _MAXNREG, _RAW, _RAW_BWD as at run time; HLRU_PEEK for every look-back),
+(diag_tile.py; env HLRU_DIAG_FAST, _EVICT, _MAXNREG, _RAW, _RAW_BWD as at run time),
 generic-fwd|generic-bwd|generic-map,M,BN,WARPS (bdlru.py), rows-fwd|rows-bwd,M,U[,WORDS] (bdlru_rows.py; env
 HLRU_ROWS_FAST, HLRU_ROWS_PF, HLRU_ROWS_PARTS / _PARTS_BWD),
 lags-fwd|lags-bwd,M,U (hlru_lags.py; env HLRU_LAGS_PF).
@@ -71,12 +71,11 @@ def main() -> None:
     for spec in sys.argv[1:]:
         kind, *nums = spec.split(",")
         nums = [int(x) for x in nums]
-        peek = os.environ.get("HLRU_PEEK") == "1"  # as bdlru_chain.peek_first
         if kind in ("chain-fwd", "chain-bwd"):
             m, bt, bn, warps, words, maxnreg = (nums + [0, 0])[:6]
             consts = dict(M=m, BT=bt, BN=bn, NORM=0, AGG_ONLY=0)
             if kind == "chain-fwd":
-                consts.update(WORDS=words, DT=0, PEEK=peek)
+                consts.update(WORDS=words, DT=0)
                 sig = {**CHAIN_FWD, **CHAIN_INTS}
                 report(bdlru_chain._bdlru_chain_fwd_kernel, sig, consts, warps, spec, maxnreg=maxnreg or None)
             else:
@@ -104,7 +103,7 @@ def main() -> None:
             consts.update(EPW=word // 2, WORD=8 * word, COAL=m >= int(os.environ.get("HLRU_TILE_COAL_M", 8)))
             if hlru:
                 consts.update(WB=0, WL=1, WH=1, EPW=1, WORD=0, COAL=False)
-            consts.update(DT=0, NORM=0, UNROLL=unroll, HLRU=hlru, REV=os.environ.get("HLRU_TILE_REV") == "1", PEEK=peek)
+            consts.update(DT=0, NORM=0, UNROLL=unroll, HLRU=hlru, REV=os.environ.get("HLRU_TILE_REV") == "1")
             evict = int(os.environ.get("HLRU_TILE_EVICT") or 0)  # as bdlru_tile._launch_args
             consts.update(EV1="evict_last" if evict == 2 else "", EV2="evict_first" if evict else "")
             consts["EVS"] = consts["EV2"]
@@ -127,7 +126,7 @@ def main() -> None:
                 raw = os.environ.get("HLRU_DIAG_RAW") != "0"
                 maxnreg = int(os.environ.get("HLRU_DIAG_MAXNREG") or diag_tile._FWD_MAXNREG[raw]) or None
                 if raw:  # VEC is 2 there
-                    consts = dict(BT=bt, BP=32 * warps, NORM=0, AGG_ONLY=0, FAST=fast, DT=0, PEEK=peek)
+                    consts = dict(BT=bt, BP=32 * warps, NORM=0, AGG_ONLY=0, FAST=fast, DT=0)
                     no_align |= {"v_ptr", "h_ptr"}
                     fn = diag_tile._diag_raw_fwd_kernel
                 else:
@@ -135,7 +134,7 @@ def main() -> None:
                     fn = diag_tile._diag_fwd_kernel
                 report(fn, {**CHAIN_FWD, **CHAIN_INTS}, consts, warps, spec, maxnreg, no_align)
             elif os.environ.get("HLRU_DIAG_RAW_BWD") != "0":  # the raw-word backward (VEC 2, UNROLL unused)
-                consts = dict(BT=bt, BP=32 * warps, NORM=0, HAS_G=True, AGG_ONLY=0, DT=0, PEEK=peek)
+                consts = dict(BT=bt, BP=32 * warps, NORM=0, HAS_G=True, AGG_ONLY=0, DT=0)
                 no_align |= {"v_ptr", "h_ptr", "g_ptr", "dv_ptr"}
                 report(diag_tile._diag_raw_bwd_kernel, {**CHAIN_BWD, **CHAIN_INTS}, consts, warps, spec, None, no_align)
             else:

@@ -185,103 +185,81 @@ def _poll(flag_ptr):
 
 
 @triton.jit
-def _peek(flag_ptr, k, STEP: tl.constexpr, B, b, NT, nt, PEEK: tl.constexpr):
-    """The flag of the tile before this one in its chain, read once before publishing this tile's map (PEEK), else 0.
-    If that tile's end state is out already (2), the look-back needs nothing else and this tile's map is never read:
-    it skips publishing it (one barrier and release, and the map's bytes, fewer). AGG_ONLY runs must not peek: their
-    tiles publish no end state after it."""
-    if PEEK:
-        return _poll(flag_ptr + ((k + STEP) * B + b) * NT + nt)
-    else:
-        return k * 0
-
-
-@triton.jit
-def _lookback1(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, ma, me,
-               PEEK: tl.constexpr):  # fmt: skip
+def _lookback1(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, ma, me):
     """m = 1: publish this tile's map x -> ma x + me, return the state entering it (tiles k+STEP, k+2 STEP, ...)."""
-    f = _peek(flag_ptr, k, STEP, B, b, NT, nt, PEEK)
+    row = (k * B + b).to(tl.int64) * N + n
+    tl.store(agg_ptr + row * 2, ma, mask=nmask)
+    tl.store(agg_ptr + row * 2 + 1, me, mask=nmask)
+    _signal(flag_ptr + (k * B + b) * NT + nt, 1)
+    acc_a = ma * 0.0 + 1.0
+    acc_e = ma * 0.0
     s = ma * 0.0
-    if f == 2:
-        s = tl.load(inc_ptr + ((k + STEP) * B + b).to(tl.int64) * N + n, mask=nmask, other=0.0, volatile=True)
-    else:
-        row = (k * B + b).to(tl.int64) * N + n
-        tl.store(agg_ptr + row * 2, ma, mask=nmask)
-        tl.store(agg_ptr + row * 2 + 1, me, mask=nmask)
-        _signal(flag_ptr + (k * B + b) * NT + nt, 1)
-        acc_a = ma * 0.0 + 1.0
-        acc_e = ma * 0.0
-        j = k + STEP
-        done = k * 0
-        while done == 0:
-            f = _poll(flag_ptr + (j * B + b) * NT + nt)
-            rj = (j * B + b).to(tl.int64) * N + n
-            if f == 2:
-                s = acc_a * tl.load(inc_ptr + rj, mask=nmask, other=0.0, volatile=True) + acc_e
-                done = k * 0 + 1
-            elif f == 1:
-                acc_e = acc_a * tl.load(agg_ptr + rj * 2 + 1, mask=nmask, other=0.0, volatile=True) + acc_e
-                acc_a = acc_a * tl.load(agg_ptr + rj * 2, mask=nmask, other=0.0, volatile=True)
-                j += STEP
+    j = k + STEP
+    done = k * 0
+    while done == 0:
+        f = _poll(flag_ptr + (j * B + b) * NT + nt)
+        rj = (j * B + b).to(tl.int64) * N + n
+        if f == 2:
+            s = acc_a * tl.load(inc_ptr + rj, mask=nmask, other=0.0, volatile=True) + acc_e
+            done = k * 0 + 1
+        elif f == 1:
+            acc_e = acc_a * tl.load(agg_ptr + rj * 2 + 1, mask=nmask, other=0.0, volatile=True) + acc_e
+            acc_a = acc_a * tl.load(agg_ptr + rj * 2, mask=nmask, other=0.0, volatile=True)
+            j += STEP
     return s
 
 
 @triton.jit
-def _lookback2(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, e0,
-               e1, PEEK: tl.constexpr):  # fmt: skip
+def _lookback2(
+    flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, e0, e1
+):
     """m = 2: as _lookback1 for the map x -> [[m00, m01], [m10, m11]] x + (e0, e1); returns the entering state. A
     tile's six map entries (and, _finish, its two end-state entries) are stored planar, entry e of block n at
     e N + n, so each access of a warp is one contiguous run."""
-    f = _peek(flag_ptr, k, STEP, B, b, NT, nt, PEEK)
+    q = agg_ptr + (k * B + b).to(tl.int64) * N * 6 + n
+    tl.store(q, m00, mask=nmask)
+    tl.store(q + N, m01, mask=nmask)
+    tl.store(q + 2 * N, m10, mask=nmask)
+    tl.store(q + 3 * N, m11, mask=nmask)
+    tl.store(q + 4 * N, e0, mask=nmask)
+    tl.store(q + 5 * N, e1, mask=nmask)
+    _signal(flag_ptr + (k * B + b) * NT + nt, 1)
     zero = e0 * 0.0
+    a00 = zero + 1.0
+    a01 = zero
+    a10 = zero
+    a11 = zero + 1.0
+    c0 = zero
+    c1 = zero
     s0 = zero
     s1 = zero
-    if f == 2:
-        rp = ((k + STEP) * B + b).to(tl.int64) * N * 2 + n
-        s0 = tl.load(inc_ptr + rp, mask=nmask, other=0.0, volatile=True)
-        s1 = tl.load(inc_ptr + rp + N, mask=nmask, other=0.0, volatile=True)
-    else:
-        q = agg_ptr + (k * B + b).to(tl.int64) * N * 6 + n
-        tl.store(q, m00, mask=nmask)
-        tl.store(q + N, m01, mask=nmask)
-        tl.store(q + 2 * N, m10, mask=nmask)
-        tl.store(q + 3 * N, m11, mask=nmask)
-        tl.store(q + 4 * N, e0, mask=nmask)
-        tl.store(q + 5 * N, e1, mask=nmask)
-        _signal(flag_ptr + (k * B + b) * NT + nt, 1)
-        a00 = zero + 1.0
-        a01 = zero
-        a10 = zero
-        a11 = zero + 1.0
-        c0 = zero
-        c1 = zero
-        j = k + STEP
-        done = k * 0
-        while done == 0:
-            f = _poll(flag_ptr + (j * B + b) * NT + nt)
-            rj = (j * B + b).to(tl.int64) * N
-            if f == 2:
-                x0 = tl.load(inc_ptr + rj * 2 + n, mask=nmask, other=0.0, volatile=True)
-                x1 = tl.load(inc_ptr + rj * 2 + N + n, mask=nmask, other=0.0, volatile=True)
-                s0 = a00 * x0 + a01 * x1 + c0
-                s1 = a10 * x0 + a11 * x1 + c1
-                done = k * 0 + 1
-            elif f == 1:
-                q = agg_ptr + rj * 6 + n
-                q00 = tl.load(q, mask=nmask, other=0.0, volatile=True)
-                q01 = tl.load(q + N, mask=nmask, other=0.0, volatile=True)
-                q10 = tl.load(q + 2 * N, mask=nmask, other=0.0, volatile=True)
-                q11 = tl.load(q + 3 * N, mask=nmask, other=0.0, volatile=True)
-                q0 = tl.load(q + 4 * N, mask=nmask, other=0.0, volatile=True)
-                q1 = tl.load(q + 5 * N, mask=nmask, other=0.0, volatile=True)
-                c0, c1 = a00 * q0 + a01 * q1 + c0, a10 * q0 + a11 * q1 + c1
-                a00, a01, a10, a11 = (
-                    a00 * q00 + a01 * q10,
-                    a00 * q01 + a01 * q11,
-                    a10 * q00 + a11 * q10,
-                    a10 * q01 + a11 * q11,
-                )
-                j += STEP
+    j = k + STEP
+    done = k * 0
+    while done == 0:
+        f = _poll(flag_ptr + (j * B + b) * NT + nt)
+        rj = (j * B + b).to(tl.int64) * N
+        if f == 2:
+            x0 = tl.load(inc_ptr + rj * 2 + n, mask=nmask, other=0.0, volatile=True)
+            x1 = tl.load(inc_ptr + rj * 2 + N + n, mask=nmask, other=0.0, volatile=True)
+            s0 = a00 * x0 + a01 * x1 + c0
+            s1 = a10 * x0 + a11 * x1 + c1
+            done = k * 0 + 1
+        elif f == 1:
+            q = agg_ptr + rj * 6 + n
+            q00 = tl.load(q, mask=nmask, other=0.0, volatile=True)
+            q01 = tl.load(q + N, mask=nmask, other=0.0, volatile=True)
+            q10 = tl.load(q + 2 * N, mask=nmask, other=0.0, volatile=True)
+            q11 = tl.load(q + 3 * N, mask=nmask, other=0.0, volatile=True)
+            q0 = tl.load(q + 4 * N, mask=nmask, other=0.0, volatile=True)
+            q1 = tl.load(q + 5 * N, mask=nmask, other=0.0, volatile=True)
+            c0, c1 = a00 * q0 + a01 * q1 + c0, a10 * q0 + a11 * q1 + c1
+            a00, a01, a10, a11 = (
+                a00 * q00 + a01 * q10,
+                a00 * q01 + a01 * q11,
+                a10 * q00 + a11 * q10,
+                a10 * q01 + a11 * q11,
+            )
+            j += STEP
     return s0, s1
 
 
@@ -331,7 +309,6 @@ def _bdlru_chain_fwd_kernel(
     AGG_ONLY: tl.constexpr,
     WORDS: tl.constexpr,
     DT: tl.constexpr,
-    PEEK: tl.constexpr,
 ):
     """WORDS (m = 2, 2-byte dtypes): 1 reads a block's 6 logits as three 32-bit words, 2 also v and h as one word."""
     k, b, nt = _tile(B, NT, NTT, False)
@@ -360,7 +337,7 @@ def _bdlru_chain_fwd_kernel(
         if k == 0:
             s = tl.load(h0_ptr + sbase, mask=nmask, other=0.0)
         else:
-            s = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, ma, me, PEEK)
+            s = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, ma, me)
         end = ma * s + me
         if k == NTT - 1:
             tl.store(final_ptr + sbase, end, mask=nmask)
@@ -415,7 +392,7 @@ def _bdlru_chain_fwd_kernel(
             s1 = tl.load(h0_ptr + sbase + 1, mask=nmask, other=0.0)
         else:
             s0, s1 = _lookback2(
-                flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, me0, me1, PEEK
+                flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, me0, me1
             )
         end0 = m00 * s0 + m01 * s1 + me0
         end1 = m10 * s0 + m11 * s1 + me1
@@ -501,7 +478,7 @@ def _bdlru_chain_bwd_kernel(
         if k == NTT - 1:
             mu = tl.load(dfinal_ptr + sbase, mask=nmask, other=0.0)
         else:
-            mu = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, ma, mb, False)
+            mu = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, ma, mb)
         out = ma * mu + mb
         if k == 0:
             tl.store(dh0_ptr + sbase, out, mask=nmask)
@@ -554,7 +531,7 @@ def _bdlru_chain_bwd_kernel(
             mu1 = tl.load(dfinal_ptr + sbase + 1, mask=nmask, other=0.0)
         else:
             mu0, mu1 = _lookback2(
-                flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, me0, me1, False
+                flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, me0, me1
             )
         out0 = m00 * mu0 + m01 * mu1 + me0
         out1 = m10 * mu0 + m11 * mu1 + me1
@@ -623,11 +600,6 @@ def _agg_only() -> bool:
     return _env_int("HLRU_DEBUG_AGG_ONLY", 0) == 1
 
 
-def peek_first() -> bool:
-    """PEEK of the look-backs (_peek): HLRU_PEEK=1, and never with HLRU_DEBUG_AGG_ONLY."""
-    return _env_int("HLRU_PEEK", 0) == 1 and not _agg_only()
-
-
 def _lookback_buffers(bsz: int, ntt: int, nblocks: int, nt: int, m: int, device) -> tuple[torch.Tensor, ...]:
     """Flags (zeroed, one int32 per tile), tile maps and tile end states (each written before it is read)."""
     flags = torch.zeros(ntt * bsz * nt, dtype=torch.int32, device=device)
@@ -666,8 +638,7 @@ def bdlru_chain_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: st
     flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
     _bdlru_chain_fwd_kernel[(ntt * bsz * nt,)](
         z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt,
-        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], AGG_ONLY=int(_agg_only()), PEEK=peek_first(), num_warps=warps,
-        **_fwd_words(z, v, m),
+        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], AGG_ONLY=int(_agg_only()), num_warps=warps, **_fwd_words(z, v, m),
     )  # fmt: skip
     return h, final
 

@@ -32,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .bdlru_chain import _lookback_buffers, _peek, _poll, _signal, _tile, peek_first
+from .bdlru_chain import _lookback_buffers, _poll, _signal, _tile
 from .common import (
     _DTYPE_IDS,
     NORM_IDS,
@@ -254,41 +254,35 @@ def _matmul_tn(a, b, ii3, M: tl.constexpr):
 
 @triton.jit
 def _lookback(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE,
-              M: tl.constexpr, PEEK: tl.constexpr):  # fmt: skip
-    """Publish this tile's map x -> mat x + e, return the state entering it (tiles k+STEP, k+2 STEP, ...). PEEK:
-    bdlru_chain._peek (no map published when the tile before has its end state out)."""
+              M: tl.constexpr):  # fmt: skip
+    """Publish this tile's map x -> mat x + e, return the state entering it (tiles k+STEP, k+2 STEP, ...)."""
+    offm = (ii[:, None] * M + jj[None, :]) * ONE
+    offe = M * M + ii * ONE
     mask2 = nmask[:, None]
-    f = _peek(flag_ptr, k, STEP, B, b, NT, nt, PEEK)
+    mask3 = nmask[:, None, None]
+    row = (k * B + b).to(tl.int64) * N + n
+    tl.store(agg_ptr + (row * (M * M + M))[:, None, None] + offm[None], mat, mask=mask3)
+    tl.store(agg_ptr + (row * (M * M + M))[:, None] + offe[None], e, mask=mask2)
+    _signal(flag_ptr + (k * B + b) * NT + nt, 1)
+    acc = mat * 0.0 + (ii[:, None] == jj[None, :]).to(tl.float32)[None]
+    c = e * 0.0
     s = e * 0.0
-    if f == 2:
-        rp = ((k + STEP) * B + b).to(tl.int64) * N + n
-        s = tl.load(inc_ptr + (rp * M)[:, None] + ii[None] * ONE, mask=mask2, other=0.0, volatile=True)
-    else:
-        offm = (ii[:, None] * M + jj[None, :]) * ONE
-        offe = M * M + ii * ONE
-        mask3 = nmask[:, None, None]
-        row = (k * B + b).to(tl.int64) * N + n
-        tl.store(agg_ptr + (row * (M * M + M))[:, None, None] + offm[None], mat, mask=mask3)
-        tl.store(agg_ptr + (row * (M * M + M))[:, None] + offe[None], e, mask=mask2)
-        _signal(flag_ptr + (k * B + b) * NT + nt, 1)
-        acc = mat * 0.0 + (ii[:, None] == jj[None, :]).to(tl.float32)[None]
-        c = e * 0.0
-        j = k + STEP
-        done = k * 0
-        while done == 0:
-            f = _poll(flag_ptr + (j * B + b) * NT + nt)
-            rj = (j * B + b).to(tl.int64) * N + n
-            if f == 2:
-                x = tl.load(inc_ptr + (rj * M)[:, None] + ii[None] * ONE, mask=mask2, other=0.0, volatile=True)
-                s = tl.sum(acc * x[:, None, :], axis=2) + c
-                done = k * 0 + 1
-            elif f == 1:
-                q = agg_ptr + rj * (M * M + M)
-                qm = tl.load(q[:, None, None] + offm[None], mask=mask3, other=0.0, volatile=True)
-                qe = tl.load(q[:, None] + offe[None], mask=mask2, other=0.0, volatile=True)
-                c = tl.sum(acc * qe[:, None, :], axis=2) + c
-                acc = _matmul(acc, qm, ii[None, :, None], jj[None, None, :], M)
-                j += STEP
+    j = k + STEP
+    done = k * 0
+    while done == 0:
+        f = _poll(flag_ptr + (j * B + b) * NT + nt)
+        rj = (j * B + b).to(tl.int64) * N + n
+        if f == 2:
+            x = tl.load(inc_ptr + (rj * M)[:, None] + ii[None] * ONE, mask=mask2, other=0.0, volatile=True)
+            s = tl.sum(acc * x[:, None, :], axis=2) + c
+            done = k * 0 + 1
+        elif f == 1:
+            q = agg_ptr + rj * (M * M + M)
+            qm = tl.load(q[:, None, None] + offm[None], mask=mask3, other=0.0, volatile=True)
+            qe = tl.load(q[:, None] + offe[None], mask=mask2, other=0.0, volatile=True)
+            c = tl.sum(acc * qe[:, None, :], axis=2) + c
+            acc = _matmul(acc, qm, ii[None, :, None], jj[None, None, :], M)
+            j += STEP
     return s
 
 
@@ -331,7 +325,6 @@ def _bdlru_tile_fwd_kernel(
     NORM: tl.constexpr,
     UNROLL: tl.constexpr,
     AGG_ONLY: tl.constexpr,
-    PEEK: tl.constexpr,
     HLRU: tl.constexpr,
     REV: tl.constexpr,
     EV1: tl.constexpr,
@@ -370,7 +363,7 @@ def _bdlru_tile_fwd_kernel(
                 else:
                     e = tl.where(ok, tl.sum(pAs * e[:, None, :], axis=2) + pas * vs, e)
                     mat = tl.where(ok, _matmul(pAs, mat, ii[None, :, None], jj[None, None, :], M), mat)
-        h = _lookback(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE, M, PEEK)
+        h = _lookback(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE, M)
         end = tl.sum(mat * h[:, None, :], axis=2) + e
         if k == NTT - 1:
             tl.store(final_ptr + offs, end, mask=smask)
@@ -432,7 +425,6 @@ def _bdlru_tile_bwd_kernel(
     HAS_G: tl.constexpr,
     UNROLL: tl.constexpr,
     AGG_ONLY: tl.constexpr,
-    PEEK: tl.constexpr,
     HLRU: tl.constexpr,
     REV: tl.constexpr,
     EV1: tl.constexpr,
@@ -478,7 +470,7 @@ def _bdlru_tile_bwd_kernel(
                         e += _vec(g_ptr, row0, s, N, n, ii, ONE, (nmask & ok) != 0, M, EV1)
                     e = tl.where(ok, tl.sum(pAs * e[:, :, None], axis=1), e)
                     mat = tl.where(ok, _matmul_tn(pAs, mat, ii[None, :, None], M), mat)
-        x = _lookback(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE, M, PEEK)
+        x = _lookback(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, mat, e, ii, jj, ONE, M)
         out = tl.sum(mat * x[:, None, :], axis=2) + e
         if k == 0:
             tl.store(dh0_ptr + offs, out, mask=smask)
@@ -564,7 +556,7 @@ def _launch_args(
         kw = dict(WB=wb, WL=wl, WH=triton.next_power_of_2(max(1, wb - wl)), EPW=word // z.element_size(), WORD=8 * word)
         kw["COAL"] = m >= _env_int("HLRU_TILE_COAL_M", 8)  # _word_axes
     kw.update(M=m, BT=bt, BN=bn, DT=_DTYPE_IDS[z.dtype], UNROLL=min(bt, _env_int("HLRU_TILE_UNROLL", unroll)))
-    kw.update(AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), PEEK=peek_first(), HLRU=hlru, num_warps=warps)
+    kw.update(AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), HLRU=hlru, num_warps=warps)
     rev, evict = _CACHE_ORDER.get((m, bwd, hlru), (0, 0))
     rev, evict = _env_int("HLRU_TILE_REV", rev), _env_int("HLRU_TILE_EVICT", evict)
     if rev not in (0, 1) or evict not in (0, 1, 2):

@@ -33,18 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .bdlru_chain import (
-    _comb1,
-    _dphi2,
-    _finish,
-    _lookback1,
-    _lookback_buffers,
-    _phi2,
-    _poll,
-    _signal,
-    _tile,
-    peek_first,
-)
+from .bdlru_chain import _comb1, _dphi2, _finish, _lookback1, _lookback_buffers, _phi2, _poll, _signal, _tile
 from .common import _DTYPE_IDS, NORM_IDS, _at, _env_int, _half, _opaque, _pack, bwd_buffers
 
 # {bwd, or "raw" / "raw_bwd" for the raw-word kernels: (BT, VEC, warps, UNROLL)}, the best measured (H200, B=8
@@ -206,7 +195,6 @@ def _diag_raw_fwd_kernel(
     AGG_ONLY: tl.constexpr,
     FAST: tl.constexpr,
     DT: tl.constexpr,
-    PEEK: tl.constexpr,
 ):
     """A lane owns the channels 2p, 2p + 1 (a pair) and keeps only raw words in registers across the
     look-back: per step the two channels' logit words and one word of v (1.5 registers per channel-step, against
@@ -242,7 +230,7 @@ def _diag_raw_fwd_kernel(
     if k == 0:
         s = tl.load(h0_ptr + sb + n, mask=nmask, other=0.0)
     else:
-        s = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, ma, me, PEEK)
+        s = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, ma, me)
     end = ma * s + me
     if k == NTT - 1:
         tl.store(final_ptr + sb + n, end, mask=nmask)
@@ -397,7 +385,6 @@ def _diag_raw_bwd_kernel(
     HAS_G: tl.constexpr,
     AGG_ONLY: tl.constexpr,
     DT: tl.constexpr,
-    PEEK: tl.constexpr,
 ):
     """_diag_bwd_kernel in one pass over raw words, as _diag_raw_fwd_kernel: a lane owns a pair of channels and loads
     the tile's logit, dh, v and h_{t-1} words once, before the look-back (v19a: v and h after it took 0.530 ms
@@ -441,7 +428,7 @@ def _diag_raw_bwd_kernel(
                 me1 += ma1 * _half(gr, 1, DT)
         ma = tl.join(ma0, ma1)
         me = tl.join(me0, me1)
-        x = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, ma, me, PEEK)
+        x = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, ma, me)
         out = ma * x + me
         if k == 0:
             tl.store(dh0_ptr + sb + n, out, mask=nmask)
@@ -510,8 +497,6 @@ def _launch_args(seqlen: int, nch: int, bwd: bool, raw: bool = False) -> tuple[d
     vec = vec if raw else max(1, min(vec, triton.next_power_of_2(nch) // 32))
     kw = dict(BT=bt, AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), num_warps=warps)
     kw["BP" if raw else "BC"] = 32 * warps * (1 if raw else vec)
-    if raw:
-        kw["PEEK"] = peek_first()
     if bwd:
         if not raw:
             kw.update(UNROLL=min(bt, unroll), EV1="evict_last" if evict == 2 else "")
