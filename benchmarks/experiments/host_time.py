@@ -14,6 +14,7 @@ backward, the autograd call, the same with Python's GC off, and an autograd.Func
 launches nothing (the engine's own cost). Then a cProfile of the fwd+bwd call at the first shape (OUT.prof.txt).
 """
 
+import argparse
 import cProfile
 import gc
 import io
@@ -25,32 +26,17 @@ import time
 
 import torch
 import triton
-from triton.testing import do_bench
 
-from hlru_lm.kernels import triton_bdlru_scan
-from hlru_lm.kernels.bdlru_chain import _lookback_buffers
-from hlru_lm.kernels.diag_tile import _diag_raw_fwd_kernel, _launch_args, diag_bwd, diag_fwd
+sys.path[:0] = ["scripts"]
+from bench_scan import _shapes, bench, graph_bench  # noqa: E402
+
+from hlru_lm.kernels import triton_bdlru_scan  # noqa: E402
+from hlru_lm.kernels.bdlru_chain import _lookback_buffers  # noqa: E402
+from hlru_lm.kernels.diag_tile import _diag_raw_fwd_kernel, _launch_args, diag_bwd, diag_fwd  # noqa: E402
 
 chunk_hgrn = None  # fla's, imported after the pieces are timed (does importing it change our host time?)
 
 SLEEP_CYCLES = 800_000_000  # ~0.4 s of GPU sleep: more than the calls it covers take on the host
-
-
-def bench(fn) -> float:
-    return do_bench(fn, warmup=25, rep=100, return_mode="median")
-
-
-def graph_ms(fn) -> float:
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    return bench(g.replay)
 
 
 def host_ms(fn, n: int = 40) -> float:
@@ -105,7 +91,7 @@ def fla(b: int, t: int, d: int):
 def measure(fn) -> dict:
     out = dict(bench=bench(fn), host=host_ms(fn))
     try:
-        out["graph"] = graph_ms(fn)
+        out["graph"] = graph_bench(fn)
     except Exception as e:  # noqa: BLE001 - a failed capture is a result to report, not a reason to stop
         out["graph_error"] = f"{type(e).__name__}: {e}"[:200]
     return out
@@ -169,8 +155,13 @@ def pieces() -> dict:
 
 
 def main() -> None:
-    out = sys.argv[1]
-    shapes = [tuple(int(x) for x in s.split("x")) for s in sys.argv[2:]] or [(1, 2048, 1536), (8, 8192, 1536)]
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out", help="JSON path (written whole or not at all; the profile beside it, OUT.prof.txt)")
+    ap.add_argument("shapes", nargs="*", type=lambda s: _shapes(s)[0], help="BxTxD (default 1x2048x1536 8x8192x1536)")
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        ap.error("needs a CUDA GPU")
+    out, shapes = args.out, args.shapes or [(1, 2048, 1536), (8, 8192, 1536)]
     res = dict(pieces=pieces())
     print(json.dumps(res["pieces"]), flush=True)
     global chunk_hgrn
@@ -202,8 +193,9 @@ def main() -> None:
     prof.disable()
     s = io.StringIO()
     pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(35)
-    with open(out + ".prof.txt", "w") as fh:
+    with open(out + ".prof.txt.tmp", "w") as fh:
         fh.write(s.getvalue())
+    os.replace(out + ".prof.txt.tmp", out + ".prof.txt")
     meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__)
     meta.update(date=time.strftime("%Y-%m-%d"), commit=os.environ.get("HLRU_GIT_COMMIT"))
     tmp = out + ".tmp"

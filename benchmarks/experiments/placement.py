@@ -12,6 +12,7 @@ between them. Every case times diag_fwd and diag_bwd directly (no autograd; host
 at this shape) twice, as do_bench medians. Placement matters if the two timings of a case agree and cases differ.
 """
 
+import argparse
 import json
 import os
 import sys
@@ -20,8 +21,11 @@ import time
 import torch
 from triton.testing import do_bench
 
-import hlru_lm.kernels.diag_tile as dt
-from hlru_lm.kernels.bdlru_chain import _lookback_buffers
+sys.path[:0] = ["scripts"]
+from bench_scan import _shapes  # noqa: E402
+
+import hlru_lm.kernels.diag_tile as dt  # noqa: E402
+from hlru_lm.kernels.bdlru_chain import _lookback_buffers  # noqa: E402
 
 OFFSETS = (0, 128, 1024, 4096, 16384, 65536, 1 << 20, 4 << 20)
 DATA_BASE = 64 << 20  # the maps and end states start here (plus A); flags at F < DATA_BASE
@@ -40,8 +44,13 @@ def placed(base: torch.Tensor, flag_off: int, data_off: int):
 
 
 def main() -> None:
-    out = sys.argv[1]
-    shapes = [tuple(int(x) for x in s.split("x")) for s in sys.argv[2:]] or [(1, 32768, 2048)]
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out", help="JSON path (written whole or not at all)")
+    ap.add_argument("shapes", nargs="*", type=lambda s: _shapes(s)[0], help="BxTxD (default 1x32768x2048)")
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        ap.error("needs a CUDA GPU")
+    out, shapes = args.out, args.shapes or [(1, 32768, 2048)]
     base = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
     rows = []
     for b, t, d in shapes:
