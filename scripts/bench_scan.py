@@ -24,8 +24,7 @@ import triton
 from triton.testing import do_bench
 
 from hlru_lm.kernels import triton_bdlru_scan, triton_hlru_scan
-from hlru_lm.ops import bdlru_scan, hlru_scan
-from hlru_lm.ops.chunk import chunk_bdlru_scan
+from hlru_lm.ops import bdlru_scan, chunk_bdlru_scan, hlru_scan
 
 MS = (1, 2, 4, 8, 16)
 

@@ -9,13 +9,12 @@ in time order (bdlru_rows.py); H-LRU of order 16, and 8 from 8192 lanes: a lane 
 
 Entry points follow the hlru_lm.ops contract: f(gate_logits, v, h0, gate_norm) -> (h_or_y, final_state), with h0 a
 (B, N, m) tensor. Unsupported m (not in SUPPORTED_M), float64 inputs, and CPU tensors outside TRITON_INTERPRET=1 fall
-back to the torch path (hlru_lm.ops.chunk / naive) with a one-time warning.
+back to the torch path (hlru_lm.ops) with a one-time warning.
 """
 
 import torch
 
-from ..ops.chunk import chunk_bdlru_scan, chunk_hlru_scan
-from ..ops.naive import naive_bdlru_step, naive_hlru_step
+from ..ops import chunk_bdlru_scan, chunk_hlru_scan, naive_bdlru_step, naive_hlru_step
 from .bdlru import BDLRUScanFn
 from .bdlru_chain import use_chain
 from .common import SUPPORTED_M, triton_usable

@@ -10,7 +10,7 @@ import triton.language as tl
 SUPPORTED_M = (1, 2, 4, 8, 16)
 NORM_IDS = {"softmax": 0, "sigmoid_l1": 1, "relu_l1": 2, "none": 3}
 LOG2E = 1.4426950408889634
-RELU_EPS = 1e-6  # must equal hlru_lm.ops.gate_norm.RELU_L1_EPS
+RELU_EPS = 1e-6  # must equal hlru_lm.ops.RELU_L1_EPS
 
 _DTYPE_IDS = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}
 

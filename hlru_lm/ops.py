@@ -1,14 +1,13 @@
-"""Functional ops of the BD-LRU and H-LRU recurrences (Dubinin, Orvieto & Effenberger, 2026).
+"""Functional ops of the BD-LRU and H-LRU recurrences (Dubinin, Orvieto & Effenberger, 2026), torch side.
 
-Backends: "naive" (Python loop over time, the reference), "torch" (chunked parallel scan, differentiable),
-"triton" (fused-gate GPU kernels), "auto" (triton on CUDA tensors when available, else torch).
+One file, so that a saved checkpoint can carry it (transformers copies only single-file relative imports):
+gate normalisation phi, the readable Python loop over time ("naive", the reference), the chunked parallel scan
+("torch"), and the public scans and steps, which validate their inputs and choose the backend. Backends: "naive",
+"torch", "triton" (fused-gate GPU kernels from `hlru_lm.kernels`), "auto" (triton on CUDA tensors when available,
+else torch).
 """
 
 import torch
-
-from .chunk import chunk_bdlru_scan, chunk_hlru_scan
-from .gate_norm import GATE_NORMS, check_gate_norm, normalize_gates
-from .naive import naive_bdlru_scan, naive_bdlru_step, naive_hlru_scan, naive_hlru_step, state_dtype
 
 BACKENDS = ("auto", "torch", "naive", "triton")
 
@@ -22,6 +21,148 @@ __all__ = [
     "normalize_gates",
     "state_dtype",
 ]
+
+
+# --- gate normalisation phi ---------------------------------------------------------------------------------
+
+GATE_NORMS = ("softmax", "sigmoid_l1", "relu_l1", "none")
+# relu_l1 divides by sum(relu(z)) + eps: an all-negative row gives P = 0 (the state decays to 0), never NaN.
+RELU_L1_EPS = 1e-6
+
+
+def check_gate_norm(gate_norm: str) -> None:
+    if gate_norm not in GATE_NORMS:
+        raise ValueError(f"gate_norm must be one of {GATE_NORMS}, got {gate_norm!r}")
+
+
+def normalize_gates(z: torch.Tensor, gate_norm: str) -> torch.Tensor:
+    """phi(z) along the last axis: softmax, sigma(z)/sum sigma(z), relu(z)/(sum relu(z) + eps), or identity."""
+    check_gate_norm(gate_norm)
+    if gate_norm == "softmax":
+        return torch.softmax(z, dim=-1)
+    if gate_norm == "sigmoid_l1":
+        s = torch.sigmoid(z)
+        return s / s.sum(dim=-1, keepdim=True)
+    if gate_norm == "relu_l1":
+        r = torch.relu(z)
+        return r / (r.sum(dim=-1, keepdim=True) + RELU_L1_EPS)
+    return z
+
+
+# --- reference: a Python loop over time ----------------------------------------------------------------------
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The recurrent state accumulates in float32 (float64 when the inputs are float64)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def naive_bdlru_step(
+    gate_logits: torch.Tensor, v: torch.Tensor, state: torch.Tensor, gate_norm: str = "softmax"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One BD-LRU token: gate_logits (B,N,m,m+1), v (B,N,m), state (B,N,m) -> (h in v.dtype, new float32 state)."""
+    acc = state_dtype(v.dtype)
+    p = normalize_gates(gate_logits.to(acc), gate_norm)
+    m = v.shape[-1]
+    h = (p[..., :m] @ state.to(acc).unsqueeze(-1)).squeeze(-1) + p[..., m] * v.to(acc)
+    return h.to(v.dtype), h
+
+
+def naive_hlru_step(
+    gate_logits: torch.Tensor, v: torch.Tensor, state: torch.Tensor, gate_norm: str = "softmax"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One H-LRU token: gate_logits (B,N,m+1), v (B,N), state (B,N,m) with state[..., k] = x_{t-1-k}.
+
+    Returns (y, new_state), both the shifted state (x_t, x_{t-1}, ..., x_{t-m+1}); y in v.dtype, new_state float32.
+    """
+    acc = state_dtype(v.dtype)
+    p = normalize_gates(gate_logits.to(acc), gate_norm)
+    m = state.shape[-1]
+    state = state.to(acc)
+    x = (p[..., :m] * state).sum(-1) + p[..., m] * v.to(acc)
+    new_state = torch.cat([x.unsqueeze(-1), state[..., : m - 1]], dim=-1)
+    return new_state.to(v.dtype), new_state
+
+
+def naive_bdlru_scan(
+    gate_logits: torch.Tensor, v: torch.Tensor, initial_state: torch.Tensor, gate_norm: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    state, hs = initial_state, []
+    for t in range(v.shape[1]):
+        h, state = naive_bdlru_step(gate_logits[:, t], v[:, t], state, gate_norm)
+        hs.append(h)
+    return torch.stack(hs, dim=1), state
+
+
+def naive_hlru_scan(
+    gate_logits: torch.Tensor, v: torch.Tensor, initial_state: torch.Tensor, gate_norm: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    state, ys = initial_state, []
+    for t in range(v.shape[1]):
+        y, state = naive_hlru_step(gate_logits[:, t], v[:, t], state, gate_norm)
+        ys.append(y)
+    return torch.stack(ys, dim=1), state
+
+
+# --- parallel torch path: chunked affine scan ----------------------------------------------------------------
+
+
+def affine_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, chunk_size: int = 64) -> torch.Tensor:
+    """h_t = a_t @ h_{t-1} + b_t for a (B,T,N,m,m), b (B,T,N,m), h0 (B,N,m); returns h (B,T,N,m)."""
+    bsz, seqlen, nblocks, m = b.shape
+    chunk = min(chunk_size, seqlen)
+    n_chunks = -(-seqlen // chunk)
+    pad = n_chunks * chunk - seqlen
+    if pad:  # identity maps at the end leave the state unchanged; sliced off below
+        eye = torch.eye(m, dtype=a.dtype, device=a.device).expand(bsz, pad, nblocks, m, m)
+        a = torch.cat([a, eye], dim=1)
+        b = torch.cat([b, b.new_zeros(bsz, pad, nblocks, m)], dim=1)
+    a = a.reshape(bsz, n_chunks, chunk, nblocks, m, m)
+    b = b.reshape(bsz, n_chunks, chunk, nblocks, m, 1)
+    # Inclusive scan of map compositions within each chunk: (A2, b2) o (A1, b1) = (A2 A1, A2 b1 + b2).
+    offset = 1
+    while offset < chunk:
+        a_prev, b_prev = a[:, :, :-offset], b[:, :, :-offset]
+        a_cur, b_cur = a[:, :, offset:], b[:, :, offset:]
+        a = torch.cat([a[:, :, :offset], a_cur @ a_prev], dim=2)
+        b = torch.cat([b[:, :, :offset], a_cur @ b_prev + b_cur], dim=2)
+        offset *= 2
+    # Carry the state across chunks: start_c = A_end(c-1) start_{c-1} + b_end(c-1).
+    starts, h = [], h0.unsqueeze(-1)
+    for c in range(n_chunks):
+        starts.append(h)
+        h = a[:, c, -1] @ h + b[:, c, -1]
+    start = torch.stack(starts, dim=1).unsqueeze(2)  # (B, n_chunks, 1, N, m, 1)
+    out = (a @ start + b).reshape(bsz, n_chunks * chunk, nblocks, m)
+    return out[:, :seqlen]
+
+
+def chunk_bdlru_scan(
+    gate_logits: torch.Tensor, v: torch.Tensor, initial_state: torch.Tensor, gate_norm: str, chunk_size: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    acc = state_dtype(v.dtype)
+    m = v.shape[-1]
+    p = normalize_gates(gate_logits.to(acc), gate_norm)
+    h = affine_scan(p[..., :m], p[..., m] * v.to(acc), initial_state.to(acc), chunk_size)
+    return h.to(v.dtype), h[:, -1]
+
+
+def chunk_hlru_scan(
+    gate_logits: torch.Tensor, v: torch.Tensor, initial_state: torch.Tensor, gate_norm: str, chunk_size: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    acc = state_dtype(v.dtype)
+    bsz, seqlen, nch = v.shape
+    m = initial_state.shape[-1]
+    p = normalize_gates(gate_logits.to(acc), gate_norm)
+    # Companion form: first row mixes the m lags, the sub-diagonal shifts them by one.
+    shift = torch.eye(m - 1, m, dtype=acc, device=v.device).expand(bsz, seqlen, nch, m - 1, m)
+    a = torch.cat([p[..., :m].unsqueeze(-2), shift], dim=-2)
+    b = torch.cat([(p[..., m] * v.to(acc)).unsqueeze(-1), p.new_zeros(bsz, seqlen, nch, m - 1)], dim=-1)
+    y = affine_scan(a, b, initial_state.to(acc), chunk_size)
+    return y.to(v.dtype), y[:, -1]
+
+
+# --- public ops ----------------------------------------------------------------------------------------------
 
 
 def _check_common(v: torch.Tensor, gate_logits: torch.Tensor, gate_norm: str, backend: str) -> None:
@@ -89,7 +230,7 @@ def bdlru_scan(
     bsz, _, nblocks, m = v.shape
     h0 = _initial_state(initial_state, (bsz, nblocks, m), v)
     if _use_triton(backend, v):
-        from ..kernels import triton_bdlru_scan
+        from hlru_lm.kernels import triton_bdlru_scan
 
         return triton_bdlru_scan(gate_logits, v, h0, gate_norm)
     if backend == "naive":
@@ -128,7 +269,7 @@ def hlru_scan(
     bsz, _, nch = v.shape
     h0 = _initial_state(initial_state, (bsz, nch, gate_logits.shape[-1] - 1), v)
     if _use_triton(backend, v):
-        from ..kernels import triton_hlru_scan
+        from hlru_lm.kernels import triton_hlru_scan
 
         return triton_hlru_scan(gate_logits, v, h0, gate_norm)
     if backend == "naive":
@@ -159,7 +300,7 @@ def bdlru_step(
         raise ValueError(f"v must have shape {shape} (B, N, m), got {tuple(v.shape)}")
     state = _initial_state(state, shape, v)
     if _use_triton(backend, v):
-        from ..kernels import triton_bdlru_step
+        from hlru_lm.kernels import triton_bdlru_step
 
         return triton_bdlru_step(gate_logits, v, state, gate_norm)
     return naive_bdlru_step(gate_logits, v, state, gate_norm)
@@ -187,7 +328,7 @@ def hlru_step(
         raise ValueError(f"v must have shape {tuple(gate_logits.shape[:2])} (B, N), got {tuple(v.shape)}")
     state = _initial_state(state, (*v.shape, gate_logits.shape[-1] - 1), v)
     if _use_triton(backend, v):
-        from ..kernels import triton_hlru_step
+        from hlru_lm.kernels import triton_hlru_step
 
         return triton_hlru_step(gate_logits, v, state, gate_norm)
     return naive_hlru_step(gate_logits, v, state, gate_norm)
