@@ -41,8 +41,9 @@ def normalize_gates(z: torch.Tensor, gate_norm: str) -> torch.Tensor:
     if gate_norm == "softmax":
         return torch.softmax(z, dim=-1)
     if gate_norm == "sigmoid_l1":
-        s = torch.sigmoid(z)
-        return s / s.sum(dim=-1, keepdim=True)
+        # sigma(z) / sum sigma(z) as a softmax of log sigma(z): exact, and finite where every sigma(z) of a row
+        # underflows (fp32: z < -88.7), which would otherwise give 0 / 0.
+        return torch.softmax(torch.nn.functional.logsigmoid(z), dim=-1)
     if gate_norm == "relu_l1":
         r = torch.relu(z)
         return r / (r.sum(dim=-1, keepdim=True) + RELU_L1_EPS)

@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import _DTYPE_IDS, NORM_IDS, _env_int, _exp_shift, _half, _pack, _rcp, _sigmoid, bwd_buffers
+from .common import _DTYPE_IDS, NORM_IDS, _env_int, _exp_shift, _half, _pack, _rcp, _sig_l1, _sig_l1_dz, bwd_buffers
 
 CHAIN_M = (1, 2)
 
@@ -41,8 +41,9 @@ def _phi2(z0, z1, NORM: tl.constexpr, FAST: tl.constexpr):
         e0 = _exp_shift(z0, mx, FAST)
         e1 = _exp_shift(z1, mx, FAST)
     elif NORM == 1:
-        e0 = _sigmoid(z0, FAST)
-        e1 = _sigmoid(z1, FAST)
+        mx = tl.maximum(z0, z1)
+        e0 = _sig_l1(z0, mx, FAST)
+        e1 = _sig_l1(z1, mx, FAST)
     elif NORM == 2:
         e0 = tl.maximum(z0, 0.0)
         e1 = tl.maximum(z1, 0.0)
@@ -69,9 +70,10 @@ def _phi3(z0, z1, z2, NORM: tl.constexpr):
         e1 = _exp_shift(z1, mx, False)
         e2 = _exp_shift(z2, mx, False)
     elif NORM == 1:
-        e0 = _sigmoid(z0, False)
-        e1 = _sigmoid(z1, False)
-        e2 = _sigmoid(z2, False)
+        mx = tl.maximum(tl.maximum(z0, z1), z2)
+        e0 = _sig_l1(z0, mx, False)
+        e1 = _sig_l1(z1, mx, False)
+        e2 = _sig_l1(z2, mx, False)
     elif NORM == 2:
         e0 = tl.maximum(z0, 0.0)
         e1 = tl.maximum(z1, 0.0)
@@ -98,8 +100,7 @@ def _dphi(z, p, dp, dot, inv, NORM: tl.constexpr, FAST: tl.constexpr):
     if NORM == 0:
         dz = p * (dp - dot)
     elif NORM == 1:
-        s = _sigmoid(z, FAST)
-        dz = (dp - dot) * inv * s * (1.0 - s)
+        dz = _sig_l1_dz(z, p, dp, dot, FAST)
     elif NORM == 2:
         dz = tl.where(z > 0.0, (dp - dot) * inv, 0.0)
     else:

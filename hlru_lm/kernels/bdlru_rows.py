@@ -20,7 +20,18 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import _DTYPE_IDS, NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid, bwd_buffers, interpret_mode, walk_knobs
+from .common import (
+    _DTYPE_IDS,
+    NORM_IDS,
+    _env_int,
+    _exp_shift,
+    _rcp,
+    _sig_l1,
+    _sig_l1_dz,
+    bwd_buffers,
+    interpret_mode,
+    walk_knobs,
+)
 
 ROWS_M = (4, 8, 16)
 _ASM = tl.constexpr(not interpret_mode())  # L2 prefetches are inline PTX, which the interpreter does not run
@@ -186,14 +197,14 @@ def _over_parts(x, r, P: tl.constexpr, MAX: tl.constexpr):
 def _row_phi(zs, r, k, C: tl.constexpr, P: tl.constexpr, NORM: tl.constexpr, FAST: tl.constexpr):
     """The unnormalised phi terms e of the lane's C + 1 logits and the reciprocal row sum (phi = e inv). With P parts
     per row the lane's last logit is the next part's first (counted there) except in the last part (column m)."""
-    if NORM == 0:  # softmax: exp2 of the shifted logits, one reciprocal; any logit of the row may be counted twice
+    if NORM <= 1:  # softmax, sigmoid_l1: the row max; any logit of the row may be counted twice
         mx = _over_parts(_tree(zs, 0, C + 1, True), r, P, True)
     es = ()
     for j in tl.static_range(C + 1):
         if NORM == 0:
             es = es + (_exp_shift(zs[j], mx, FAST),)
         elif NORM == 1:
-            es = es + (_sigmoid(zs[j], FAST),)
+            es = es + (_sig_l1(zs[j], mx, FAST),)
         elif NORM == 2:
             es = es + (tl.maximum(zs[j], 0.0),)
         else:
@@ -403,8 +414,8 @@ def _rows_bwd_kernel(
                     dp = lam * vf
                 if NORM == 0:
                     dz = p[j] * (dp - dot)
-                elif NORM == 1:  # p = s / S: dz = (dp - <p, dp>) / S * s (1 - s), s = sigmoid(z) = es
-                    dz = (dp - dot) * inv * es[j] * (1.0 - es[j])
+                elif NORM == 1:
+                    dz = _sig_l1_dz(zs[j], p[j], dp, dot, FAST)
                 elif NORM == 2:
                     dz = tl.where(zs[j] > 0.0, (dp - dot) * inv, 0.0)
                 else:

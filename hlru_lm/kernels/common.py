@@ -120,6 +120,20 @@ def _sigmoid(z, FAST: tl.constexpr):
 
 
 @triton.jit
+def _sig_l1(z, mx, FAST: tl.constexpr):
+    """sigmoid_l1's unnormalised term sigma(z) e^{-min(mx, 0)}, mx the row max: a factor common to the row, so phi is
+    unchanged, but the row sum stays >= 1/2 where every sigma(z) of the row underflows fp32 (z < -88.7: 0 / 0)."""
+    return _exp_shift(tl.minimum(z, 0.0), tl.minimum(mx, 0.0), FAST) * _sigmoid(tl.abs(z), FAST)
+
+
+@triton.jit
+def _sig_l1_dz(z, p, dp, dot, FAST: tl.constexpr):
+    """Adjoint of sigmoid_l1 for one entry: dz = p (1 - sigma(z)) (dp - <p, dp>), with 1 - sigma(z) = sigma(-z) (no
+    cancellation, no 1 / row sum that could overflow)."""
+    return (dp - dot) * p * _sigmoid(-z, FAST)
+
+
+@triton.jit
 def _at(x, tt, r):
     """Step r of an [L, BT] int32 tensor whose time axis lies in each thread: the selects fold to a register pick."""
     return tl.sum(tl.where((tt == r)[None, :], x, 0), axis=1)
@@ -167,8 +181,9 @@ def _phi_terms(zA, za, NORM: tl.constexpr, AX: tl.constexpr, FAST: tl.constexpr)
         ea = _exp_shift(za, mx, FAST)
         inv = _rcp(tl.sum(eA, axis=AX) + ea, FAST)
     elif NORM == 1:  # sigmoid_l1
-        eA = _sigmoid(zA, FAST)
-        ea = _sigmoid(za, FAST)
+        mx = tl.maximum(tl.max(zA, axis=AX), za)
+        eA = _sig_l1(zA, tl.expand_dims(mx, AX), FAST)
+        ea = _sig_l1(za, mx, FAST)
         inv = _rcp(tl.sum(eA, axis=AX) + ea, FAST)
     elif NORM == 2:  # relu_l1
         eA = tl.maximum(zA, 0.0)
@@ -204,12 +219,8 @@ def _norm_rows_bwd(zA, za, pA, pa, inv, dpA, dpa, NORM: tl.constexpr, AX: tl.con
             dzA = pA * (dpA - dotx)
             dza = pa * (dpa - dot)
         elif NORM == 1:
-            # p = s / S: ds = (dp - <p, dp>) / S; dz = ds * s (1 - s), s = sigmoid(z)
-            sA = _sigmoid(zA, FAST)
-            sa = _sigmoid(za, FAST)
-            invx = tl.expand_dims(inv, AX)
-            dzA = (dpA - dotx) * invx * sA * (1.0 - sA)
-            dza = (dpa - dot) * inv * sa * (1.0 - sa)
+            dzA = _sig_l1_dz(zA, pA, dpA, dotx, FAST)
+            dza = _sig_l1_dz(za, pa, dpa, dot, FAST)
         else:
             invx = tl.expand_dims(inv, AX)
             dzA = tl.where(zA > 0.0, (dpA - dotx) * invx, 0.0)

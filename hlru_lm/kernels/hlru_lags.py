@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 from .bdlru_rows import _butterfly, _pf
-from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sigmoid, bwd_buffers, walk_knobs
+from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sig_l1, _sig_l1_dz, bwd_buffers, walk_knobs
 
 LAGS_M = (2, 4, 8, 16)
 _UNROLL = {2: 8, 4: 8, 8: 8, 16: 8}  # v17a, order 16: U = 8 1.07 ms, U = 4 1.24; U = 16 needs 248 registers
@@ -56,13 +56,14 @@ def _lanes(pid, NC, N, T, step, M: tl.constexpr):
 def _lag_phi(zj, zm, r, M: tl.constexpr, NORM: tl.constexpr, FAST: tl.constexpr):
     """The unnormalised phi terms e_j (this lane's logit) and e_m (the channel's last, on every lane) and the
     reciprocal sum over the channel (phi = e inv)."""
-    if NORM == 0:  # softmax: the channel's max over its lanes (logit m is on every lane)
+    if NORM <= 1:  # softmax, sigmoid_l1: the channel's max over its lanes (logit m is on every lane)
         mx = _butterfly(tl.maximum(zj, zm), r, 1, M, True)
+    if NORM == 0:
         ej = _exp_shift(zj, mx, FAST)
         em = _exp_shift(zm, mx, FAST)
     elif NORM == 1:
-        ej = _sigmoid(zj, FAST)
-        em = _sigmoid(zm, FAST)
+        ej = _sig_l1(zj, mx, FAST)
+        em = _sig_l1(zm, mx, FAST)
     elif NORM == 2:
         ej = tl.maximum(zj, 0.0)
         em = tl.maximum(zm, 0.0)
@@ -247,9 +248,9 @@ def _lags_bwd_kernel(
             if NORM == 0:
                 dzj = pj * (dpj - dot)
                 dzm = pm * (dpm - dot)
-            elif NORM == 1:  # p = s / S: dz = (dp - <p, dp>) / S * s (1 - s), s = sigmoid(z) = e
-                dzj = (dpj - dot) * inv * ej * (1.0 - ej)
-                dzm = (dpm - dot) * inv * em * (1.0 - em)
+            elif NORM == 1:
+                dzj = _sig_l1_dz(zj, pj, dpj, dot, FAST)
+                dzm = _sig_l1_dz(zm, pm, dpm, dot, FAST)
             elif NORM == 2:
                 dzj = tl.where(zj > 0.0, (dpj - dot) * inv, 0.0)
                 dzm = tl.where(zm > 0.0, (dpm - dot) * inv, 0.0)
