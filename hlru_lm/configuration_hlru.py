@@ -1,11 +1,18 @@
 """HLRUConfig: the architecture of a BD-LRU / H-LRU causal language model, as data."""
 
+import difflib
+import functools
+import math
+
 from huggingface_hub.dataclasses import strict
+from huggingface_hub.errors import StrictDataclassError
 from transformers import PreTrainedConfig
+from transformers.utils import logging
 
 from .ops import BACKENDS, GATE_NORMS
 
 MIXER_TYPES = ("bdlru", "hlru")
+logger = logging.get_logger(__name__)
 
 
 @strict(accept_kwargs=True)
@@ -54,6 +61,7 @@ class HLRUConfig(PreTrainedConfig):
     eos_token_id: int | list[int] | None = None
 
     def __post_init__(self, **kwargs):
+        self._check_unknown_keywords(kwargs)
         if self.intermediate_size is None and isinstance(self.hidden_size, int):
             self.intermediate_size = -(-8 * self.hidden_size // 3 // 256) * 256
         if self.num_blocks is None and isinstance(self.hidden_size, int) and isinstance(self.block_size, int):
@@ -80,12 +88,59 @@ class HLRUConfig(PreTrainedConfig):
             raise ValueError(f"gate_norm must be one of {GATE_NORMS}, got {self.gate_norm!r}")
         if self.scan_backend not in BACKENDS:
             raise ValueError(f"scan_backend must be one of {BACKENDS}, got {self.scan_backend!r}")
-        if not self.rms_norm_eps > 0:
-            raise ValueError(f"rms_norm_eps must be > 0, got {self.rms_norm_eps!r}")
-        if not self.initializer_range > 0:
-            raise ValueError(f"initializer_range must be > 0, got {self.initializer_range!r}")
+        for name in ("rms_norm_eps", "initializer_range"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+    def _check_unknown_keywords(self, kwargs: dict) -> None:
+        """A keyword close to one of our fields is a typo (`gate_nrom=`): refused. Other keywords that no config field
+        knows are kept (transformers passes its own through here) with a warning naming them."""
+        ours = list(self.__dataclass_fields__)
+        for key in kwargs:
+            if key in _KNOWN_EXTRA_KEYWORDS or key.startswith("_"):
+                continue
+            close = difflib.get_close_matches(key, ours, n=1, cutoff=0.8)
+            if close:
+                raise ValueError(f"unknown HLRUConfig keyword {key!r}; did you mean {close[0]!r}?")
+            logger.warning(f"HLRUConfig: unknown keyword {key!r} is kept as an attribute but used by nothing")
 
     @property
     def state_size(self) -> int:
         """Numbers of recurrent state per layer (N * m)."""
         return self.num_blocks * self.block_size
+
+
+# keywords transformers itself passes to configs (saved files, from_pretrained, generation, heads)
+_KNOWN_EXTRA_KEYWORDS = frozenset(vars(PreTrainedConfig())) | {
+    "architectures",
+    "attn_implementation",
+    "auto_map",
+    "decoder_start_token_id",
+    "dtype",
+    "model_type",
+    "name_or_path",
+    "num_labels",
+    "output_attentions",
+    "return_dict",
+    "sep_token_id",
+    "torch_dtype",
+    "transformers_version",
+}
+
+
+def _value_errors(init):
+    """The strict dataclass reports a field of the wrong type with its own exception class; users of HF configs
+    catch ValueError, so re-raise it as one (naming the field)."""
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except StrictDataclassError as e:
+            raise ValueError(f"HLRUConfig: {e}") from None
+
+    return __init__
+
+
+HLRUConfig.__init__ = _value_errors(HLRUConfig.__init__)

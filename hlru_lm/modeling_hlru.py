@@ -224,6 +224,7 @@ class HLRUModel(HLRUPreTrainedModel):
         cache = cache if cache is not None else past_key_values
         if cache is not None and not isinstance(cache, HLRUCache):
             raise ValueError(f"the cache must be an HLRUCache, got {type(cache).__name__}")
+        asked_for_cache = bool(use_cache) or cache is not None
         use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
         if use_cache and cache is None:
             cache = HLRUCache(self.config)
@@ -231,13 +232,22 @@ class HLRUModel(HLRUPreTrainedModel):
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        if x.dim() != 3 or x.shape[1] == 0:
+            given = ("input_ids", input_ids) if inputs_embeds is None else ("inputs_embeds", inputs_embeds)
+            raise ValueError(
+                f"expected a (batch, length >= 1) input, got {given[0]} of shape {tuple(given[1].shape)}: the model "
+                "needs at least one token (give generate() a prompt of at least one token, e.g. the BOS token)"
+            )
         seqlen = x.shape[1]
-        pad_mask = None
-        # Left padding only matters while prefilling; single-token decode steps are never masked.
-        if attention_mask is not None and attention_mask.dim() == 2 and seqlen > 1:
-            pad_mask = attention_mask[:, -seqlen:]
-            if bool(pad_mask.all()):
-                pad_mask = None
+        pad_mask = _pad_mask(attention_mask, x.shape[0], seqlen, cache.get_seq_length() if cache is not None else 0)
+        if pad_mask is not None and use_cache and bool((pad_mask[:, :-1] > pad_mask[:, 1:]).any()):
+            # right padding: the outputs of real tokens are exact, but the final state would absorb the padding
+            if asked_for_cache:
+                raise ValueError(
+                    "attention_mask has padding after a real token (right padding): the cached state would absorb "
+                    "the padding. Pad on the left (tokenizer.padding_side = 'left') to build or continue a cache"
+                )
+            use_cache, cache = False, None
         hidden_states = (x,) if output_hidden_states else None
         for layer in self.layers:
             x = layer(x, cache, pad_mask)
@@ -251,6 +261,28 @@ class HLRUModel(HLRUPreTrainedModel):
             last_hidden_state=x, hidden_states=hidden_states, **{_CACHE_FIELD: cache if use_cache else None}
         )
         return out if return_dict is not False else out.to_tuple()
+
+
+def _pad_mask(attention_mask: torch.Tensor | None, bsz: int, seqlen: int, past: int) -> torch.Tensor | None:
+    """The (B, T) 0/1 mask of the new tokens, or None when nothing is masked. Left padding only matters while
+    prefilling (a zero input at padded positions keeps a zero state at zero); single-token decode steps are never
+    masked. Masks that cannot be meant for this input are refused rather than applied wrongly."""
+    if attention_mask is None:
+        return None
+    if attention_mask.dim() != 2:
+        raise ValueError(
+            f"attention_mask must be a 2-D (batch, length) 0/1 padding mask, got shape {tuple(attention_mask.shape)}"
+            " (a recurrent model has no attention: 4-D / custom attention masks cannot be honoured)"
+        )
+    if attention_mask.shape[0] != bsz or attention_mask.shape[1] not in (seqlen, past + seqlen):
+        raise ValueError(
+            f"attention_mask of shape {tuple(attention_mask.shape)} does not match the input: expected ({bsz}, "
+            f"{seqlen})" + (f" or ({bsz}, {past + seqlen}) (cache + new tokens)" if past else "")
+        )
+    if seqlen == 1:
+        return None
+    pad_mask = attention_mask[:, -seqlen:]
+    return None if bool(pad_mask.all()) else pad_mask
 
 
 class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):

@@ -175,6 +175,8 @@ def _check_common(v: torch.Tensor, gate_logits: torch.Tensor, gate_norm: str, ba
             raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
     if gate_logits.device != v.device:
         raise ValueError(f"gate_logits is on {gate_logits.device} but v is on {v.device}")
+    if 0 in v.shape:
+        raise ValueError(f"v has an empty axis (shape {tuple(v.shape)}): the scans need at least one step and channel")
 
 
 def _initial_state(initial_state: torch.Tensor | None, shape: tuple[int, ...], v: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,87 @@
+"""Bad model inputs and config values get a clear error naming the problem (no ZeroDivisionError, no silently
+ignored mask or keyword)."""
+
+import pytest
+import torch
+
+import hlru_lm
+from hlru_lm.ops import bdlru_scan, hlru_scan
+
+from .conftest import tiny_config, tiny_model
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m: m(torch.zeros(2, 0, dtype=torch.long)),
+        lambda m: m.generate(torch.zeros(1, 0, dtype=torch.long), max_new_tokens=2),
+        lambda m: m(torch.zeros(1, 0, dtype=torch.long), cache=m(torch.ones(1, 3, dtype=torch.long)).cache),
+        lambda m: m(inputs_embeds=torch.zeros(1, 0, 32)),
+    ],
+    ids=["forward", "generate", "continue_cache", "inputs_embeds"],
+)
+def test_empty_sequences_are_refused(call):
+    with pytest.raises(ValueError, match="at least one token"):
+        call(tiny_model())
+
+
+def test_empty_scans_are_refused():
+    with pytest.raises(ValueError, match="empty axis"):
+        bdlru_scan(torch.zeros(1, 0, 2, 2, 3), torch.zeros(1, 0, 2, 2))
+    with pytest.raises(ValueError, match="empty axis"):
+        hlru_scan(torch.zeros(1, 0, 2, 3), torch.zeros(1, 0, 2))
+
+
+@pytest.mark.parametrize(
+    "mask, message",
+    [
+        (torch.ones(1, 5), r"does not match the input: expected \(2, 5\)"),  # would broadcast to every row
+        (torch.ones(2, 4), r"does not match the input"),
+        (torch.ones(2, 1, 5, 5), "must be a 2-D"),
+    ],
+    ids=["one_row_for_two", "wrong_length", "4d"],
+)
+def test_bad_masks_are_refused(mask, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model()(torch.ones(2, 5, dtype=torch.long), attention_mask=mask)
+
+
+def test_right_padding_never_reaches_the_cache():
+    model = tiny_model()
+    ids = torch.randint(3, 96, (2, 5), generator=torch.Generator().manual_seed(0))
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    with pytest.raises(ValueError, match="right padding"):
+        model(ids, attention_mask=mask, use_cache=True)
+    out = model(ids, attention_mask=mask)  # default use_cache: exact outputs, no (wrong) cache returned
+    assert out.cache is None if hasattr(out, "cache") else out.past_key_values is None
+    alone = model(ids[:1, :3]).logits
+    assert torch.allclose(out.logits[:1, :3], alone, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(gate_nrom="softmax"), "did you mean 'gate_norm'"),
+        (dict(hidden_size="big"), "hidden_size"),
+        (dict(block_size=2.0), "block_size"),
+        (dict(initializer_range=float("inf")), "initializer_range must be a finite number"),
+        (dict(rms_norm_eps=float("inf")), "rms_norm_eps must be a finite number"),
+        (dict(rms_norm_eps=float("nan")), "rms_norm_eps must be a finite number"),
+    ],
+)
+def test_bad_config_values_raise_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**kwargs)
+
+
+def test_unknown_config_keyword_is_named(caplog):
+    from transformers.utils import logging
+
+    logging.enable_propagation()
+    try:
+        config = tiny_config(my_custom_flag=1)
+    finally:
+        logging.disable_propagation()
+    assert config.my_custom_flag == 1
+    assert "my_custom_flag" in caplog.text
+    assert isinstance(hlru_lm.HLRUConfig(num_labels=3), hlru_lm.HLRUConfig)  # transformers' own keywords pass
