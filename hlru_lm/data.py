@@ -21,6 +21,7 @@ import shutil
 import sys
 import sysconfig
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ import numpy as np
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: meta.json holds the files' sha256
 DATA_FILE_BUILDERS = {
     ".txt": "text",
     ".text": "text",
@@ -194,6 +195,27 @@ def _looks_like_path(source: str) -> bool:
     )
 
 
+def _load_local(source: str, load):
+    """Run a local-file load, turning a file that cannot be parsed (binary, not UTF-8, malformed JSON / CSV) into a
+    DataError naming it instead of a traceback from deep inside datasets."""
+    try:
+        return load()
+    except Exception as e:
+        cause = e
+        while cause.__cause__ is not None or cause.__context__ is not None:
+            cause = cause.__cause__ or cause.__context__
+        raise DataError(f"corpus {source!r} could not be read: {type(cause).__name__}: {str(cause)[:200]}") from None
+
+
+def _content_fingerprint(ds) -> str:
+    """The data behind a non-streaming dataset: its Arrow cache files (name, size, mtime), or its texts when it lives
+    in memory (no private datasets attributes)."""
+    files = [f["filename"] for f in ds.cache_files]
+    if files:
+        return _sha(json.dumps([(f, os.path.getsize(f), os.path.getmtime(f)) for f in files]), 32)
+    return _sha(json.dumps(list(ds["text"])), 32)
+
+
 def _count_nonempty(ds, text_field: str) -> int:
     col = ds[text_field]
     return sum(1 for t in col if t and str(t).strip())
@@ -246,12 +268,14 @@ def load_corpus(data_cfg: dict) -> Corpus:
             kwargs = {"data_files": {"train": str(path)}}
             if builder == "text":
                 kwargs["sample_by"] = data_cfg.get("sample_by") or "paragraph"
-            ds = datasets.load_dataset(builder, split="train", streaming=streaming, **kwargs)
+            ds = _load_local(
+                source, lambda: datasets.load_dataset(builder, split="train", streaming=streaming, **kwargs)
+            )
         else:
             files = [p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in DATA_FILE_BUILDERS]
             if not files:
                 raise DataError(f"corpus directory {source!r} contains no data files ({sorted(DATA_FILE_BUILDERS)})")
-            ds = datasets.load_dataset(str(path), split=split, streaming=streaming)
+            ds = _load_local(source, lambda: datasets.load_dataset(str(path), split=split, streaming=streaming))
     else:  # a Hub dataset name
         ds = datasets.load_dataset(source, data_cfg.get("config_name"), split=split, streaming=streaming)
 
@@ -295,7 +319,7 @@ def load_corpus(data_cfg: dict) -> Corpus:
     if len(ds) == 0 or _count_nonempty(ds, "text") == 0:
         raise DataError(f"corpus {source!r} is empty (no non-blank documents in column {text_field!r})")
     ds = ds.filter(keep_text)
-    fp = _sha(json.dumps(["ds", source, split, max_documents, val_fraction, ds._fingerprint]), 32)
+    fp = _sha(json.dumps(["ds", source, split, max_documents, val_fraction, _content_fingerprint(ds)]), 32)
     val_split = data_cfg.get("validation_split")
     if val_split:
         if path.is_dir() and (path / "dataset_dict.json").exists():
@@ -502,8 +526,14 @@ def build_token_cache(corpus: Corpus, tokenizer, data_cfg: dict, cache_dir: Path
     out = Path(cache_dir) / "tokens" / key
     meta_path = out / "meta.json"
     if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        return TokenCache(out, meta["dtype"], meta["n_train"], meta["n_val"])
+        problem = _cache_problem(out)
+        if problem is None:
+            meta = json.loads(meta_path.read_text())
+            return TokenCache(out, meta["dtype"], meta["n_train"], meta["n_val"])
+        warnings.warn(f"token cache {out} is damaged ({problem}); rebuilding it", stacklevel=2)
+        stale = out.with_name(f".{key}.stale-{os.getpid()}")
+        os.rename(out, stale)
+        shutil.rmtree(stale, ignore_errors=True)
     num_proc = data_cfg.get("num_proc")
     if num_proc is None:
         num_proc = min(os.cpu_count() or 1, 8)
@@ -517,6 +547,7 @@ def build_token_cache(corpus: Corpus, tokenizer, data_cfg: dict, cache_dir: Path
             "dtype": dtype,
             "n_train": n_train,
             "n_val": n_val,
+            "sha256": {name: _file_sha256(tmp / name) for name in ("train.bin", "val.bin")},
             "corpus": corpus.fingerprint,
             "tokenizer": tokenizer_fingerprint(tokenizer),
             "version": CACHE_VERSION,
@@ -527,6 +558,35 @@ def build_token_cache(corpus: Corpus, tokenizer, data_cfg: dict, cache_dir: Path
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return TokenCache(out, dtype, n_train, n_val)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _cache_problem(directory: Path) -> str | None:
+    """Why a published token cache cannot be trusted (unreadable meta, a file missing, resized or changed), or None.
+    The checksums are read back on every reuse: hashing costs about a second per GB, a silently corrupted corpus
+    costs a run."""
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+        sums, itemsize = meta["sha256"], np.dtype(meta["dtype"]).itemsize
+        sizes = {"train.bin": meta["n_train"], "val.bin": meta["n_val"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return "meta.json is unreadable or from an older version"
+    for name, n in sizes.items():
+        f = directory / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if f.stat().st_size != n * itemsize:
+            return f"{name} has {f.stat().st_size} bytes, expected {n * itemsize}"
+        if _file_sha256(f) != sums[name]:
+            return f"{name} does not match its checksum"
+    return None
 
 
 class TokenBlocks:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
 import hashlib
 import json
 import math
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +70,7 @@ DEFAULTS: dict[str, dict] = {
 }
 # Keys that do not change what is trained: may differ between a run and its resumption.
 RUN_CONTROL_KEYS = {
+    "max_steps",  # a resumed run may be extended (check_output_dir refuses a max_steps below the checkpoint)
     "output_dir",
     "resume",
     "log_interval",
@@ -80,7 +83,10 @@ RUN_CONTROL_KEYS = {
     "cache_dir",
 }
 RUN_FILE = "hlru_run.json"
-CKPT_META = "hlru_checkpoint.json"
+CKPT_META = "hlru_checkpoint.json"  # written last: the checkpoint's manifest (files, sizes, sha256)
+STATE_FILE = "hlru_state.json"  # step, data cursor and scheduler: JSON, so resuming unpickles nothing of ours
+LOCK_FILE = ".hlru_run.lock"
+MODEL_DIR = "model"  # the publishable folder: model, tokenizer, card; checkpoints and logs stay beside it
 
 
 class ConfigError(ValueError):
@@ -160,7 +166,10 @@ def load_config(path: str | None, overrides: list[str]) -> dict:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file {path!r} not found")
-        loaded = yaml.safe_load(p.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {path!r} is not valid YAML: {str(e).splitlines()[0]}") from None
         _check_keys(loaded, str(path))
         for section, values in loaded.items():
             cfg[section].update(values or {})
@@ -255,7 +264,7 @@ def checkpoints_dir(output_dir: Path) -> Path:
 
 
 def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints (``step_<k>`` with their metadata file), oldest first. ``.tmp_*`` dirs never count."""
+    """Published checkpoints (``step_<k>`` with their manifest), oldest first. ``.tmp_*`` dirs never count."""
     root = checkpoints_dir(output_dir)
     out = []
     if root.is_dir():
@@ -264,6 +273,49 @@ def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
             if m and p.is_dir() and (p / CKPT_META).is_file():
                 out.append((int(m.group(1)), p))
     return sorted(out)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be resumed (a file missing, truncated or changed since its manifest was
+    written), or None when every file matches the manifest."""
+    try:
+        meta = json.loads((path / CKPT_META).read_text())
+        files = meta["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"its manifest {CKPT_META} is missing or unreadable"
+    for name, want in files.items():
+        f = path / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if f.stat().st_size != want["size"]:
+            return f"{name} has {f.stat().st_size} bytes, the manifest says {want['size']}"
+        if _sha256(f) != want["sha256"]:
+            return f"{name} differs from the checksum in the manifest"
+    return None
+
+
+def pick_checkpoint(output_dir: Path, log=print) -> Path | None:
+    """The newest checkpoint that passes :func:`checkpoint_problem`, naming every newer one it skips. Raises
+    ConfigError when checkpoints exist but none is complete (starting over would overwrite them)."""
+    ckpts = list_checkpoints(output_dir)
+    skipped = []
+    for _, p in reversed(ckpts):
+        problem = checkpoint_problem(p)
+        if problem is None:
+            return p
+        skipped.append(f"{p.name} ({problem})")
+        log(f"skipping damaged checkpoint {p}: {problem}")
+    if skipped:
+        raise ConfigError(f"no complete checkpoint in {checkpoints_dir(output_dir)}: " + "; ".join(skipped))
+    return None
 
 
 def check_output_dir(cfg: dict) -> Path | None:
@@ -277,7 +329,7 @@ def check_output_dir(cfg: dict) -> Path | None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output_dir {str(out)!r} exists and is not a directory")
     run_file = out / RUN_FILE
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()):
         if not run_file.is_file():
             raise ConfigError(
                 f"output_dir {str(out)!r} is not empty and holds no hlru training run ({RUN_FILE} missing); "
@@ -294,17 +346,66 @@ def check_output_dir(cfg: dict) -> Path | None:
         if ckpts and not resume:
             raise ConfigError(
                 f"output_dir {str(out)!r} already holds checkpoints up to step {ckpts[-1][0]}; "
-                "pass --resume to continue that run or choose another --output_dir"
+                "pass --resume to continue that run (a larger --max_steps extends it) or choose another --output_dir"
             )
     if resume and resume is not True and str(resume).lower() not in ("true", "latest", "auto"):
         p = Path(str(resume))
         if not (p / CKPT_META).is_file():
             raise ConfigError(f"--resume {resume!r} is not a complete checkpoint directory")
-        return p
-    if resume:
-        ckpts = list_checkpoints(out)
-        return ckpts[-1][1] if ckpts else None
-    return None
+        problem = checkpoint_problem(p)
+        if problem is not None:
+            raise ConfigError(f"--resume {resume!r} is damaged: {problem}")
+        found = p
+    else:
+        found = pick_checkpoint(out) if resume else None
+    if found is not None:
+        step = read_state(found).get("step", 0)
+        if step > t["max_steps"]:
+            raise ConfigError(
+                f"checkpoint {found} is at step {step}, beyond --max_steps {t['max_steps']}: a resumed run can be "
+                "extended, not shortened"
+            )
+    return found
+
+
+def check_writable(paths: list[Path]) -> None:
+    """Create each folder and write a probe file in it now, so a path that cannot be written fails before any data
+    preparation or training rather than at the first save."""
+    for path in paths:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".hlru_probe_"):
+                pass
+        except OSError as e:
+            raise ConfigError(f"cannot write to {str(path)!r}: {e.strerror or e}") from None
+
+
+class RunLock:
+    """An exclusive lock on output_dir, held for the run's lifetime: a second run on the same folder is refused
+    whatever the timing. flock is released by the kernel when the holder dies, so a crashed run leaves no stale lock."""
+
+    def __init__(self, output_dir: Path) -> None:
+        path = Path(output_dir) / LOCK_FILE
+        self._f = open(path, "a+")
+        try:
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._f.seek(0)
+            holder = self._f.read().strip() or "unknown"
+            self._f.close()
+            raise ConfigError(
+                f"output_dir {str(output_dir)!r} is in use by another training run (pid {holder}); wait for it to "
+                "finish or choose another --output_dir"
+            ) from None
+        self._f.seek(0)
+        self._f.truncate()
+        self._f.write(str(os.getpid()))
+        self._f.flush()
+
+    def release(self) -> None:
+        if not self._f.closed:
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_UN)
+            self._f.close()
 
 
 def _diff(a: dict, b: dict) -> str:
@@ -317,23 +418,35 @@ def _diff(a: dict, b: dict) -> str:
     return ", ".join(diffs[:5]) + (" ..." if len(diffs) > 5 else "") or "unknown"
 
 
+def finite_or_none(x):
+    """JSON has no NaN / inf: write them as null."""
+    return x if not isinstance(x, float) or math.isfinite(x) else None
+
+
+def write_json(path: Path, body: dict) -> None:
+    """Write strict JSON atomically (temp file + rename), readable by everyone (0644)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(body, indent=1, default=str, allow_nan=False))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
 def write_run_file(cfg: dict, extra: dict | None = None) -> None:
     out = Path(cfg["training"]["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     body = {"config_hash": config_hash(cfg), "identity": identity(cfg), "config": cfg, **(extra or {})}
-    tmp = out / (RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps(body, indent=1, default=str))
-    os.replace(tmp, out / RUN_FILE)
+    write_json(out / RUN_FILE, body)
 
 
-def clean_partial_checkpoints(output_dir: Path) -> list[Path]:
-    root = checkpoints_dir(output_dir)
+def clean_partial_outputs(output_dir: Path) -> list[Path]:
+    """Remove what a killed run left half-written: temp checkpoints and temp model folders."""
     removed = []
-    if root.is_dir():
-        for p in root.iterdir():
-            if p.name.startswith(".tmp_"):
-                shutil.rmtree(p, ignore_errors=True)
-                removed.append(p)
+    for root, prefixes in ((checkpoints_dir(output_dir), (".tmp_",)), (Path(output_dir), (f".{MODEL_DIR}.",))):
+        if root.is_dir():
+            for p in root.iterdir():
+                if p.name.startswith(prefixes):
+                    shutil.rmtree(p, ignore_errors=True)
+                    removed.append(p)
     return removed
 
 
@@ -355,13 +468,23 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def publish_checkpoint(tmp: Path, final: Path, meta: dict) -> None:
-    """Mark a fully written temp checkpoint complete and rename it into place (atomic on POSIX filesystems)."""
-    for f in tmp.rglob("*"):
+def _fsync_tree(root: Path) -> None:
+    for f in root.rglob("*"):
         if f.is_file():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-    (tmp / CKPT_META).write_text(json.dumps(meta, indent=1))
+    _fsync_dir(root)
+
+
+def publish_checkpoint(tmp: Path, final: Path, meta: dict) -> None:
+    """Write the manifest of a fully written temp checkpoint last, then rename it into place (atomic on POSIX)."""
+    _fsync_tree(tmp)
+    files = {
+        str(f.relative_to(tmp)): {"size": f.stat().st_size, "sha256": _sha256(f)}
+        for f in sorted(tmp.rglob("*"))
+        if f.is_file()
+    }
+    write_json(tmp / CKPT_META, {**meta, "files": files})
     _fsync_dir(tmp)
     if final.exists():
         shutil.rmtree(final)
@@ -369,21 +492,96 @@ def publish_checkpoint(tmp: Path, final: Path, meta: dict) -> None:
     _fsync_dir(final.parent)
 
 
+def publish_folder(tmp: Path, final: Path) -> None:
+    """Move a fully written folder into place as one rename (a reader sees all of it or the previous one); files
+    become 0644 (safetensors writes 0600)."""
+    for f in tmp.rglob("*"):
+        os.chmod(f, 0o755 if f.is_dir() else 0o644)
+    os.chmod(tmp, 0o755)
+    _fsync_tree(tmp)
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        os.rename(final, old)
+    os.rename(tmp, final)
+    _fsync_dir(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def find_model_dir(path: str) -> str:
+    """The model folder of ``path``: a run folder's ``model/`` (see MODEL_DIR), or ``path`` itself when it holds a
+    config.json. A Hub id (not a path) passes through; a path that holds no model is a ConfigError naming it."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        if os.sep in path or path.startswith(".") or path.startswith("~"):
+            raise ConfigError(f"model folder {path!r} not found")
+        return path
+    for candidate in (p / MODEL_DIR, p):
+        if (candidate / "config.json").is_file():
+            return str(candidate)
+    raise ConfigError(f"{path!r} holds no model (no config.json in it or in its {MODEL_DIR}/ folder)")
+
+
+def model_card(cfg: dict, config, n_params: int, results: dict, vocab: int) -> str:
+    """README.md of the published model folder: what it is, what it was trained on, how to load it."""
+    t, d = cfg["training"], cfg["data"]
+    mixer = "BD-LRU (N blocks of size m)" if config.mixer_type == "bdlru" else "H-LRU (N channels of order m)"
+    val = results.get("val_loss")
+    metrics = f"validation loss {val:.4f}, perplexity {results['val_ppl']:.2f}" if val is not None else "no validation"
+    return f"""---
+library_name: transformers
+tags: [hlru-lm, linear-recurrence, {config.mixer_type}]
+---
+# {config.mixer_type}-m{config.block_size} language model
+
+A causal language model whose token mixers are the {mixer} linear recurrence of Dubinin, Orvieto & Effenberger,
+"Improved state mixing in higher-order and block diagonal linear recurrent networks" (2026), trained with
+[hlru-lm](https://pypi.org/project/hlru-lm/).
+
+| | |
+| --- | --- |
+| parameters | {n_params:,} |
+| architecture | d = {config.hidden_size}, {config.num_hidden_layers} layers, m = {config.block_size}, N = \
+{config.num_blocks}, gate_norm = {config.gate_norm}, SwiGLU {config.intermediate_size}, vocabulary {vocab} |
+| recurrent state | {config.num_blocks * config.block_size} numbers per layer, whatever the length |
+| data | {d["source"]} (context {d["context_length"]} tokens) |
+| training | {results["step"]} steps, {results["tokens_seen"]:,} tokens, AdamW lr {t["learning_rate"]} |
+| final metrics | {metrics} |
+
+```python
+import hlru_lm  # pip install hlru-lm
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+model = AutoModelForCausalLM.from_pretrained("<this folder or repo>")
+tokenizer = AutoTokenizer.from_pretrained("<this folder or repo>")
+print(tokenizer.decode(model.generate(**tokenizer("Hello", return_tensors="pt"), max_new_tokens=20)[0]))
+```
+"""
+
+
+def read_state(checkpoint: Path) -> dict:
+    """The JSON state of a checkpoint (see STATE_FILE); {} for a checkpoint without one."""
+    path = Path(checkpoint) / STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 class TrainState:
-    """Step counter and data cursor, registered with ``accelerator.register_for_checkpointing``."""
+    """Step counter, data cursor and the warmup length (fixed at the start, so extending a run moves only the cosine
+    horizon). Saved as JSON in each checkpoint next to the scheduler's state."""
 
     def __init__(self) -> None:
         self.step = 0
         self.samples_seen = 0
         self.tokens_seen = 0
+        self.warmup_steps = 0
         self.config_hash = ""
 
     def state_dict(self) -> dict:
         return dict(vars(self))
 
     def load_state_dict(self, sd: dict) -> None:
-        for k, v in sd.items():
-            setattr(self, k, v)
+        for k in vars(self):
+            if k in sd:
+                setattr(self, k, sd[k])
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -391,9 +589,13 @@ class TrainState:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def lr_lambda(max_steps: int, warmup_ratio: float, lr: float, min_lr: float):
-    """Linear warmup over ``warmup_ratio * max_steps`` then cosine decay to ``min_lr`` (as a factor of ``lr``)."""
-    warmup = max(1, int(round(warmup_ratio * max_steps))) if warmup_ratio > 0 else 0
+def warmup_steps(max_steps: int, warmup_ratio: float) -> int:
+    return max(1, int(round(warmup_ratio * max_steps))) if warmup_ratio > 0 else 0
+
+
+def lr_lambda(max_steps: int, warmup: int, lr: float, min_lr: float):
+    """Linear warmup over ``warmup`` steps then cosine decay to ``min_lr`` at ``max_steps`` (as a factor of ``lr``).
+    Extending a run (a larger max_steps on resume) keeps the warmup and moves the end of the cosine."""
     floor = min_lr / lr if lr > 0 else 0.0
 
     def f(step: int) -> float:  # `step` = optimizer steps already taken

@@ -6,7 +6,8 @@
 
 This imports ``hlru_lm`` (registering the model with the Auto classes and ``--model hlru`` with lm-eval), then runs
 lm-eval's own CLI with these rewrites:
-  * ``--model <dir>`` (a directory)  ->  ``--model hlru --model_args pretrained=<dir>[,<your --model_args>]``;
+  * ``--model <dir>`` (a model folder, or a train.py run folder: its ``model/``)  ->
+    ``--model hlru --model_args pretrained=<dir>[,<your --model_args>]``;
   * ``--include_path`` gains the package's offline task directory (tasks ``hlru_pydoc_ppl``,
     ``hlru_pydoc_continuation``, tag ``hlru_offline``).
 ``--model hf``/``hlru`` with ``--model_args pretrained=...`` are passed through untouched.
@@ -20,6 +21,7 @@ import sys
 
 def rewrite_argv(argv: list[str]) -> list[str]:
     from hlru_lm.lm_eval_model import TASK_DIR
+    from hlru_lm.training import ConfigError, find_model_dir
 
     args = list(argv)
     if args and args[0] in ("run", "ls", "validate"):
@@ -41,8 +43,10 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     model = pop("--model")
     model_args = pop("--model_args")
     if model is not None and (os.path.isdir(model) or os.sep in model or model.startswith(".")):
-        if not os.path.isdir(model):
-            raise SystemExit(f"error: model directory {model!r} not found")
+        try:
+            model = find_model_dir(model)
+        except ConfigError as e:
+            raise SystemExit(f"error: {e}") from None
         extra = f",{model_args}" if model_args else ""
         model_args, model = f"pretrained={model}{extra}", "hlru"
     if model is not None:

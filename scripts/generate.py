@@ -14,11 +14,14 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
 
 import hlru_lm  # noqa: F401  (registers model_type "hlru" with the Auto classes)
+from hlru_lm.training import ConfigError, find_model_dir
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="directory written by scripts/train.py (or any hlru checkpoint)")
+    p.add_argument(
+        "--model", required=True, help="a run folder of scripts/train.py (its model/), or any hlru model folder"
+    )
     p.add_argument("--prompt", action="append", required=True, help="prompt text; repeat for several prompts")
     p.add_argument("--max_new_tokens", type=int, default=80)
     p.add_argument("--temperature", type=float, default=0.8)
@@ -30,10 +33,18 @@ def main(argv=None) -> int:
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the next token before giving up")
     args = p.parse_args(argv)
+    try:
+        model_dir = find_model_dir(args.model)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not all(args.prompt):
+        print("error: --prompt is empty: give at least one character to continue from", file=sys.stderr)
+        return 2
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).to(device).eval()
     torch.manual_seed(args.seed)
 
     for prompt in args.prompt:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -36,14 +37,34 @@ def _debug_kill(kind: str, step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+class NonFiniteError(RuntimeError):
+    pass
+
+
+def _model_config(mcfg: dict, ctx: int, tokenizer=None) -> hlru_lm.HLRUConfig:
+    """HLRUConfig from the `model` section; without a tokenizer (the early check) `vocab_size: auto` is a stand-in."""
+    kwargs = dict(mcfg)
+    if kwargs.get("vocab_size") in (None, "auto"):
+        kwargs["vocab_size"] = -(-len(tokenizer) // 64) * 64 if tokenizer is not None else 64
+    kwargs.setdefault("max_position_embeddings", ctx)
+    if tokenizer is not None:
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            kwargs.setdefault(name, getattr(tokenizer, name))
+    try:
+        return hlru_lm.HLRUConfig(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise T.ConfigError(f"model config: {e}") from None
+
+
 def main(argv=None) -> int:
     try:
         _, cfg = T.parse_args(argv)
+        mcfg, dcfg, tcfg, tkcfg = cfg["model"], cfg["data"], cfg["training"], cfg["tokenizer"]
+        _model_config(mcfg, dcfg["context_length"])  # bad model values fail before any data work
         resume_from = T.check_output_dir(cfg)
     except (T.ConfigError, D.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    mcfg, dcfg, tcfg, tkcfg = cfg["model"], cfg["data"], cfg["training"], cfg["tokenizer"]
     out_dir = Path(tcfg["output_dir"])
 
     # --- Accelerator ----------------------------------------------------------------------------------------------
@@ -74,9 +95,20 @@ def main(argv=None) -> int:
     main_proc = accelerator.is_main_process
     W, rank = accelerator.num_processes, accelerator.process_index
     set_seed(tcfg["seed"])
+    cache_dir = Path(dcfg["cache_dir"] or D.default_cache_dir())
+    lock = None
+    if main_proc:
+        try:
+            ckpt_dir = T.checkpoints_dir(out_dir)  # created at the first save; probed now if it is already there
+            T.check_writable([out_dir, cache_dir] + ([ckpt_dir] if ckpt_dir.exists() else []))
+            lock = T.RunLock(out_dir)
+            # Under the lock, look again: a run that finished between the first check and the lock left its files.
+            resume_from = T.check_output_dir(cfg)
+        except T.ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
 
     # --- Tokenizer and data (the main process prepares the caches, the others then read them) ----------------------
-    cache_dir = Path(dcfg["cache_dir"] or D.default_cache_dir())
     vocab_cfg = mcfg.get("vocab_size", "auto")
     try:
         if not tkcfg["name"] and vocab_cfg not in (None, "auto") and tkcfg["train_vocab_size"] > int(vocab_cfg):
@@ -107,16 +139,12 @@ def main(argv=None) -> int:
         return 2
 
     # --- Model ------------------------------------------------------------------------------------------------------
-    model_kwargs = dict(mcfg)
-    if model_kwargs.get("vocab_size") in (None, "auto"):
-        model_kwargs["vocab_size"] = -(-len(tokenizer) // 64) * 64
-    model_kwargs.setdefault("max_position_embeddings", ctx)
-    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
-        model_kwargs.setdefault(name, getattr(tokenizer, name))
-    model_config = hlru_lm.HLRUConfig(**model_kwargs)
+    model_config = _model_config(mcfg, ctx, tokenizer)
     model = hlru_lm.HLRUForCausalLM(model_config)
     if tcfg["gradient_checkpointing"]:
-        model.gradient_checkpointing_enable()
+        # transformers 5.25 renamed it; 5.17 has only the old name
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
     n_params = sum(p.numel() for p in model.parameters())
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -128,26 +156,35 @@ def main(argv=None) -> int:
         eps=tcfg["adam_epsilon"],
         fused=torch.cuda.is_available() or None,
     )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # Our own state (step, data cursor, scheduler) is JSON in each checkpoint; accelerate loads the rest with
+    # weights_only=True, so resuming a checkpoint from elsewhere runs none of its code.
+    state = T.TrainState()
+    state.config_hash = T.config_hash(cfg)
+    state.warmup_steps = T.warmup_steps(tcfg["max_steps"], tcfg["warmup_ratio"])
+    saved = T.read_state(resume_from) if resume_from is not None else {}
+    state.load_state_dict(saved.get("train", {}))
     # The scheduler is stepped by hand once per optimizer step (a prepared scheduler would step W times per step).
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        T.lr_lambda(tcfg["max_steps"], tcfg["warmup_ratio"], tcfg["learning_rate"], tcfg["min_learning_rate"]),
+        T.lr_lambda(tcfg["max_steps"], state.warmup_steps, tcfg["learning_rate"], tcfg["min_learning_rate"]),
     )
-    model, optimizer = accelerator.prepare(model, optimizer)
-    state = T.TrainState()
-    state.config_hash = T.config_hash(cfg)
-    accelerator.register_for_checkpointing(state, scheduler)
 
     if main_proc:
         T.write_run_file(cfg, {"num_parameters": n_params, "tokenizer_vocab": len(tokenizer)})
-        removed = T.clean_partial_checkpoints(out_dir)
-        for p in removed:
-            accelerator.print(f"removed incomplete checkpoint {p}")
+        for p in T.clean_partial_outputs(out_dir):
+            accelerator.print(f"removed incomplete output {p}")
     accelerator.wait_for_everyone()
     if resume_from is not None:
-        accelerator.load_state(str(resume_from))
+        try:
+            accelerator.load_state(str(resume_from))
+        except Exception as e:  # e.g. a pickle that weights_only=True refuses
+            print(f"error: cannot resume from {resume_from}: {type(e).__name__}: {e}", file=sys.stderr)
+            return 2
         if state.config_hash != T.config_hash(cfg):
-            raise RuntimeError(f"checkpoint {resume_from} belongs to another config")
+            print(f"error: checkpoint {resume_from} belongs to another config", file=sys.stderr)
+            return 2
+        scheduler.load_state_dict(saved["scheduler"])
         accelerator.print(f"resumed from {resume_from} at step {state.step}")
     elif tcfg["resume"]:
         accelerator.print(f"no checkpoint in {out_dir / 'checkpoints'}; starting from scratch")
@@ -175,7 +212,7 @@ def main(argv=None) -> int:
     def log(record: dict) -> None:
         if main_proc:
             with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps({k: T.finite_or_none(v) for k, v in record.items()}, allow_nan=False) + "\n")
         if report_to:
             accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
@@ -206,10 +243,11 @@ def main(argv=None) -> int:
         if main_proc:
             root.mkdir(parents=True, exist_ok=True)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))  # model, optimizer, RNG of every process, scheduler, TrainState
+        accelerator.save_state(str(tmp))  # model, optimizer, RNG of every process
         accelerator.wait_for_everyone()
         _debug_kill("mid_save", state.step)
         if main_proc:
+            T.write_json(tmp / T.STATE_FILE, {"train": state.state_dict(), "scheduler": scheduler.state_dict()})
             T.publish_checkpoint(tmp, final, {"step": state.step, "config_hash": state.config_hash})
             T.prune_checkpoints(out_dir, tcfg["keep_last_checkpoints"])
         accelerator.wait_for_everyone()
@@ -224,83 +262,116 @@ def main(argv=None) -> int:
     model.train()
     val_loss = val_ppl = float("nan")
     t_last, tokens_last = time.perf_counter(), 0
-    while state.step < max_steps:
-        loss_sum = torch.zeros((), device=accelerator.device)
-        grad_norm = None
-        for micro in range(A):
-            g = state.step * A + micro  # global micro-step: the data position is a function of the step
-            idx = schedule.indices(g * W * b + rank * b, b)
-            x = torch.from_numpy(train_blocks.get(idx)).to(accelerator.device)
-            with accelerator.accumulate(model):
-                loss = model(input_ids=x, labels=x, use_cache=False).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    if tcfg["max_grad_norm"] > 0:
-                        grad_norm = accelerator.clip_grad_norm_(model.parameters(), tcfg["max_grad_norm"])
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss.detach()
-        scheduler.step()
-        state.step += 1
-        state.samples_seen += b * A * W
-        state.tokens_seen += tokens_per_step
-        tokens_last += tokens_per_step
-        pbar.update(1)
+    try:
+        while state.step < max_steps:
+            loss_sum = torch.zeros((), device=accelerator.device)
+            grad_norm = None
+            for micro in range(A):
+                g = state.step * A + micro  # global micro-step: the data position is a function of the step
+                idx = schedule.indices(g * W * b + rank * b, b)
+                x = torch.from_numpy(train_blocks.get(idx)).to(accelerator.device)
+                with accelerator.accumulate(model):
+                    loss = model(input_ids=x, labels=x, use_cache=False).loss
+                    loss_sum += loss.detach()
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        # max_norm inf measures without clipping; a non-finite loss or gradient stops the run before
+                        # the optimizer (or any save) sees it
+                        grad_norm = accelerator.clip_grad_norm_(
+                            model.parameters(), tcfg["max_grad_norm"] if tcfg["max_grad_norm"] > 0 else math.inf
+                        )
+                        step_loss = accelerator.reduce(loss_sum / A, reduction="mean")
+                        if not bool(torch.isfinite(step_loss) & torch.isfinite(grad_norm)):
+                            raise NonFiniteError(
+                                f"non-finite {'loss' if not torch.isfinite(step_loss) else 'gradient norm'} at step "
+                                f"{state.step + 1} (loss {step_loss.item()}, gradient norm {float(grad_norm)})"
+                            )
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            state.step += 1
+            state.samples_seen += b * A * W
+            state.tokens_seen += tokens_per_step
+            tokens_last += tokens_per_step
+            pbar.update(1)
 
-        last = state.step == max_steps
-        if state.step % tcfg["log_interval"] == 0 or last or state.step == 1:
-            train_loss = accelerator.reduce(loss_sum / A, reduction="mean").item()
-            now = time.perf_counter()
-            tok_s = tokens_last / max(now - t_last, 1e-9)
-            t_last, tokens_last = now, 0
-            lr = scheduler.get_last_lr()[0]
-            pbar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
-            rec = {
-                "step": state.step,
-                "loss": train_loss,
-                "lr": lr,
-                "tokens_per_s": tok_s,
-                "tokens_seen": state.tokens_seen,
-            }
-            if grad_norm is not None:
-                rec["grad_norm"] = float(grad_norm)
-            log(rec)
-            if main_proc:
-                pbar.write(
-                    f"step {state.step:>6}/{max_steps} | loss {train_loss:.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s"
-                )
-        if state.step % tcfg["eval_interval"] == 0 or last:
-            val_loss, val_ppl = evaluate()
-            log({"step": state.step, "val_loss": val_loss, "val_ppl": val_ppl})
-            if main_proc:
-                pbar.write(f"step {state.step:>6}/{max_steps} | val loss {val_loss:.4f} | val ppl {val_ppl:.2f}")
-            t_last = time.perf_counter()
-        if state.step % tcfg["save_interval"] == 0 or last:
-            save_checkpoint()
-        _debug_kill("after_step", state.step)
+            last = state.step == max_steps
+            if state.step % tcfg["log_interval"] == 0 or last or state.step == 1:
+                train_loss = step_loss.item()
+                now = time.perf_counter()
+                tok_s = tokens_last / max(now - t_last, 1e-9)
+                t_last, tokens_last = now, 0
+                lr = scheduler.get_last_lr()[0]
+                pbar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
+                rec = {
+                    "step": state.step,
+                    "loss": train_loss,
+                    "lr": lr,
+                    "tokens_per_s": tok_s,
+                    "tokens_seen": state.tokens_seen,
+                }
+                if grad_norm is not None:
+                    rec["grad_norm"] = float(grad_norm)
+                log(rec)
+                if main_proc:
+                    pbar.write(
+                        f"step {state.step:>6}/{max_steps} | loss {train_loss:.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s"
+                    )
+            if state.step % tcfg["eval_interval"] == 0 or last:
+                val_loss, val_ppl = evaluate()
+                log({"step": state.step, "val_loss": val_loss, "val_ppl": val_ppl})
+                if main_proc:
+                    pbar.write(f"step {state.step:>6}/{max_steps} | val loss {val_loss:.4f} | val ppl {val_ppl:.2f}")
+                t_last = time.perf_counter()
+            if state.step % tcfg["save_interval"] == 0 or last:
+                save_checkpoint()
+            _debug_kill("after_step", state.step)
+    except NonFiniteError as e:
+        pbar.close()
+        last_good = T.list_checkpoints(out_dir)
+        kept = f"the last good checkpoint {last_good[-1][1]} is kept" if last_good else "no checkpoint was saved"
+        print(
+            f"error: {e}; stopped before saving anything ({kept}). Lower the learning rate or enable "
+            "training.max_grad_norm",
+            file=sys.stderr,
+        )
+        return 1
     pbar.close()
 
-    # --- Final model ------------------------------------------------------------------------------------------------
+    # --- Final model: model, tokenizer, card and results appear together (one rename) in <output_dir>/model -------
     if math.isnan(val_loss):
         val_loss, val_ppl = evaluate()
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
     state_dict = accelerator.get_state_dict(model)
-    unwrapped.save_pretrained(out_dir, is_main_process=main_proc, state_dict=state_dict, save_function=accelerator.save)
+    final_dir = out_dir / T.MODEL_DIR
+    tmp_dir = out_dir / f".{T.MODEL_DIR}.tmp"
     if main_proc:
-        tokenizer.save_pretrained(out_dir)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        tmp_dir.mkdir()
+    accelerator.wait_for_everyone()
+    unwrapped.save_pretrained(tmp_dir, is_main_process=main_proc, state_dict=state_dict, save_function=accelerator.save)
+    if main_proc:
+        tokenizer.model_max_length = ctx
+        tokenizer.save_pretrained(tmp_dir)
         results = {
             "step": state.step,
             "tokens_seen": state.tokens_seen,
-            "val_loss": val_loss,
-            "val_ppl": val_ppl,
+            "val_loss": T.finite_or_none(val_loss),
+            "val_ppl": T.finite_or_none(val_ppl),
             "num_parameters": n_params,
         }
-        (out_dir / "train_results.json").write_text(json.dumps(results, indent=1))
+        T.write_json(tmp_dir / "train_results.json", results)
+        (tmp_dir / "README.md").write_text(T.model_card(cfg, model_config, n_params, results, len(tokenizer)))
+        _debug_kill("final_save", state.step)
+        T.publish_folder(tmp_dir, final_dir)
+        T.write_json(out_dir / "train_results.json", results)
         accelerator.print(
-            f"saved model and tokenizer to {out_dir} | final val loss {val_loss:.4f} | val ppl {val_ppl:.2f}"
+            f"saved model and tokenizer to {final_dir} | final val loss {val_loss:.4f} | val ppl {val_ppl:.2f}"
         )
     accelerator.end_training()
+    if lock is not None:
+        lock.release()
     return 0
 
 

@@ -56,7 +56,7 @@ def test_only_main_process_writes(ddp_run):
         # one model/optimizer/state copy; the RNG state of each process (needed for an exact resume)
         assert files.count("model.safetensors") == 1 and "optimizer.bin" in files
         assert {"random_states_0.pkl", "random_states_1.pkl"} <= set(files), files
-    assert sorted(p.name for p in out.glob("*.safetensors")) == ["model.safetensors"]
+    assert sorted(p.name for p in (out / "model").glob("*.safetensors")) == ["model.safetensors"]
     events = list((out / "logs").rglob("events.out.tfevents.*")) if (out / "logs").exists() else []
     assert len({e.name.split(".")[-2] for e in events}) <= 1  # events.out.tfevents.<time>.<host>.<pid>.<n>: one writer
 

@@ -142,8 +142,9 @@ def test_launch_produces_loadable_model(reference_run, cache):
     import hlru_lm  # noqa: F401
 
     out = reference_run
-    model = AutoModelForCausalLM.from_pretrained(out)
-    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out / "model")
+    tok = AutoTokenizer.from_pretrained(out / "model")
+    assert tok.model_max_length == 64 and "parameters" in (out / "model" / "README.md").read_text()
     assert type(model).__name__ == "HLRUForCausalLM"
     assert model.config.max_position_embeddings == 64 and model.config.vocab_size >= len(tok)
     assert model.config.eos_token_id == tok.eos_token_id
@@ -175,7 +176,7 @@ def test_sigkill_mid_save_then_resume_reproduces_losses(reference_run, workdir, 
     ckdir = out / "checkpoints"
     # killed after save_state wrote step 4 into its temp dir but before the rename: only step_2 is a checkpoint
     assert sorted(p.name for p in ckdir.iterdir()) == [".tmp_step_4", "step_2"]
-    assert not (out / "model.safetensors").exists()
+    assert not (out / "model").exists()
 
     proc = launch(tiny_yaml, out, cache, "--resume")
     assert "resumed from" in proc.stdout + proc.stderr and "step_2" in proc.stdout + proc.stderr
@@ -184,7 +185,7 @@ def test_sigkill_mid_save_then_resume_reproduces_losses(reference_run, workdir, 
     assert sorted(got) == [1, 2, 3, 4, 5, 6]
     for step in range(1, 7):  # same data position, optimizer, scheduler, RNG: identical losses
         assert got[step] == pytest.approx(ref[step], rel=1e-6, abs=1e-6), (step, got, ref)
-    assert (out / "model.safetensors").is_file()
+    assert (out / "model" / "model.safetensors").is_file()
 
     # --resume on a finished run is a no-op that keeps the final state; resume of a fresh dir starts from scratch
     launch(tiny_yaml, out, cache, "--resume")
@@ -285,7 +286,7 @@ def test_missing_or_empty_corpus(train_main, tmp_path, tiny_yaml, cache, capsys,
     )
     assert rc == 2
     assert message in capsys.readouterr().err
-    assert not (out / "model.safetensors").exists() and not (out / "checkpoints").exists()
+    assert not (out / "model").exists() and not (out / "checkpoints").exists()
 
 
 def test_tokenizer_vocab_exceeds_model(train_main, reference_run, tmp_path, tiny_yaml, cache, capsys):
@@ -314,14 +315,14 @@ def test_tokenizer_vocab_exceeds_model(train_main, reference_run, tmp_path, tiny
             "--model.vocab_size",
             "128",
             "--tokenizer.name",
-            str(reference_run),
+            str(reference_run / "model"),
             "--data.cache_dir",
             str(cache),
         ]
     )
     err = capsys.readouterr().err
     assert rc == 2 and "tokens but model.vocab_size=128" in err, err
-    assert not (out / "model.safetensors").exists() and not (out / "checkpoints").exists()
+    assert not (out / "model").exists() and not (out / "checkpoints").exists()
 
 
 def test_foreign_output_dir_is_refused(train_main, reference_run, tmp_path, tiny_yaml, cache, capsys):
