@@ -329,7 +329,7 @@ def check_output_dir(cfg: dict) -> Path | None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output_dir {str(out)!r} exists and is not a directory")
     run_file = out / RUN_FILE
-    if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()):
+    if out.is_dir() and any(not p.name.startswith(".hlru_") for p in out.iterdir()):  # the lock, write probes
         if not run_file.is_file():
             raise ConfigError(
                 f"output_dir {str(out)!r} is not empty and holds no hlru training run ({RUN_FILE} missing); "
@@ -359,7 +359,7 @@ def check_output_dir(cfg: dict) -> Path | None:
     else:
         found = pick_checkpoint(out) if resume else None
     if found is not None:
-        step = read_state(found).get("step", 0)
+        step = read_state(found).get("train", {}).get("step", 0)
         if step > t["max_steps"]:
             raise ConfigError(
                 f"checkpoint {found} is at step {step}, beyond --max_steps {t['max_steps']}: a resumed run can be "
