@@ -9,7 +9,7 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache
-from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_layers import GenericForSequenceClassification, GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from .configuration_hlru import HLRUConfig
@@ -115,32 +115,38 @@ class HLRUMixer(nn.Module):
         self.is_block_diagonal = config.mixer_type == "bdlru"
         self.gate_norm, self.backend = config.gate_norm, config.scan_backend
         gate_dim, v_dim = (n * m * (m + 1), n * m) if self.is_block_diagonal else (n * (m + 1), n)
-        self.gate_proj = nn.Linear(d, gate_dim, bias=True)  # W_g, b_g
+        # W_g, b_g: the gate logits z (named apart from the SwiGLU's gate_proj, so LoRA targets can tell them apart)
+        self.logit_proj = nn.Linear(d, gate_dim, bias=True)
         self.v_proj = nn.Linear(d, v_dim, bias=False)  # W_v
         self.out_proj = nn.Linear(n * m, d, bias=False)  # W_out reads all N*m states
 
     def forward(
-        self, x: torch.Tensor, state: torch.Tensor | None, pad_mask: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        state: torch.Tensor | None,
+        pad_mask: torch.Tensor | None,
+        pos_in_doc: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """pos_in_doc: (B, T) steps since the current packed document started, or None (see hlru_lm.ops)."""
         bsz, seqlen, _ = x.shape
         n, m = self.num_blocks, self.block_size
-        z, v = self.gate_proj(x), self.v_proj(x)
+        z, v = self.logit_proj(x), self.v_proj(x)
         if pad_mask is not None:  # a zero input at padded positions keeps a zero state at zero
             v = v * pad_mask.unsqueeze(-1).to(v.dtype)
         if self.is_block_diagonal:
             z, v = z.view(bsz, seqlen, n, m, m + 1), v.view(bsz, seqlen, n, m)
-            if seqlen == 1 and state is not None:
+            if seqlen == 1 and state is not None and pos_in_doc is None:
                 h, state = bdlru_step(z[:, 0], v[:, 0], state, self.gate_norm, self.backend)
                 h = h.unsqueeze(1)
             else:
-                h, state = bdlru_scan(z, v, state, self.gate_norm, self.backend)
+                h, state = bdlru_scan(z, v, state, self.gate_norm, self.backend, pos_in_doc)
         else:
             z, v = z.view(bsz, seqlen, n, m + 1), v.view(bsz, seqlen, n)
-            if seqlen == 1 and state is not None:
+            if seqlen == 1 and state is not None and pos_in_doc is None:
                 h, state = hlru_step(z[:, 0], v[:, 0], state, self.gate_norm, self.backend)
                 h = h.unsqueeze(1)
             else:
-                h, state = hlru_scan(z, v, state, self.gate_norm, self.backend)
+                h, state = hlru_scan(z, v, state, self.gate_norm, self.backend, pos_in_doc)
         return self.out_proj(h.reshape(bsz, seqlen, n * m).to(x.dtype)), state
 
 
@@ -154,10 +160,14 @@ class HLRUBlock(GradientCheckpointingLayer):
         self.mlp = HLRUSwiGLU(config)
 
     def forward(
-        self, x: torch.Tensor, cache: HLRUCache | None = None, pad_mask: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        cache: HLRUCache | None = None,
+        pad_mask: torch.Tensor | None = None,
+        pos_in_doc: torch.Tensor | None = None,
     ) -> torch.Tensor:
         layer = cache.layers[self.layer_idx] if cache is not None else None
-        h, state = self.mixer(self.mixer_norm(x), layer.state if layer is not None else None, pad_mask)
+        h, state = self.mixer(self.mixer_norm(x), layer.state if layer is not None else None, pad_mask, pos_in_doc)
         if layer is not None:
             layer.state = state
         x = x + h
@@ -176,6 +186,22 @@ class HLRUPreTrainedModel(PreTrainedModel):
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
         return False  # the model builds its own HLRUCache
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        # every head in auto_map, whichever was saved: the folder loads with any Auto class and trust_remote_code
+        self.config.auto_map = {
+            "AutoConfig": "configuration_hlru.HLRUConfig",
+            "AutoModel": "modeling_hlru.HLRUModel",
+            "AutoModelForCausalLM": "modeling_hlru.HLRUForCausalLM",
+            "AutoModelForSequenceClassification": "modeling_hlru.HLRUForSequenceClassification",
+        }
+        super().save_pretrained(save_directory, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # checkpoints written before the mixer's W_g was renamed from gate_proj (a name it shared with the SwiGLU)
+        kwargs.setdefault("key_mapping", {r"\.mixer\.gate_proj\.": ".mixer.logit_proj."})
+        return super().from_pretrained(*args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -216,9 +242,14 @@ class HLRUModel(HLRUPreTrainedModel):
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        position_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast | tuple:
-        """`cache` (transformers >= 5.24) and `past_key_values` (earlier) are two names for the same HLRUCache."""
+        """`cache` (transformers >= 5.24) and `past_key_values` (earlier) are two names for the same HLRUCache.
+
+        `position_ids` that restart (HF's padding-free packing: each document counts from 0) reset the recurrent
+        state at every document start; positions that just count on are ignored (the model has no positional
+        embedding)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         cache = cache if cache is not None else past_key_values
@@ -248,9 +279,10 @@ class HLRUModel(HLRUPreTrainedModel):
                     "the padding. Pad on the left (tokenizer.padding_side = 'left') to build or continue a cache"
                 )
             use_cache, cache = False, None
+        pos_in_doc = _doc_positions(position_ids, x.shape[0], seqlen)
         hidden_states = (x,) if output_hidden_states else None
         for layer in self.layers:
-            x = layer(x, cache, pad_mask)
+            x = layer(x, cache, pad_mask, pos_in_doc)
             if output_hidden_states:
                 hidden_states += (x,)
         x = self.norm(x)
@@ -283,6 +315,21 @@ def _pad_mask(attention_mask: torch.Tensor | None, bsz: int, seqlen: int, past: 
         return None
     pad_mask = attention_mask[:, -seqlen:]
     return None if bool(pad_mask.all()) else pad_mask
+
+
+def _doc_positions(position_ids: torch.Tensor | None, bsz: int, seqlen: int) -> torch.Tensor | None:
+    """position_ids as steps since each packed document's start when they restart somewhere, else None (no cost)."""
+    if position_ids is None:
+        return None
+    if position_ids.dim() != 2 or position_ids.shape[1] != seqlen or position_ids.shape[0] not in (1, bsz):
+        raise ValueError(f"position_ids must have shape ({bsz}, {seqlen}), got {tuple(position_ids.shape)}")
+    position_ids = position_ids.expand(bsz, seqlen)
+    restarts = position_ids[:, 1:] != position_ids[:, :-1] + 1
+    if seqlen == 1 or not bool(restarts.any()):
+        return None
+    if bool((position_ids < 0).any()):
+        raise ValueError("position_ids must be >= 0")
+    return position_ids
 
 
 class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
@@ -318,9 +365,11 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        position_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
-        """Next-token logits; with `labels`, the shifted cross-entropy loss (-100 is ignored)."""
+        """Next-token logits; with `labels`, the shifted cross-entropy loss (-100 is ignored). Restarting
+        `position_ids` mark packed documents (see HLRUModel.forward)."""
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -330,6 +379,7 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            position_ids=position_ids,
         )
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(out.last_hidden_state[:, keep])
@@ -340,6 +390,18 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
             loss=loss, logits=logits, hidden_states=out.hidden_states, **{_CACHE_FIELD: getattr(out, _CACHE_FIELD)}
         )
         return result if return_dict is not False else result.to_tuple()
+
+    def generate(self, *args, **kwargs):
+        """GenerationMixin.generate, refusing assisted and prompt-lookup decoding up front: they roll back rejected
+        draft tokens, which a recurrent state that has absorbed them cannot do."""
+        config = kwargs.get("generation_config") or self.generation_config
+        for key in ("assistant_model", "prompt_lookup_num_tokens", "assistant_early_exit"):
+            if kwargs.get(key) is not None or getattr(config, key, None) is not None:
+                raise ValueError(
+                    f"{key}: assisted / prompt-lookup (speculative) decoding is not supported by recurrent models: "
+                    "rejected draft tokens cannot be removed from the state. Use plain generate()"
+                )
+        return super().generate(*args, **kwargs)
 
     def prepare_inputs_for_generation(
         self,
@@ -370,3 +432,7 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
             if key not in model_inputs and key not in ("labels", "position_ids", "token_type_ids"):
                 model_inputs[key] = value
         return model_inputs
+
+
+class HLRUForSequenceClassification(GenericForSequenceClassification, HLRUPreTrainedModel):
+    """HLRUModel + a linear head on the last non-pad token (transformers' generic head, as Llama's)."""

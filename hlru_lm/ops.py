@@ -191,16 +191,36 @@ def _initial_state(initial_state: torch.Tensor | None, shape: tuple[int, ...], v
 
 def _use_triton(backend: str, v: torch.Tensor) -> bool:
     if backend == "triton":
+        if _kernels() is None:
+            raise ValueError("backend='triton' needs the hlru-lm package with Triton installed (pip install hlru-lm)")
         return True
-    return backend == "auto" and v.is_cuda and _triton_available()
+    return backend == "auto" and v.is_cuda and _kernels() is not None
 
 
-def _triton_available() -> bool:
+def _kernels():
+    """The Triton kernels of the installed hlru-lm package, or None. Imported absolutely and inside try, so this file
+    also runs as a checkpoint's remote code on a machine without hlru-lm or Triton (the torch path)."""
     try:
         import triton  # noqa: F401
+
+        from hlru_lm import kernels
     except ImportError:
-        return False
-    return True
+        return None
+    return kernels
+
+
+def _check_pos_in_doc(pos_in_doc: torch.Tensor | None, v: torch.Tensor) -> None:
+    if pos_in_doc is not None and (tuple(pos_in_doc.shape) != tuple(v.shape[:2]) or pos_in_doc.is_floating_point()):
+        raise ValueError(f"pos_in_doc must be an integer tensor of shape {tuple(v.shape[:2])}, got {pos_in_doc!r}")
+
+
+def _reset_gates(z: torch.Tensor, gate_norm: str, keep: torch.Tensor) -> torch.Tensor:
+    """P = phi(z) in fp32 (float64 stays) with the coefficients that would read across a document start zeroed
+    (keep: a 0/1 mask broadcast over the row's state entries; the input entry P[..., m] is always kept). Scanning P
+    with gate_norm="none" then runs every document from a zero state, in any backend."""
+    p = normalize_gates(z.to(state_dtype(z.dtype)), gate_norm)
+    m = p.shape[-1] - 1
+    return torch.cat([p[..., :m] * keep.to(p.dtype), p[..., m:]], dim=-1)
 
 
 def bdlru_scan(
@@ -209,6 +229,7 @@ def bdlru_scan(
     initial_state: torch.Tensor | None = None,
     gate_norm: str = "softmax",
     backend: str = "auto",
+    pos_in_doc: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Block-diagonal LRU scan.
 
@@ -221,6 +242,9 @@ def bdlru_scan(
         initial_state: (B, N, m) state before the first step; zeros if None.
         gate_norm: row normalisation phi, one of GATE_NORMS.
         backend: one of BACKENDS.
+        pos_in_doc: packed documents: (B, T) integer steps since the current document started (0 at its first
+            token). A is zeroed at a document's first token, so each document starts from a zero state. None: one
+            document. Costs a materialised fp32 P (see _reset_gates).
 
     Returns:
         h (B, T, N, m) in v's dtype, and the final state (B, N, m) in float32 (float64 for float64 inputs).
@@ -232,10 +256,14 @@ def bdlru_scan(
         raise ValueError(f"v must have shape {tuple(gate_logits.shape[:4])} (B, T, N, m), got {tuple(v.shape)}")
     bsz, _, nblocks, m = v.shape
     h0 = _initial_state(initial_state, (bsz, nblocks, m), v)
+    _check_pos_in_doc(pos_in_doc, v)
+    if pos_in_doc is not None:
+        keep = (pos_in_doc > 0)[:, :, None, None, None]
+        p = _reset_gates(gate_logits, gate_norm, keep)
+        h, final = bdlru_scan(p, v.to(p.dtype), h0, "none", backend)
+        return h.to(v.dtype), final
     if _use_triton(backend, v):
-        from hlru_lm.kernels import triton_bdlru_scan
-
-        return triton_bdlru_scan(gate_logits, v, h0, gate_norm)
+        return _kernels().triton_bdlru_scan(gate_logits, v, h0, gate_norm)
     if backend == "naive":
         return naive_bdlru_scan(gate_logits, v, h0, gate_norm)
     return chunk_bdlru_scan(gate_logits, v, h0, gate_norm)
@@ -247,6 +275,7 @@ def hlru_scan(
     initial_state: torch.Tensor | None = None,
     gate_norm: str = "softmax",
     backend: str = "auto",
+    pos_in_doc: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Higher-order LRU scan (order m per channel).
 
@@ -259,6 +288,9 @@ def hlru_scan(
         initial_state: (B, N, m) lags before the first step (state[..., k] = x_{-1-k}); zeros if None.
         gate_norm: normalisation phi, one of GATE_NORMS.
         backend: one of BACKENDS.
+        pos_in_doc: packed documents: (B, T) integer steps since the current document started (0 at its first
+            token). At a document's j-th token the lags k > j, which lie in the previous document, are dropped.
+            None: one document.
 
     Returns:
         y (B, T, N, m), the state after each step, in v's dtype, and the final state (B, N, m) in float32
@@ -270,11 +302,19 @@ def hlru_scan(
     if tuple(v.shape) != tuple(gate_logits.shape[:3]):
         raise ValueError(f"v must have shape {tuple(gate_logits.shape[:3])} (B, T, N), got {tuple(v.shape)}")
     bsz, _, nch = v.shape
-    h0 = _initial_state(initial_state, (bsz, nch, gate_logits.shape[-1] - 1), v)
+    m = gate_logits.shape[-1] - 1
+    h0 = _initial_state(initial_state, (bsz, nch, m), v)
+    _check_pos_in_doc(pos_in_doc, v)
+    if pos_in_doc is not None:
+        lags = torch.arange(m, device=v.device)
+        keep = lags + 1 <= pos_in_doc[:, :, None, None]  # coefficient k - 1 reads x_{t-k}
+        p = _reset_gates(gate_logits, gate_norm, keep)
+        y, final = hlru_scan(p, v.to(p.dtype), h0, "none", backend)
+        # the state (x_t, ..., x_{t-m+1}) itself holds lags of the previous document for the first m - 1 steps
+        y = y * (lags <= pos_in_doc[:, :, None, None]).to(y.dtype)
+        return y.to(v.dtype), final * (lags <= pos_in_doc[:, -1, None, None]).to(final.dtype)
     if _use_triton(backend, v):
-        from hlru_lm.kernels import triton_hlru_scan
-
-        return triton_hlru_scan(gate_logits, v, h0, gate_norm)
+        return _kernels().triton_hlru_scan(gate_logits, v, h0, gate_norm)
     if backend == "naive":
         return naive_hlru_scan(gate_logits, v, h0, gate_norm)
     return chunk_hlru_scan(gate_logits, v, h0, gate_norm)
@@ -303,9 +343,7 @@ def bdlru_step(
         raise ValueError(f"v must have shape {shape} (B, N, m), got {tuple(v.shape)}")
     state = _initial_state(state, shape, v)
     if _use_triton(backend, v):
-        from hlru_lm.kernels import triton_bdlru_step
-
-        return triton_bdlru_step(gate_logits, v, state, gate_norm)
+        return _kernels().triton_bdlru_step(gate_logits, v, state, gate_norm)
     return naive_bdlru_step(gate_logits, v, state, gate_norm)
 
 
@@ -331,7 +369,5 @@ def hlru_step(
         raise ValueError(f"v must have shape {tuple(gate_logits.shape[:2])} (B, N), got {tuple(v.shape)}")
     state = _initial_state(state, (*v.shape, gate_logits.shape[-1] - 1), v)
     if _use_triton(backend, v):
-        from hlru_lm.kernels import triton_hlru_step
-
-        return triton_hlru_step(gate_logits, v, state, gate_norm)
+        return _kernels().triton_hlru_step(gate_logits, v, state, gate_norm)
     return naive_hlru_step(gate_logits, v, state, gate_norm)

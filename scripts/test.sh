@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): install into .venv, lint, run the CPU suite offline, then run the
-# model and generation tests again under transformers 5.17, the oldest supported release, from an overlay folder.
+# model, generation, Hub and packing tests again under transformers 5.17, the oldest supported release, from an overlay folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
@@ -11,4 +11,5 @@ if [ ! -d .venv-tf517/transformers-5.17.0.dist-info ]; then
     rm -rf .venv-tf517
     .venv/bin/python -m pip install -q --target .venv-tf517 "transformers==5.17.0"
 fi
-PYTHONPATH=.venv-tf517 .venv/bin/python -m pytest -q tests/test_model.py tests/test_generation.py
+PYTHONPATH=.venv-tf517 .venv/bin/python -m pytest -q tests/test_model.py tests/test_generation.py tests/test_hub.py \
+    tests/test_packing.py tests/test_model_inputs.py

@@ -31,7 +31,7 @@ def test_mixer_parameter_count_matches_paper(mixer_type, m):
 
 def test_init_follows_paper():
     model = tiny_model(hidden_size=256, initializer_range=0.02)
-    w = model.model.layers[0].mixer.gate_proj
+    w = model.model.layers[0].mixer.logit_proj
     assert abs(w.weight.std().item() - 0.02) < 0.002
     assert torch.count_nonzero(w.bias) == 0
     assert torch.equal(model.model.norm.weight, torch.ones_like(model.model.norm.weight))

@@ -15,7 +15,7 @@ from .conftest import tiny_config, tiny_model
     [
         lambda m: m(torch.zeros(2, 0, dtype=torch.long)),
         lambda m: m.generate(torch.zeros(1, 0, dtype=torch.long), max_new_tokens=2),
-        lambda m: m(torch.zeros(1, 0, dtype=torch.long), cache=m(torch.ones(1, 3, dtype=torch.long)).cache),
+        lambda m: m(torch.zeros(1, 0, dtype=torch.long), past_key_values=m(torch.ones(1, 3, dtype=torch.long))[1]),
         lambda m: m(inputs_embeds=torch.zeros(1, 0, 32)),
     ],
     ids=["forward", "generate", "continue_cache", "inputs_embeds"],
