@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -587,6 +588,15 @@ def _cache_problem(directory: Path) -> str | None:
         if _file_sha256(f) != sums[name]:
             return f"{name} does not match its checksum"
     return None
+
+
+def document_positions(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """HF padding-free position_ids for packed token blocks: steps since the last EOS (0 right after one, and at the
+    start of each row)."""
+    idx = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+    starts = torch.zeros_like(ids, dtype=torch.bool)
+    starts[:, 1:] = ids[:, :-1] == eos_id
+    return idx - torch.where(starts, idx, 0).cummax(dim=1).values
 
 
 class TokenBlocks:

@@ -1,7 +1,10 @@
 """lm-evaluation-harness integration: an ``HFLM`` subclass registered as ``--model hlru`` and the offline task dir.
 
     python scripts/evaluate.py --model runs/tiny --tasks hlru_offline          # the wrapper around lm-eval's CLI
-    lm-eval run --model hlru --model_args pretrained=runs/tiny --tasks ... --include_path <TASK_DIR>
+    lm_eval --model hf --model_args pretrained=runs/tiny/model,trust_remote_code=True --tasks ...   # stock lm-eval
+
+(``--model hlru`` exists only where this module was imported, as scripts/evaluate.py does; lm-eval's own CLI does
+not import it. Stock lm-eval loads a saved model through its carried code instead.)
 
 or from Python::
 

@@ -40,6 +40,9 @@ DEFAULTS: dict[str, dict] = {
         "max_documents": None,
         "max_train_tokens": None,
         "context_length": 256,
+        # true: the recurrent state restarts after every EOS of the packed corpus (position_ids restart there);
+        # false, as in the paper: the state runs on across document boundaries
+        "reset_state_at_eos": False,
         "num_proc": None,
         "cache_dir": None,  # default $HLRU_CACHE or ~/.cache/hlru_lm
     },
@@ -66,6 +69,7 @@ DEFAULTS: dict[str, dict] = {
         "save_interval": 100,
         "keep_last_checkpoints": 2,
         "report_to": "auto",  # auto = tensorboard when installed; none; or a tracker name / list
+        "push_to_hub": None,  # a Hub repo id: upload <output_dir>/model there at the end (needs a login / HF_TOKEN)
     },
 }
 # Keys that do not change what is trained: may differ between a run and its resumption.
@@ -79,6 +83,7 @@ RUN_CONTROL_KEYS = {
     "save_interval",
     "keep_last_checkpoints",
     "report_to",
+    "push_to_hub",
     "num_proc",
     "cache_dir",
 }
@@ -547,15 +552,26 @@ A causal language model whose token mixers are the {mixer} linear recurrence of 
 | training | {results["step"]} steps, {results["tokens_seen"]:,} tokens, AdamW lr {t["learning_rate"]} |
 | final metrics | {metrics} |
 
+The folder carries the model code: `trust_remote_code=True` loads it without hlru-lm (torch path); with hlru-lm
+installed (`pip install hlru-lm`, then `import hlru_lm`) it needs no remote code and uses the Triton kernels on GPUs.
+
 ```python
-import hlru_lm  # pip install hlru-lm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-model = AutoModelForCausalLM.from_pretrained("<this folder or repo>")
+model = AutoModelForCausalLM.from_pretrained("<this folder or repo>", trust_remote_code=True)
 tokenizer = AutoTokenizer.from_pretrained("<this folder or repo>")
 print(tokenizer.decode(model.generate(**tokenizer("Hello", return_tensors="pt"), max_new_tokens=20)[0]))
 ```
 """
+
+
+def push_to_hub(folder: Path, repo_id: str, message: str) -> str:
+    """Upload the published model folder to a Hub model repo (created if missing); returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="model", exist_ok=True)
+    return str(api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=message))
 
 
 def read_state(checkpoint: Path) -> dict:

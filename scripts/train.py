@@ -207,6 +207,10 @@ def main(argv=None) -> int:
         accelerator.init_trackers("hlru_lm", config=flat)
 
     schedule = T.BatchSchedule(len(train_blocks), tcfg["seed"])
+
+    def positions(x: torch.Tensor) -> torch.Tensor | None:
+        return D.document_positions(x, tokenizer.eos_token_id) if dcfg["reset_state_at_eos"] else None
+
     log_path = out_dir / "train_log.jsonl"
 
     def log(record: dict) -> None:
@@ -228,7 +232,7 @@ def main(argv=None) -> int:
         for i in range(0, len(mine), b):
             x = torch.from_numpy(val_blocks.get(mine[i : i + b])).to(accelerator.device)
             with accelerator.autocast():
-                loss = model(input_ids=x, labels=x, use_cache=False).loss
+                loss = model(input_ids=x, labels=x, use_cache=False, position_ids=positions(x)).loss
             total += torch.stack(
                 [loss.double() * x.shape[0], torch.tensor(float(x.shape[0]), device=total.device, dtype=torch.float64)]
             )
@@ -271,7 +275,7 @@ def main(argv=None) -> int:
                 idx = schedule.indices(g * W * b + rank * b, b)
                 x = torch.from_numpy(train_blocks.get(idx)).to(accelerator.device)
                 with accelerator.accumulate(model):
-                    loss = model(input_ids=x, labels=x, use_cache=False).loss
+                    loss = model(input_ids=x, labels=x, use_cache=False, position_ids=positions(x)).loss
                     loss_sum += loss.detach()
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
@@ -369,6 +373,17 @@ def main(argv=None) -> int:
         accelerator.print(
             f"saved model and tokenizer to {final_dir} | final val loss {val_loss:.4f} | val ppl {val_ppl:.2f}"
         )
+        if tcfg["push_to_hub"]:
+            try:
+                url = T.push_to_hub(final_dir, tcfg["push_to_hub"], f"hlru-lm: step {state.step}")
+            except Exception as e:  # the model stays in final_dir: say so instead of losing the run's exit code
+                print(
+                    f"error: push to {tcfg['push_to_hub']!r} failed ({type(e).__name__}: {e}); "
+                    f"the model is saved in {final_dir}",
+                    file=sys.stderr,
+                )
+                return 1
+            accelerator.print(f"pushed {final_dir} to {url}")
     accelerator.end_training()
     if lock is not None:
         lock.release()

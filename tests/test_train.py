@@ -411,3 +411,45 @@ def test_other_local_sources(tmp_path, kind):
     corpus = D.load_corpus({"source": str(src), "val_fraction": 0.1})
     got = sorted(list(corpus.train["text"]) + list(corpus.validation["text"]))
     assert got == sorted(t.strip() for t in texts) and len(corpus.validation) >= 1
+
+
+def test_push_to_hub_and_eos_resets(train_main, tmp_path, tiny_yaml, cache, monkeypatch, capsys):
+    """--push_to_hub uploads the published model/ folder (the Hub client is replaced: no network); a run with
+    data.reset_state_at_eos trains on position_ids that restart after every EOS."""
+    import huggingface_hub
+
+    from hlru_lm import data as D
+
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create", repo_id))
+
+        def upload_folder(self, repo_id, folder_path, commit_message):
+            calls.append(("upload", repo_id, sorted(p.name for p in Path(folder_path).iterdir()), commit_message))
+            return f"https://huggingface.co/{repo_id}/commit/0"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    seen = []
+    real = D.document_positions
+    monkeypatch.setattr(D, "document_positions", lambda x, eos: seen.append(real(x, eos)) or seen[-1])
+    corpus = tmp_path / "short.jsonl"  # short documents: every block holds several EOS
+    corpus.write_text("".join(json.dumps({"text": f"note {i}: the state restarts here"}) + "\n" for i in range(400)))
+    out = tmp_path / "o"
+    args = ["--config", str(tiny_yaml), "--output_dir", str(out), "--max_steps", "2", "--data.cache_dir", str(cache)]
+    args += ["--data.source", str(corpus), "--tokenizer.train_vocab_size", "300", "--data.max_documents", "400"]
+    assert train_main([*args, "--push_to_hub", "me/tiny", "--data.reset_state_at_eos", "true"]) == 0
+    assert calls[0] == ("create", "me/tiny") and calls[1][0] == "upload" and calls[1][3] == "hlru-lm: step 2"
+    assert {"model.safetensors", "config.json", "modeling_hlru.py", "tokenizer.json", "README.md"} <= set(calls[1][2])
+    assert "pushed" in capsys.readouterr().out
+    assert seen and any(bool((p[:, 1:] == 0).any()) for p in seen)  # restarts inside the blocks
+
+
+def test_document_positions():
+    import torch
+
+    from hlru_lm.data import document_positions
+
+    ids = torch.tensor([[5, 2, 7, 8, 2, 2, 9], [1, 1, 1, 1, 1, 1, 1]])
+    assert document_positions(ids, 2).tolist() == [[0, 1, 0, 1, 2, 0, 0], [0, 1, 2, 3, 4, 5, 6]]
