@@ -42,6 +42,21 @@ def test_packed_equals_separate_model(mixer, m):
         assert torch.allclose(grads[n], p.grad, atol=1e-5), n
 
 
+def test_transformers_flattening_collator():
+    """The batches HF's padding-free collator builds (what TRL's packing=True feeds) give each document's own loss."""
+    from transformers import DataCollatorWithFlattening
+
+    model = tiny_model("bdlru", block_size=2, num_blocks=8)
+    g = torch.Generator().manual_seed(6)
+    docs = [torch.randint(3, 96, (n,), generator=g).tolist() for n in LENGTHS]
+    batch = DataCollatorWithFlattening()([{"input_ids": d} for d in docs])
+    packed = model(**batch)
+    alone = [model(torch.tensor([d]), labels=torch.tensor([d])) for d in docs if len(d) > 1]
+    n_pred = [len(d) - 1 for d in docs if len(d) > 1]
+    want = sum(o.loss * n for o, n in zip(alone, n_pred, strict=True)) / sum(n_pred)
+    assert torch.allclose(packed.loss, want, atol=1e-5)
+
+
 def test_packed_cache_holds_the_last_document():
     model = tiny_model("hlru", block_size=4, num_blocks=3)
     ids = torch.randint(3, 96, (1, sum(LENGTHS)), generator=torch.Generator().manual_seed(3))
