@@ -7,6 +7,10 @@ look-back tile scan (bdlru_tile.py); BD-LRU at m = 16, and at m = 8 from 8192 la
 in time order (bdlru_rows.py); H-LRU of order 16, and 8 from 8192 lanes: a lane per lag, in time order
 (hlru_lags.py).
 
+The scans are registered as opaque custom ops (``hlru::bdlru_scan``, ``hlru::hlru_scan`` and their backwards) with
+fake implementations and autograd formulas: ``torch.compile(..., fullgraph=True, dynamic=True)`` traces a model
+through them at any B, T without reaching into the Triton launches.
+
 Entry points follow the hlru_lm.ops contract: f(gate_logits, v, h0, gate_norm) -> (h_or_y, final_state), with h0 a
 (B, N, m) tensor. Unsupported m (not in SUPPORTED_M), float64 inputs, and CPU tensors outside TRITON_INTERPRET=1 fall
 back to the torch path (hlru_lm.ops) with a one-time warning.
@@ -15,12 +19,102 @@ back to the torch path (hlru_lm.ops) with a one-time warning.
 import torch
 
 from ..ops import chunk_bdlru_scan, chunk_hlru_scan, naive_bdlru_step, naive_hlru_step
-from .bdlru import BDLRUScanFn
+from .bdlru import bdlru_backward, bdlru_forward
 from .bdlru_chain import use_chain
 from .common import SUPPORTED_M, triton_usable
-from .hlru import HLRUScanFn
+from .hlru import hlru_backward, hlru_forward
 
 __all__ = ["SUPPORTED_M", "triton_bdlru_scan", "triton_bdlru_step", "triton_hlru_scan", "triton_hlru_step"]
+
+
+def _final_like(h0: torch.Tensor) -> torch.Tensor:
+    return h0.new_empty(h0.shape, dtype=torch.float32)
+
+
+@torch.library.custom_op("hlru::bdlru_scan", mutates_args=())
+def _bdlru_scan(
+    z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, gate_norm: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return bdlru_forward(z.contiguous(), v.contiguous(), h0.contiguous(), gate_norm)
+
+
+@_bdlru_scan.register_fake
+def _(z, v, h0, gate_norm):
+    return torch.empty_like(v, memory_format=torch.contiguous_format), _final_like(h0)
+
+
+@torch.library.custom_op("hlru::bdlru_scan_backward", mutates_args=())
+def _bdlru_scan_backward(
+    z: torch.Tensor,
+    v: torch.Tensor,
+    h0: torch.Tensor,
+    h: torch.Tensor,
+    dh: torch.Tensor | None,
+    dfinal: torch.Tensor | None,
+    gate_norm: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return bdlru_backward(z.contiguous(), v.contiguous(), h0.contiguous(), h, dh, dfinal, gate_norm)
+
+
+@_bdlru_scan_backward.register_fake
+def _(z, v, h0, h, dh, dfinal, gate_norm):
+    return torch.empty_like(z, memory_format=torch.contiguous_format), torch.empty_like(v), _final_like(h0)
+
+
+@torch.library.custom_op("hlru::hlru_scan", mutates_args=())
+def _hlru_scan(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, gate_norm: str) -> tuple[torch.Tensor, torch.Tensor]:
+    z, v, h0 = z.contiguous(), v.contiguous(), h0.contiguous()
+    if h0.shape[-1] == 1 and use_chain(1):  # order 1 is the m = 1 BD-LRU: logits (N, 2) as (N, 1, 2), v as (N, 1)
+        y, final = bdlru_forward(z.unsqueeze(-2), v.unsqueeze(-1), h0, gate_norm)
+        return y, final
+    return hlru_forward(z, v, h0, gate_norm)
+
+
+@_hlru_scan.register_fake
+def _(z, v, h0, gate_norm):
+    return v.new_empty((*v.shape, h0.shape[-1])), _final_like(h0)
+
+
+@torch.library.custom_op("hlru::hlru_scan_backward", mutates_args=())
+def _hlru_scan_backward(
+    z: torch.Tensor,
+    v: torch.Tensor,
+    h0: torch.Tensor,
+    y: torch.Tensor,
+    dy: torch.Tensor | None,
+    dfinal: torch.Tensor | None,
+    gate_norm: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    z, v, h0 = z.contiguous(), v.contiguous(), h0.contiguous()
+    if h0.shape[-1] == 1 and use_chain(1):
+        dz, dv, dh0 = bdlru_backward(z.unsqueeze(-2), v.unsqueeze(-1), h0, y, dy, dfinal, gate_norm)
+        return dz.squeeze(-2), dv.squeeze(-1), dh0
+    return hlru_backward(z, v, h0, y, dy, dfinal, gate_norm)
+
+
+@_hlru_scan_backward.register_fake
+def _(z, v, h0, y, dy, dfinal, gate_norm):
+    return torch.empty_like(z, memory_format=torch.contiguous_format), torch.empty_like(v), _final_like(h0)
+
+
+def _setup(ctx, inputs, output):
+    z, v, h0, gate_norm = inputs
+    ctx.save_for_backward(z, v, h0, output[0])
+    ctx.gate_norm = gate_norm
+
+
+def _bdlru_grad(ctx, dh, dfinal):
+    dz, dv, dh0 = _bdlru_scan_backward(*ctx.saved_tensors, dh, dfinal, ctx.gate_norm)
+    return dz, dv, dh0, None
+
+
+def _hlru_grad(ctx, dy, dfinal):
+    dz, dv, dh0 = _hlru_scan_backward(*ctx.saved_tensors, dy, dfinal, ctx.gate_norm)
+    return dz, dv, dh0, None
+
+
+_bdlru_scan.register_autograd(_bdlru_grad, setup_context=_setup)
+_hlru_scan.register_autograd(_hlru_grad, setup_context=_setup)
 
 
 def _state_in(h0: torch.Tensor) -> torch.Tensor:
@@ -32,18 +126,15 @@ def triton_bdlru_scan(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if not triton_usable(v, v.shape[-1], "bdlru_scan"):
         return chunk_bdlru_scan(gate_logits, v, h0, gate_norm)
-    return BDLRUScanFn.apply(gate_logits, v, _state_in(h0), gate_norm)
+    return _bdlru_scan(gate_logits, v, _state_in(h0), gate_norm)
 
 
 def triton_hlru_scan(
     gate_logits: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, gate_norm: str = "softmax"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    m = h0.shape[-1]
-    if not triton_usable(v, m, "hlru_scan"):
+    if not triton_usable(v, h0.shape[-1], "hlru_scan"):
         return chunk_hlru_scan(gate_logits, v, h0, gate_norm)
-    if use_chain(m) and m == 1:  # order 1 is the m = 1 BD-LRU: (N, 2) logits as (N, 1, 2), v as (N, 1)
-        return BDLRUScanFn.apply(gate_logits.unsqueeze(-2), v.unsqueeze(-1), _state_in(h0), gate_norm)
-    return HLRUScanFn.apply(gate_logits, v, _state_in(h0), gate_norm)
+    return _hlru_scan(gate_logits, v, _state_in(h0), gate_norm)
 
 
 def triton_bdlru_step(
@@ -52,7 +143,7 @@ def triton_bdlru_step(
     """One decoding token: the fused scan kernel launched with T = 1 (one launch, state stays fp32)."""
     if not triton_usable(v, v.shape[-1], "bdlru_step"):
         return naive_bdlru_step(gate_logits, v, state, gate_norm)
-    h, new_state = BDLRUScanFn.apply(gate_logits.unsqueeze(1), v.unsqueeze(1), _state_in(state), gate_norm)
+    h, new_state = _bdlru_scan(gate_logits.unsqueeze(1), v.unsqueeze(1), _state_in(state), gate_norm)
     return h.squeeze(1), new_state
 
 
@@ -61,5 +152,5 @@ def triton_hlru_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if not triton_usable(v, state.shape[-1], "hlru_step"):
         return naive_hlru_step(gate_logits, v, state, gate_norm)
-    y, new_state = HLRUScanFn.apply(gate_logits.unsqueeze(1), v.unsqueeze(1), _state_in(state), gate_norm)
+    y, new_state = _hlru_scan(gate_logits.unsqueeze(1), v.unsqueeze(1), _state_in(state), gate_norm)
     return y.squeeze(1), new_state

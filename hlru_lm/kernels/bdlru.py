@@ -337,12 +337,9 @@ def _aux_bn(nblocks: int, m: int) -> tuple[int, int]:
     return bn, warps
 
 
-def bdlru_fwd(z, v, h0, norm: str, chunk_len: int | None = None):
+def bdlru_fwd(z, v, h0, norm: str):
     bsz, seqlen, nblocks, m = v.shape
     bn, nt, cl, nc, unroll, warps = _config(bsz, seqlen, nblocks, m, v.device)
-    if chunk_len is not None:
-        cl = triton.cdiv(chunk_len, unroll) * unroll
-        nc = triton.cdiv(seqlen, cl)
     norm_id = NORM_IDS[norm]
     scalar = scalar_layout(m)
     h = torch.empty_like(v)
@@ -372,12 +369,9 @@ def bdlru_fwd(z, v, h0, norm: str, chunk_len: int | None = None):
     return h, final
 
 
-def bdlru_bwd(z, v, h0, h, dh, dfinal, norm: str, chunk_len: int | None = None):
+def bdlru_bwd(z, v, h0, h, dh, dfinal, norm: str):
     bsz, seqlen, nblocks, m = v.shape
     bn, nt, cl, nc, unroll, warps = _config(bsz, seqlen, nblocks, m, v.device, bwd=True)
-    if chunk_len is not None:
-        cl = triton.cdiv(chunk_len, unroll) * unroll
-        nc = triton.cdiv(seqlen, cl)
     norm_id = NORM_IDS[norm]
     scalar = scalar_layout(m)
     has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dh, dfinal, (bsz, nblocks, m))
@@ -441,39 +435,30 @@ def bdlru_bwd(z, v, h0, h, dh, dfinal, norm: str, chunk_len: int | None = None):
     return dz, dv, dh0
 
 
-class BDLRUScanFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, z, v, h0, norm, chunk_len=None):
-        z = z.contiguous()
-        v = v.contiguous()
-        h0 = h0.contiguous()
-        if chunk_len is None and use_diag(v.shape[-1], bwd=False):
-            h, final = diag_fwd(z, v, h0, norm)
-        elif use_chain(v.shape[-1]):
-            h, final = bdlru_chain_fwd(z, v, h0, norm)
-        elif chunk_len is None and use_rows(v.shape[-1], v.shape[0] * v.shape[2] * v.shape[3]):
-            h, final = rows_fwd(z, v, h0, norm)
-        elif chunk_len is None and use_tile(z, v.shape[-1]):
-            h, final = bdlru_tile_fwd(z, v, h0, norm)
-        else:
-            h, final = bdlru_fwd(z, v, h0, norm, chunk_len)
-        ctx.save_for_backward(z, v, h0, h)
-        ctx.norm = norm
-        ctx.chunk_len = chunk_len
-        return h, final
+def bdlru_forward(z, v, h0, norm: str):
+    """(h, final) of the routed forward kernel; z, v, h0 contiguous."""
+    m = v.shape[-1]
+    if use_diag(m, bwd=False):
+        return diag_fwd(z, v, h0, norm)
+    if use_chain(m):
+        return bdlru_chain_fwd(z, v, h0, norm)
+    if use_rows(m, v.shape[0] * v.shape[2] * m):
+        return rows_fwd(z, v, h0, norm)
+    if use_tile(z, m):
+        return bdlru_tile_fwd(z, v, h0, norm)
+    return bdlru_fwd(z, v, h0, norm)
 
-    @staticmethod
-    def backward(ctx, dh, dfinal):
-        z, v, h0, h = ctx.saved_tensors  # every backward kernel takes these, whichever kernel ran forward
-        m = v.shape[-1]
-        if ctx.chunk_len is None and use_diag(m, bwd=True) and not use_chain(m, bwd=True):
-            dz, dv, dh0 = diag_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
-        elif ctx.chunk_len is None and use_rows(m, v.shape[0] * v.shape[2] * m, bwd=True):
-            dz, dv, dh0 = rows_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
-        elif ctx.chunk_len is None and use_tile(z, m) and not use_chain(m, bwd=True):
-            dz, dv, dh0 = bdlru_tile_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
-        elif use_chain(m):  # m = 1, 2 with HLRU_CHAIN_BWD=1, or logits not aligned for the tile kernel's words
-            dz, dv, dh0 = bdlru_chain_bwd(z, v, h0, h, dh, dfinal, ctx.norm)
-        else:
-            dz, dv, dh0 = bdlru_bwd(z, v, h0, h, dh, dfinal, ctx.norm, ctx.chunk_len)
-        return dz, dv, dh0, None, None
+
+def bdlru_backward(z, v, h0, h, dh, dfinal, norm: str):
+    """(dz, dv, dh0) of the routed backward kernel from the forward's inputs and output h (every backward kernel
+    takes these, whichever kernel ran forward); dh or dfinal may be None."""
+    m = v.shape[-1]
+    if use_diag(m, bwd=True) and not use_chain(m, bwd=True):
+        return diag_bwd(z, v, h0, h, dh, dfinal, norm)
+    if use_rows(m, v.shape[0] * v.shape[2] * m, bwd=True):
+        return rows_bwd(z, v, h0, h, dh, dfinal, norm)
+    if use_tile(z, m) and not use_chain(m, bwd=True):
+        return bdlru_tile_bwd(z, v, h0, h, dh, dfinal, norm)
+    if use_chain(m):  # m = 1, 2 with HLRU_CHAIN_BWD=1, or logits not aligned for the tile kernel's words
+        return bdlru_chain_bwd(z, v, h0, h, dh, dfinal, norm)
+    return bdlru_bwd(z, v, h0, h, dh, dfinal, norm)

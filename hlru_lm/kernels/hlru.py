@@ -191,22 +191,19 @@ def hlru_bwd(z, v, h0, y, dy, dfinal, norm: str):
     return dz, dv, dh0
 
 
-class HLRUScanFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, z, v, h0, norm):
-        z = z.contiguous()
-        v = v.contiguous()
-        h0 = h0.contiguous()
-        m = h0.shape[-1]
-        ctx.path = "lags" if use_lags(m, v.shape[0] * v.shape[2] * m) else ("tile" if use_tile_hlru(z, m) else "seq")
-        y, final = dict(lags=lags_fwd, tile=hlru_tile_fwd, seq=hlru_fwd)[ctx.path](z, v, h0, norm)
-        ctx.save_for_backward(z, v, h0, y)
-        ctx.norm = norm
-        return y, final
+def _hlru_path(z, v, m: int):
+    if use_lags(m, v.shape[0] * v.shape[2] * m):
+        return lags_fwd, lags_bwd
+    if use_tile_hlru(z, m):
+        return hlru_tile_fwd, hlru_tile_bwd
+    return hlru_fwd, hlru_bwd
 
-    @staticmethod
-    def backward(ctx, dy, dfinal):
-        z, v, h0, y = ctx.saved_tensors
-        bwd = dict(lags=lags_bwd, tile=hlru_tile_bwd, seq=hlru_bwd)[ctx.path]
-        dz, dv, dh0 = bwd(z, v, h0, y, dy, dfinal, ctx.norm)
-        return dz, dv, dh0, None
+
+def hlru_forward(z, v, h0, norm: str):
+    """(y, final) of the routed forward kernel; z, v, h0 contiguous."""
+    return _hlru_path(z, v, h0.shape[-1])[0](z, v, h0, norm)
+
+
+def hlru_backward(z, v, h0, y, dy, dfinal, norm: str):
+    """(dz, dv, dh0) of the routed backward kernel (the route depends only on the shapes and z's alignment)."""
+    return _hlru_path(z, v, h0.shape[-1])[1](z, v, h0, y, dy, dfinal, norm)
