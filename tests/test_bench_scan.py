@@ -1,4 +1,4 @@
-"""scripts/bench_scan.py's argument checks on CPU (the benchmark itself needs a GPU)."""
+"""benchmarks/bench_scan.py's argument checks on CPU (the benchmark itself needs a GPU)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_scan.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_scan.py"
 
 
 @pytest.fixture(scope="module")

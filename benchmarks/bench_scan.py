@@ -1,5 +1,5 @@
 # ruff: noqa: B023
-"""GPU benchmark of the fused-gate Triton scans (issue 3): correctness first, then timings, JSON + PNG under --out.
+"""GPU benchmark of the fused-gate Triton scans: correctness first, then timings, JSON + PNG under --out.
 
 One run: measures device-to-device copy bandwidth, checks the kernels against a float64 reference, then times
 (triton.testing.do_bench, median) forward and forward+backward for the grid B x T x D x m with bf16 inputs, and the
@@ -7,7 +7,7 @@ baselines (a) materialise A in torch + the chunked torch scan, (b) fla chunk_hgr
 (c) our own m = 1 kernel at the same B, T, D. --graphs also times each call replayed from a CUDA graph (GPU time
 only; where eager calls are host-bound, do_bench measures the host).
 
-    PYTHONPATH=. python scripts/bench_scan.py --out benchmarks/results [--quick | --shapes 8x8192x1536,...]
+    PYTHONPATH=. python benchmarks/bench_scan.py --out benchmarks/results [--quick | --shapes 8x8192x1536,...]
         [--ms 1,4] [--graphs] [--no-hlru] [--sweep 1,2,4,8 [--adopt-best]]
 """
 
@@ -128,7 +128,7 @@ def time_op(fn, z, v, h0, rep=100):
 
 def graph_bench(fn, grad_to_none=()):
     """do_bench median of fn replayed from a CUDA graph: its kernels' GPU time without the host's launch gaps (at
-    small shapes do_bench of the eager call measures the host: NOTES v20a)."""
+    small shapes do_bench of the eager call measures the host)."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm-up off the capture stream, as torch.cuda.graph asks
