@@ -1,6 +1,7 @@
 """CPU throughput of the torch path: training tokens/s (forward+backward) and decode tokens/s of a small model.
 
-Usage: PYTHONPATH=. python benchmarks/bench_model_cpu.py [--hidden_size 256 --layers 4 --block_size 4 --seq_len 256 --batch 8]
+Usage: PYTHONPATH=. python benchmarks/bench_model_cpu.py [--hidden_size 256 --layers 4 --block_size 4 --seq_len 256
+       --batch 8]
 Prints measured numbers only; nothing is assumed.
 """
 
