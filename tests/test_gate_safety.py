@@ -103,8 +103,10 @@ ROUTES = [
     ("bdlru", 8, torch.float32),
     ("bdlru", 16, torch.float32),
     ("hlru", 1, torch.float32),
+    ("hlru", 1, torch.bfloat16),
     ("hlru", 2, torch.float32),
     ("hlru", 4, torch.float32),
+    ("hlru", 8, torch.float32),
     ("hlru", 16, torch.float32),
 ]
 
@@ -127,7 +129,7 @@ def test_triton_extreme_logits(mixer, m, dtype, norm):
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in exp2:RuntimeWarning")
-@pytest.mark.parametrize("norm", ["sigmoid_l1", "relu_l1"])
+@pytest.mark.parametrize("norm", ["sigmoid_l1", "relu_l1", "none"])
 @pytest.mark.parametrize("m", [1, 4])
 def test_triton_steps_extreme_logits(m, norm):
     g = torch.Generator().manual_seed(5)
