@@ -87,8 +87,9 @@ def test_long_sequence_no_nan(m):
     "mixer,m", [("bdlru", 1), ("bdlru", 2), ("bdlru", 4), ("bdlru", 8), ("hlru", 4)], ids=lambda x: str(x)
 )
 def test_compiled_125m_model_trains_across_lengths(mixer, m):
-    """torch.compile of a 125M-class model (d 768, 12 layers) trains at T = 2048 then T = 16384 in one process,
-    the mixers trace without a graph break (fullgraph), and the compiled loss matches eager."""
+    """A 125M-class model (d 768, 12 layers) with every block compiled (dynamic shapes; one graph serves all
+    blocks) trains at T = 2048 then T = 16384 in one process, its loss matching eager, and a mixer compiled with
+    fullgraph=True (which raises at any graph break) runs forward and backward at both lengths."""
     import hlru_lm
 
     torch._dynamo.reset()
@@ -99,22 +100,25 @@ def test_compiled_125m_model_trains_across_lengths(mixer, m):
     torch.manual_seed(0)
     model = hlru_lm.HLRUForCausalLM(cfg).cuda()
     mixer_c = torch.compile(model.model.layers[0].mixer, fullgraph=True, dynamic=True)
-    compiled = torch.compile(model, dynamic=True)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     g = torch.Generator(device="cuda").manual_seed(1)
-    for b, t in ((4, 2048), (1, 16384)):
+    for b, t in ((4, 2048), (2, 16384)):  # batch 2, not 1: a size-1 axis is specialised and would recompile
         ids = torch.randint(0, cfg.vocab_size, (b, t), generator=g, device="cuda")
         x = torch.randn(b, t, 768, generator=g, device="cuda")
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            y, _ = mixer_c(x, None, None)  # fullgraph: a graph break would raise here
+            y, _ = mixer_c(x, None, None)
             y.float().square().mean().backward()
             with torch.no_grad():
                 eager = model(input_ids=ids, labels=ids, use_cache=False).loss
-            for _ in range(2):
-                loss = compiled(input_ids=ids, labels=ids, use_cache=False).loss
-                if _ == 0:
+            if t == 2048:
+                for block in model.model.layers:
+                    block.compile(dynamic=True)
+            for step in range(2):
+                loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+                if step == 0:
                     assert torch.isfinite(loss) and abs(loss.item() - eager.item()) < 2e-2 * eager.item()
                 loss.backward()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
     assert torch.isfinite(loss)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] <= 4  # the mixer's and the blocks', no more
