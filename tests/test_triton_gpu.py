@@ -93,6 +93,7 @@ def test_compiled_125m_model_trains_across_lengths(mixer, m):
     import hlru_lm
 
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     cfg = hlru_lm.HLRUConfig(
         vocab_size=50304, hidden_size=768, num_hidden_layers=12, mixer_type=mixer, block_size=m,
         num_blocks=768 // m if mixer == "bdlru" else 768,
