@@ -130,7 +130,7 @@ class SyntheticModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.embed(x)
-        for i, (mix, mlp) in enumerate(zip(self.mixers, self.mlps)):
+        for i, (mix, mlp) in enumerate(zip(self.mixers, self.mlps, strict=True)):
             h = h + mix(self.norms[2 * i](h))
             h = h + mlp(self.norms[2 * i + 1](h))
         h = self.norms[-1](h)

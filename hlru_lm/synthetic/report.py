@@ -89,7 +89,7 @@ def plots(records: list[dict], out: Path) -> list[str]:
     groups = sorted({t for (t, _), a in agg.items() if a["family"] == "group"})
     if groups:
         fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.5), squeeze=False)
-        for ax, g in zip(axes[0], groups):
+        for ax, g in zip(axes[0], groups, strict=True):
             for (t, m), a in sorted(agg.items()):
                 if t != g:
                     continue

@@ -76,7 +76,7 @@ def _recall_example(rng, vocab: int, seq_len: int, noise_vocab: int, frac_noise:
 
 
 def _selective_copy_example(rng, vocab: int, seq_len: int, n_copy: int):
-    """MAD selective copying: `n_copy` tokens scattered among blanks, then `n_copy` copy signals; recall them in order."""
+    """MAD selective copying: `n_copy` tokens among blanks, then `n_copy` copy signals; recall them in order."""
     blank, signal = vocab - 2, vocab - 1
     ctx = seq_len - n_copy
     toks = rng.integers(0, vocab - 2, n_copy)
