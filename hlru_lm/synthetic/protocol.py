@@ -45,7 +45,7 @@ class Suite:
 
 def make_suite(name: str, models: tuple[str, ...] | None = None, tasks: tuple[str, ...] | None = None) -> Suite:
     if name == "smoke":
-        # the CPU check: the tasks that tiny models learn within seconds (recall, memorization, the smallest group)
+        # the CPU check: three short tasks; every model must beat chance on memorization (recall/S3 are only reported)
         smoke = mad_tasks("smoke")
         all_tasks = (smoke["in_context_recall"], smoke["memorization"], group_tasks(16)["S3"])
         suite = Suite(
@@ -63,7 +63,7 @@ def make_suite(name: str, models: tuple[str, ...] | None = None, tasks: tuple[st
             grid=((3e-3, 0.0),),
             seeds=(0,),
             group_test_lens=(32,),
-            chance_tasks=("in_context_recall", "memorization"),
+            chance_tasks=("memorization",),
         )
     elif name == "full":
         all_tasks = (*mad_tasks("full").values(), *group_tasks(64).values())

@@ -51,11 +51,13 @@ def _recall_example(rng, vocab: int, seq_len: int, noise_vocab: int, frac_noise:
     keys_pool, vals_pool = np.arange(half), np.arange(half, vocab)
     n_keys = max(2, half // 2)
     lo, hi = key_len
-    kv = []
-    for _ in range(n_keys):
-        k = tuple(rng.choice(keys_pool, rng.integers(lo, hi + 1)))
-        v = tuple(rng.choice(vals_pool, rng.integers(lo, hi + 1)))
-        kv.append((k, v))
+    kv, keys = [], set()
+    while len(kv) < n_keys:  # distinct keys, else a key token would have two values
+        k = tuple(rng.choice(keys_pool, rng.integers(lo, hi + 1)).tolist())
+        v = tuple(rng.choice(vals_pool, rng.integers(lo, hi + 1)).tolist())
+        if k not in keys:
+            keys.add(k)
+            kv.append((k, v))
     x, y = [], []
     seen: set[int] = set()
     while len(x) < seq_len:
