@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hlru_lm.synthetic import make_suite, markdown, plots, run_suite  # noqa: E402
+from hlru_lm.synthetic.protocol import replace_suite  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max_minutes", type=float, default=60.0, help="wall-clock deadline; unfinished runs are marked")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--backend", default="auto", help="scan backend of the BD-LRU/H-LRU mixer (auto uses Triton on GPU)")
+    p.add_argument("--tier", choices=("iso_state", "iso_param"), default=None, help="default: the suite's (iso_state)")
+    p.add_argument("--budget", type=int, default=None, help="state floats (iso_state) or parameters (iso_param)")
     p.add_argument("--models", nargs="+", default=None)
     p.add_argument("--tasks", nargs="+", default=None)
     a = p.parse_args(argv)
@@ -36,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         suite = make_suite(a.suite, tuple(a.models) if a.models else None, tuple(a.tasks) if a.tasks else None)
     except ValueError as e:
         p.error(str(e))
+    if a.tier or a.budget:
+        if not (a.tier and a.budget and a.budget > 0):
+            p.error("--tier and --budget go together, and --budget must be > 0")
+        suite = replace_suite(suite, tier=a.tier, budget=a.budget)
     if a.workers < 1 or a.max_minutes <= 0:
         p.error("--workers must be >= 1 and --max_minutes > 0")
     t0 = time.time()

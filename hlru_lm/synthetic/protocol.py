@@ -91,17 +91,17 @@ def make_suite(name: str, models: tuple[str, ...] | None = None, tasks: tuple[st
         bad = [m for m in models if m not in MODELS]
         if bad:
             raise ValueError(f"unknown model(s) {bad}; expected a subset of {', '.join(MODELS)}")
-        suite = _replace(suite, models=tuple(models))
+        suite = replace_suite(suite, models=tuple(models))
     if tasks is not None:
         names = {t.name: t for t in suite.tasks}
         bad = [t for t in tasks if t not in names]
         if bad:
             raise ValueError(f"unknown task(s) {bad}; expected a subset of {', '.join(names)}")
-        suite = _replace(suite, tasks=tuple(names[t] for t in tasks))
+        suite = replace_suite(suite, tasks=tuple(names[t] for t in tasks))
     return suite
 
 
-def _replace(suite: Suite, **kw) -> Suite:
+def replace_suite(suite: Suite, **kw) -> Suite:
     return Suite(**{**asdict(suite), "tasks": suite.tasks, **kw})
 
 
