@@ -1,0 +1,110 @@
+"""results.md (rows: models, columns: tasks) and PNG plots from the records of `run_suite`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean
+
+
+def aggregate(records: list[dict]) -> dict:
+    """(task, model) -> mean accuracy over the seeds of its best cell, params, state size, seeds finished."""
+    best_cell: dict = {}
+    for r in records:
+        if r["seed"] == 0:
+            k = (r["task"], r["model"])
+            if k not in best_cell or r["accuracy"] > best_cell[k][0]:
+                best_cell[k] = (r["accuracy"], r["lr"], r["wd"])
+    runs = defaultdict(list)
+    for r in records:
+        k = (r["task"], r["model"])
+        if k in best_cell and (r["lr"], r["wd"]) == best_cell[k][1:]:
+            runs[k].append(r)
+    return {
+        k: {
+            "accuracy": mean(r["accuracy"] for r in rs),
+            "params": rs[0]["params"],
+            "state_size": rs[0]["state_size"],
+            "seeds": len(rs),
+            "family": rs[0]["family"],
+            "chance": rs[0]["chance"],
+            "runs": rs,
+        }
+        for k, rs in runs.items()
+    }
+
+
+def markdown(records: list[dict], tasks: list[str], models: list[str], status: str) -> str:
+    agg = aggregate(records)
+    mad = [t for t in tasks if t not in ("S3", "S4", "A5", "S5")]  # the macro needs every MAD task finished
+    head = ["model", "params", "state", *tasks, "MAD macro"]
+    lines = [
+        f"Suite status: {status}. Accuracy on scored positions, best lr/wd cell (seed 0), mean over its seeds; "
+        "`—` = not finished.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for m in models:
+        cells = [agg.get((t, m)) for t in tasks]
+        known = [c for c in cells if c]
+        macro = [agg[(t, m)]["accuracy"] for t in mad if (t, m) in agg]
+        row = [m, str(known[0]["params"]) if known else "—", str(known[0]["state_size"]) if known else "—"]
+        row += [f"{c['accuracy']:.3f} ({c['seeds']})" if c else "—" for c in cells]
+        row.append(f"{mean(macro):.3f}" if macro and len(macro) == len(mad) else "—")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "Params and state are those of the model built for the first finished task (they vary with the "
+        "task's vocabulary); the figure in parentheses is the number of seeds finished.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plots(records: list[dict], out: Path) -> list[str]:
+    """accuracy_vs_state.png and group_length.png if matplotlib is importable; returns the files written."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    agg = aggregate(records)
+    written = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    by_model = defaultdict(list)
+    for (_, m), a in agg.items():
+        if a["family"] == "mad":
+            by_model[m].append((a["state_size"], a["accuracy"]))
+    for m, pts in sorted(by_model.items()):
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=m)
+    ax.set_xscale("log")
+    ax.set(xlabel="state size (floats per token)", ylabel="MAD accuracy", title="MAD accuracy vs state size")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_vs_state.png", dpi=120)
+    plt.close(fig)
+    written.append("accuracy_vs_state.png")
+    groups = sorted({t for (t, _), a in agg.items() if a["family"] == "group"})
+    if groups:
+        fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.5), squeeze=False)
+        for ax, g in zip(axes[0], groups, strict=True):
+            for (t, m), a in sorted(agg.items()):
+                if t != g:
+                    continue
+                r = a["runs"][0]
+                curve = max(
+                    r.get("length_generalisation", {}).items(),
+                    key=lambda kv: int(kv[0]),
+                    default=(None, r["per_position"]),
+                )[1]
+                ax.plot(range(1, len(curve) + 1), curve, label=m, lw=1)
+            ax.axvline(len(a["runs"][0]["per_position"]), color="k", ls=":", lw=0.8)
+            ax.set(title=g, xlabel="position (prefix length)", ylabel="accuracy", ylim=(0, 1.02))
+        axes[0][0].legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        fig.savefig(out / "group_length.png", dpi=120)
+        plt.close(fig)
+        written.append("group_length.png")
+    return written
