@@ -548,7 +548,7 @@ def build_token_cache(corpus: Corpus, tokenizer, data_cfg: dict, cache_dir: Path
             "dtype": dtype,
             "n_train": n_train,
             "n_val": n_val,
-            "sha256": {name: _file_sha256(tmp / name) for name in ("train.bin", "val.bin")},
+            "sha256": {name: file_sha256(tmp / name) for name in ("train.bin", "val.bin")},
             "corpus": corpus.fingerprint,
             "tokenizer": tokenizer_fingerprint(tokenizer),
             "version": CACHE_VERSION,
@@ -561,7 +561,7 @@ def build_token_cache(corpus: Corpus, tokenizer, data_cfg: dict, cache_dir: Path
     return TokenCache(out, dtype, n_train, n_val)
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 24), b""):
@@ -585,7 +585,7 @@ def _cache_problem(directory: Path) -> str | None:
             return f"{name} is missing"
         if f.stat().st_size != n * itemsize:
             return f"{name} has {f.stat().st_size} bytes, expected {n * itemsize}"
-        if _file_sha256(f) != sums[name]:
+        if file_sha256(f) != sums[name]:
             return f"{name} does not match its checksum"
     return None
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .data import file_sha256
+
 # Every key a training config may hold; a key outside this schema (or outside HLRUConfig's fields for `model`) is an
 # error. `model` values are HLRUConfig fields; `vocab_size: auto` = the tokenizer's size rounded up to a multiple of 64,
 # `max_position_embeddings` defaults to data.context_length.
@@ -280,14 +282,6 @@ def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def checkpoint_problem(path: Path) -> str | None:
     """Why the checkpoint at ``path`` cannot be resumed (a file missing, truncated or changed since its manifest was
     written), or None when every file matches the manifest."""
@@ -302,7 +296,7 @@ def checkpoint_problem(path: Path) -> str | None:
             return f"{name} is missing"
         if f.stat().st_size != want["size"]:
             return f"{name} has {f.stat().st_size} bytes, the manifest says {want['size']}"
-        if _sha256(f) != want["sha256"]:
+        if file_sha256(f) != want["sha256"]:
             return f"{name} differs from the checksum in the manifest"
     return None
 
@@ -485,7 +479,7 @@ def publish_checkpoint(tmp: Path, final: Path, meta: dict) -> None:
     """Write the manifest of a fully written temp checkpoint last, then rename it into place (atomic on POSIX)."""
     _fsync_tree(tmp)
     files = {
-        str(f.relative_to(tmp)): {"size": f.stat().st_size, "sha256": _sha256(f)}
+        str(f.relative_to(tmp)): {"size": f.stat().st_size, "sha256": file_sha256(f)}
         for f in sorted(tmp.rglob("*"))
         if f.is_file()
     }

@@ -57,6 +57,23 @@ def tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
 
 
+def run_triton_tests_in_interpreter(namespace: dict, path: str) -> None:
+    """Without a GPU and without TRITON_INTERPRET=1 (Triton reads it once, at import), replace a module's
+    `test_triton_*` tests by one test that re-runs them in a subprocess under the interpreter."""
+    import subprocess
+    import sys
+
+    def test_triton_in_interpreter_subprocess():
+        env = dict(os.environ, TRITON_INTERPRET="1")
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "triton", path]
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(path)))
+        assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+
+    for name in [k for k in namespace if k.startswith("test_triton_")]:
+        del namespace[name]
+    namespace["test_triton_in_interpreter_subprocess"] = test_triton_in_interpreter_subprocess
+
+
 def pytest_report_header(config):
     import transformers
 

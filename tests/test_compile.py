@@ -2,14 +2,12 @@
 (B, T) and matches eager and the float64 reference, values and gradients (CPU: the Triton interpreter, in a
 subprocess when this process was started without TRITON_INTERPRET=1)."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from hlru_lm.ops import bdlru_scan, hlru_scan
+
+from .conftest import run_triton_tests_in_interpreter
 
 triton = pytest.importorskip("triton")
 INTERPRETED = type(triton.language.standard.zeros).__name__ == "InterpretedFunction"
@@ -64,14 +62,4 @@ def test_triton_opcheck(op):
 
 
 if not INTERPRETED and not torch.cuda.is_available():
-
-    def test_triton_in_interpreter_subprocess():
-        env = dict(os.environ, TRITON_INTERPRET="1")
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "triton", __file__]
-        res = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__))
-        )
-        assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-
-    for _name in [k for k in globals() if k.startswith("test_triton_") and not k.endswith("_subprocess")]:
-        del globals()[_name]
+    run_triton_tests_in_interpreter(globals(), __file__)

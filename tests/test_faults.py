@@ -101,10 +101,11 @@ def test_resume_unpickles_nothing_from_the_checkpoint(tmp_path, cfg_path, cache,
         del os.environ["HLRU_PLANT_MARKER"]
     newest = out / "checkpoints" / "step_4"
     (newest / planted).write_bytes(payload)
-    from hlru_lm.training import CKPT_META, _sha256
+    from hlru_lm.data import file_sha256
+    from hlru_lm.training import CKPT_META
 
     meta = json.loads((newest / CKPT_META).read_text())
-    meta["files"][planted] = {"size": (newest / planted).stat().st_size, "sha256": _sha256(newest / planted)}
+    meta["files"][planted] = {"size": (newest / planted).stat().st_size, "sha256": file_sha256(newest / planted)}
     (newest / CKPT_META).write_text(json.dumps(meta))
     proc = train(cfg_path, out, cache, "--resume", "--max_steps", "6")
     assert not marker.exists()

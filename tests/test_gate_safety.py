@@ -6,14 +6,12 @@ each kernel route by its default choice: m and the mixer pick the kernel family,
 paths, T = 1 the decode steps.
 """
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from hlru_lm.ops import bdlru_scan, bdlru_step, hlru_scan, hlru_step, normalize_gates
+
+from .conftest import run_triton_tests_in_interpreter
 
 triton = pytest.importorskip("triton")
 INTERPRETED = type(triton.language.standard.zeros).__name__ == "InterpretedFunction"
@@ -144,14 +142,4 @@ def test_triton_steps_extreme_logits(m, norm):
 
 
 if not INTERPRETED and not torch.cuda.is_available():
-
-    def test_triton_in_interpreter_subprocess():
-        env = dict(os.environ, TRITON_INTERPRET="1")
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "triton", __file__]
-        res = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__))
-        )
-        assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-
-    for _name in [k for k in globals() if k.startswith("test_triton_") and not k.endswith("_subprocess")]:
-        del globals()[_name]
+    run_triton_tests_in_interpreter(globals(), __file__)

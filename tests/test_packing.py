@@ -1,16 +1,12 @@
 """Packed documents (HF's padding-free convention: position_ids restart at 0 per document) give each document the
 logits and gradients it has alone, in every backend; the cache holds the last document's state."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from hlru_lm.ops import bdlru_scan, hlru_scan
 
-from .conftest import tiny_model
+from .conftest import run_triton_tests_in_interpreter, tiny_model
 
 triton = pytest.importorskip("triton")
 INTERPRETED = type(triton.language.standard.zeros).__name__ == "InterpretedFunction"
@@ -111,14 +107,4 @@ def test_triton_packed_equals_separate(mixer, m):
 
 
 if not INTERPRETED and not torch.cuda.is_available():
-
-    def test_triton_in_interpreter_subprocess():
-        env = dict(os.environ, TRITON_INTERPRET="1")
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "triton", __file__]
-        res = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__))
-        )
-        assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-
-    for _name in [k for k in globals() if k.startswith("test_triton_") and not k.endswith("_subprocess")]:
-        del globals()[_name]
+    run_triton_tests_in_interpreter(globals(), __file__)
