@@ -234,6 +234,10 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(f"data.context_length must be an integer >= 2, got {d['context_length']!r}")
     if not 0 <= float(d["val_fraction"]) < 1:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {d['val_fraction']!r}")
+    if not isinstance(d["reset_state_at_eos"], bool):
+        raise ConfigError(f"data.reset_state_at_eos must be true or false, got {d['reset_state_at_eos']!r}")
+    if t["push_to_hub"] is not None and (not isinstance(t["push_to_hub"], str) or not t["push_to_hub"].strip()):
+        raise ConfigError(f"training.push_to_hub must be a Hub repo id like user/name, got {t['push_to_hub']!r}")
     if t["mixed_precision"] not in ("auto", "no", "bf16", "fp16", "fp8"):
         raise ConfigError(f"training.mixed_precision must be auto, no, bf16, fp16 or fp8, got {t['mixed_precision']!r}")
     for key in ("learning_rate", "min_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm"):
