@@ -13,6 +13,7 @@ from transformers.modeling_layers import GenericForSequenceClassification, Gradi
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from .configuration_hlru import HLRUConfig
+from .loss import linear_cross_entropy
 from .ops import bdlru_scan, bdlru_step, hlru_scan, hlru_step
 
 
@@ -368,8 +369,9 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
         position_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
-        """Next-token logits; with `labels`, the shifted cross-entropy loss (-100 is ignored). Restarting
-        `position_ids` mark packed documents (see HLRUModel.forward)."""
+        """Next-token logits; with `labels`, the shifted cross-entropy loss (-100 is ignored). In training mode with
+        labels the loss is computed without the logits, which are then None (`config.fuse_cross_entropy`).
+        Restarting `position_ids` mark packed documents (see HLRUModel.forward)."""
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -381,11 +383,18 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
             return_dict=True,
             position_ids=position_ids,
         )
-        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.lm_head(out.last_hidden_state[:, keep])
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        hidden = out.last_hidden_state
+        fuse = self.training and self.config.fuse_cross_entropy and type(self.lm_head) is nn.Linear  # not a LoRA head
+        if labels is not None and fuse and "shift_labels" not in kwargs:
+            # training: the loss straight from the hidden states, never the (B, T, vocab) logits
+            loss = linear_cross_entropy(hidden, self.lm_head.weight, labels, kwargs.get("num_items_in_batch"))
+            logits = None
+        else:
+            keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+            logits = self.lm_head(hidden[:, keep])
+            loss = None
+            if labels is not None:
+                loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
         result = CausalLMOutputWithPast(
             loss=loss, logits=logits, hidden_states=out.hidden_states, **{_CACHE_FIELD: getattr(out, _CACHE_FIELD)}
         )
