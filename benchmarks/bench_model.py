@@ -159,10 +159,27 @@ def run_training(name: str, args, device: torch.device) -> list[dict]:
                 rec["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
             print(json.dumps(rec), flush=True)
             out.append(rec)
+            if args.profile and "step_s" in rec:
+                out.append(profile_step(model, opt, device, batch, seq_len, args.size["vocab_size"], name, mode))
         del model, opt
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return out
+
+
+def profile_step(model, opt, device, batch: int, seq_len: int, vocab: int, name: str, mode: str) -> dict:
+    """Where one training step's GPU time goes: the 25 costliest kernels (summed over the step)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        train_steps(model, opt, device, batch, seq_len, vocab, 0, 1)
+    events = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    events = sorted(events, key=lambda e: e.device_time_total, reverse=True)
+    total = sum(e.device_time_total for e in events)
+    top = [{"kernel": e.key[:120], "ms": e.device_time_total / 1e3, "calls": e.count} for e in events[:25]]
+    rec = {"model": name, "mode": mode, "seq_len": seq_len, "kind": "profile", "gpu_ms": total / 1e3, "top": top}
+    print(json.dumps(rec), flush=True)
+    return rec
 
 
 @torch.no_grad()
@@ -297,6 +314,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--no-train", dest="train", action="store_false", help="skip the training measurements")
     p.add_argument("--no-decode", dest="decode", action="store_false", help="skip the decoding measurements")
+    p.add_argument("--profile", action="store_true", help="also record each training shape's costliest kernels")
     p.add_argument("--append", action="store_true", help="add to the records already in --out")
     p.add_argument("--smoke", action="store_true", help="tiny shapes on any device: checks the plumbing only")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: measure one model in this process

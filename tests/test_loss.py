@@ -66,3 +66,22 @@ def test_bad_inputs_are_refused():
         linear_cross_entropy(hidden, torch.randn(5, 3), torch.zeros(2, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="chunk_size"):
         linear_cross_entropy(hidden, weight, torch.zeros(2, 3, dtype=torch.long), chunk_size=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the compiled chunk kernel)")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_compiled_chunks_match_float64(dtype):
+    g = torch.Generator(device="cuda").manual_seed(0)
+    hidden = torch.randn(2, 700, 64, device="cuda", generator=g).to(dtype).requires_grad_()
+    weight = (0.2 * torch.randn(5000, 64, device="cuda", generator=g)).to(dtype).requires_grad_()
+    labels = torch.randint(0, 5000, (2, 700), device="cuda", generator=g)
+    labels[1, 100:300] = -100
+    loss = linear_cross_entropy(hidden, weight, labels, chunk_size=512)
+    gh, gw = torch.autograd.grad(loss, (hidden, weight))
+    h64, w64 = hidden.detach().double().requires_grad_(), weight.detach().double().requires_grad_()
+    ref = _reference(h64, w64, labels)
+    rh, rw = torch.autograd.grad(ref, (h64, w64))
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(loss.double(), ref, rtol=tol, atol=tol)
+    torch.testing.assert_close(gh.double(), rh, rtol=tol, atol=tol * rh.abs().max().item())
+    torch.testing.assert_close(gw.double(), rw, rtol=tol, atol=tol * rw.abs().max().item())
