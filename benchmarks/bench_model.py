@@ -198,7 +198,13 @@ def run_decode(name: str, args, device: torch.device) -> list[dict]:
                 sync(device)
                 t0 = time.perf_counter()
                 model.generate(
-                    ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0, eos_token_id=None
+                    ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=n,
+                    min_new_tokens=n,
+                    do_sample=False,
+                    pad_token_id=0,
+                    eos_token_id=None,
                 )
                 sync(device)
                 return time.perf_counter() - t0
@@ -209,8 +215,8 @@ def run_decode(name: str, args, device: torch.device) -> list[dict]:
                 one = min(gen(1) for _ in range(2))
                 full = min(gen(args.new_tokens + 1) for _ in range(2))
                 rec.update(prefill_s=one, ms_per_token=1e3 * (full - one) / args.new_tokens)
-            except torch.OutOfMemoryError as e:
-                rec["error"] = f"OutOfMemoryError: {str(e).splitlines()[0]}"
+            except Exception as e:  # recorded, so one failing shape does not lose the others' numbers
+                rec["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
             print(json.dumps(rec), flush=True)
             out.append(rec)
     return out

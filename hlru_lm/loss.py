@@ -4,10 +4,12 @@ The LM head's logits of a 125M model's step (65,536 tokens x 50,304 vocab) take 
 several times over in the unfused loss and its backward. Here they exist one chunk of rows at a time: the forward
 computes the loss and, in the same pass, the gradients of the hidden states and of the head's weight, which the
 backward only scales (the approach of Liger-Kernel's fused linear cross-entropy). The matmuls run in the autocast
-dtype like `nn.Linear` would; the softmax and the loss in float32.
+dtype like `nn.Linear` would; the softmax and the loss in float32 (on CUDA one Triton kernel per chunk: two reads and
+one write of the chunk's logits, the gradient written over them).
 """
 
 import math
+import os
 
 import torch
 
@@ -15,8 +17,7 @@ IGNORE_INDEX = -100
 
 
 def _chunk_loss_grad(logits: torch.Tensor, target: torch.Tensor, scale: torch.Tensor):
-    """Summed loss of one chunk and d(loss * scale)/d(logits), from logits in the matmul dtype; rows with an
-    ignored target contribute nothing."""
+    """Summed loss of one chunk and d(loss * scale)/d(logits); rows with an ignored target contribute nothing."""
     x = logits if logits.dtype == torch.float64 else logits.float()
     valid = target != IGNORE_INDEX
     safe = torch.where(valid, target, 0)
@@ -29,33 +30,77 @@ def _chunk_loss_grad(logits: torch.Tensor, target: torch.Tensor, scale: torch.Te
     return loss, grad.to(logits.dtype)
 
 
-_compiled_chunk = None
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # a checkpoint's copy of this file runs without Triton (CPU): the torch path above
+    triton = None
+
+if triton is not None:
+
+    @triton.jit
+    def _ce_fwd_bwd_kernel(
+        logits_ptr, target_ptr, loss_ptr, scale_ptr, V, stride, IGNORE: tl.constexpr, BLOCK: tl.constexpr
+    ):
+        """One row: the loss, and the gradient (softmax - onehot) * scale written over the row's logits. Two reads
+        and one write of the row in its own dtype, the softmax in float32."""
+        row = tl.program_id(0).to(tl.int64)
+        ptr = logits_ptr + row * stride
+        target = tl.load(target_ptr + row)
+        scale = tl.load(scale_ptr)
+        big = tl.zeros([], tl.float32) - float("inf")
+        total = tl.zeros([], tl.float32)
+        for start in range(0, V, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            x = tl.load(ptr + cols, mask=cols < V, other=-float("inf")).to(tl.float32)
+            new_big = tl.maximum(big, tl.max(x, 0))
+            total = total * tl.exp(big - new_big) + tl.sum(tl.exp(x - new_big), 0)
+            big = new_big
+        lse = big + tl.log(total)
+        valid = target != IGNORE
+        picked = tl.load(ptr + tl.where(valid, target, 0)).to(tl.float32)
+        tl.store(loss_ptr + row, tl.where(valid, lse - picked, 0.0))
+        w = tl.where(valid, scale, 0.0)
+        for start in range(0, V, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            x = tl.load(ptr + cols, mask=cols < V, other=0.0).to(tl.float32)
+            g = tl.exp(x - lse) * w
+            g = tl.where(cols == target, g - w, g)
+            tl.store(ptr + cols, g.to(logits_ptr.dtype.element_ty), mask=cols < V)
 
 
-def _chunk_fn(device: torch.device):
-    """On CUDA the chunk's float32 work is one fused kernel pair (the logits are read twice, the gradient written
-    once); elsewhere plain torch."""
-    global _compiled_chunk
-    if device.type != "cuda":
-        return _chunk_loss_grad
-    if _compiled_chunk is None:
-        _compiled_chunk = torch.compile(_chunk_loss_grad, dynamic=True)
-    return _compiled_chunk
+def _chunk_loss_grad_triton(logits: torch.Tensor, target: torch.Tensor, scale: torch.Tensor, block: int = 4096):
+    """`_chunk_loss_grad` as one kernel launch; the gradient overwrites `logits` (returned)."""
+    rows, vocab = logits.shape
+    loss = torch.empty(rows, dtype=torch.float32, device=logits.device)
+    block = min(block, triton.next_power_of_2(vocab))
+    _ce_fwd_bwd_kernel[(rows,)](
+        logits, target, loss, scale.float(), vocab, logits.stride(0), IGNORE=IGNORE_INDEX, BLOCK=block, num_warps=8
+    )
+    return loss.sum(), logits
+
+
+def _chunk_fn(logits: torch.Tensor):
+    """The Triton kernel for CUDA (or interpreted) half/float inputs; the torch version elsewhere."""
+    usable = triton is not None and logits.dtype != torch.float64
+    if usable and (logits.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+        return _chunk_loss_grad_triton
+    return _chunk_loss_grad
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, target, scale, chunk_size):
-        fn = _chunk_fn(hidden.device)
         grad_hidden = torch.empty_like(hidden)
         acc = scale.dtype  # float32, or float64 for float64 inputs
         grad_weight = torch.zeros(weight.shape, dtype=acc, device=weight.device)
         loss = torch.zeros((), dtype=acc, device=hidden.device)
         for start in range(0, hidden.shape[0], chunk_size):
             h = hidden[start : start + chunk_size]
-            chunk_loss, g = fn(h @ weight.t(), target[start : start + chunk_size], scale)
+            logits = h @ weight.t()
+            chunk_loss, g = _chunk_fn(logits)(logits, target[start : start + chunk_size], scale)
             loss += chunk_loss
-            grad_hidden[start : start + chunk_size] = g @ weight
+            torch.mm(g, weight, out=grad_hidden[start : start + chunk_size])
             grad_weight += (g.t() @ h).to(acc)
         ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
         return loss * scale
@@ -77,7 +122,7 @@ def linear_cross_entropy(
     tokens, or sum / `num_items_in_batch` when given) of the logits `hidden @ weight.T`, computed in chunks.
 
     hidden: (B, T, d) last hidden states; weight: (V, d) the LM head; labels: (B, T) token ids or -100.
-    chunk_size: rows per chunk (default: about as many logits as hidden-state elements, at least 1024 rows).
+    chunk_size: rows per chunk (default: a power of two near 2**29 / vocab rows, about 1 GB of bf16 logits).
     """
     if hidden.dim() != 3 or labels.shape != hidden.shape[:2]:
         raise ValueError(
@@ -91,7 +136,7 @@ def linear_cross_entropy(
     target = torch.nn.functional.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:].reshape(-1)
     hidden = hidden.reshape(-1, d)
     if chunk_size is None:
-        chunk_size = max(1024, 1 << int(math.log2(max(1, hidden.shape[0] * d // vocab))))
+        chunk_size = 1 << max(10, int(math.log2(2**29 // vocab)))
     if num_items_in_batch is None:
         count = (target != IGNORE_INDEX).sum()
     else:
@@ -105,4 +150,8 @@ def linear_cross_entropy(
     elif weight.dtype != hidden.dtype:
         hidden = hidden.to(weight.dtype)
     with torch.autocast(dev, enabled=False):
-        return _LinearCrossEntropy.apply(hidden, weight, target, scale, chunk_size)
+        return _apply(hidden, weight, target, scale, chunk_size)
+
+
+# Under torch.compile of a whole model the loss runs eagerly (its Python loop over chunks is not worth tracing).
+_apply = torch.compiler.disable(_LinearCrossEntropy.apply)
