@@ -148,7 +148,10 @@ class HLRUMixer(nn.Module):
                 h = h.unsqueeze(1)
             else:
                 h, state = hlru_scan(z, v, state, self.gate_norm, self.backend, pos_in_doc)
-        return self.out_proj(h.reshape(bsz, seqlen, n * m).to(x.dtype)), state
+        h = h.reshape(bsz, seqlen, n * m)
+        if not torch.is_autocast_enabled(h.device.type):  # under autocast out_proj takes h as it is (bf16)
+            h = h.to(x.dtype)
+        return self.out_proj(h), state
 
 
 class HLRUBlock(GradientCheckpointingLayer):
