@@ -369,6 +369,26 @@ def worker(args) -> int:
     return 0
 
 
+def write(out: Path, previous: list, records: list, skipped: dict, args, device, flops) -> None:
+    keep = {(r["model"], r["kind"]) for r in records}
+    merged = [r for r in previous if (r["model"], r["kind"]) not in keep] + records
+    body = {
+        "environment": environment(device),
+        "matmul_flops": flops,
+        "size": args.size,
+        "tokens_per_step": args.tokens_per_step,
+        "skipped": skipped,
+        "records": merged,
+    }
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body, indent=1, allow_nan=False) + "\n")
+    tmp.replace(out)
+    try:
+        plot(merged, out.with_suffix(".png"))
+    except ImportError:
+        pass  # no matplotlib: the JSON only
+
+
 def main(argv=None) -> int:
     args = parse(argv)
     if args.worker:
@@ -402,23 +422,8 @@ def main(argv=None) -> int:
         for r in recs:
             print(json.dumps(r), flush=True)
         records += recs
-    keep = {(r["model"], r["kind"]) for r in records}
-    merged = [r for r in previous if (r["model"], r["kind"]) not in keep] + records
-    body = {
-        "environment": environment(device),
-        "matmul_flops": flops,
-        "size": args.size,
-        "tokens_per_step": args.tokens_per_step,
-        "skipped": skipped,
-        "records": merged,
-    }
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body, indent=1, allow_nan=False) + "\n")
-    tmp.replace(out)
-    try:
-        plot(merged, out.with_suffix(".png"))
-    except ImportError:
-        print("matplotlib is not installed: no PNG", flush=True)
+        write(out, previous, records, skipped, args, device, flops)  # after every model: a killed run keeps the rest
+    write(out, previous, records, skipped, args, device, flops)
     print(f"wrote {out}", flush=True)
     return 1 if failed else 0
 

@@ -11,6 +11,9 @@ from hlru_lm.loss import linear_cross_entropy
 
 from .conftest import run_triton_tests_in_interpreter
 
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+DEV = "cuda" if torch.cuda.is_available() and not INTERPRETED else "cpu"
+
 
 def _reference(hidden, weight, labels, num_items=None):
     logits = hidden @ weight.t()
@@ -96,9 +99,9 @@ def test_cuda_compiled_chunks_match_float64(dtype):
 def test_triton_chunk_kernel_matches_torch(dtype):
     """The Triton chunk kernel (several column blocks per row, ignored rows) equals the torch chunk function."""
     g = torch.Generator().manual_seed(3)
-    logits = (3 * torch.randn(6, 37, generator=g)).to(dtype)
-    target = torch.tensor([0, 36, -100, 5, 17, -100])
-    scale = torch.tensor(0.25)
+    logits = (3 * torch.randn(6, 37, generator=g)).to(dtype).to(DEV)
+    target = torch.tensor([0, 36, -100, 5, 17, -100], device=DEV)
+    scale = torch.tensor(0.25, device=DEV)
     ref_loss, ref_grad = L._chunk_loss_grad(logits.clone(), target, scale)
     loss, grad = L._chunk_loss_grad_triton(logits.clone(), target, scale, block=16)
     tol = 1e-6 if dtype == torch.float32 else 1e-2
@@ -108,18 +111,19 @@ def test_triton_chunk_kernel_matches_torch(dtype):
 
 def test_triton_linear_cross_entropy_matches_float64():
     g = torch.Generator().manual_seed(4)
-    hidden = torch.randn(2, 9, 8, generator=g, requires_grad=True)
-    weight = torch.randn(40, 8, generator=g, requires_grad=True)
-    labels = torch.randint(0, 40, (2, 9), generator=g)
+    hidden = torch.randn(2, 9, 8, generator=g).to(DEV).requires_grad_()
+    weight = torch.randn(40, 8, generator=g).to(DEV).requires_grad_()
+    labels = torch.randint(0, 40, (2, 9), generator=g).to(DEV)
     loss = linear_cross_entropy(hidden, weight, labels, chunk_size=4)
     gh, gw = torch.autograd.grad(loss, (hidden, weight))
     h64, w64 = hidden.detach().double().requires_grad_(), weight.detach().double().requires_grad_()
     ref = _reference(h64, w64, labels)
     rh, rw = torch.autograd.grad(ref, (h64, w64))
+    assert L._chunk_fn(hidden) is L._chunk_loss_grad_triton  # the kernel, not the torch fallback
     torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(gh.double(), rh, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(gw.double(), rw, rtol=1e-4, atol=1e-6)
 
 
-if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+if not torch.cuda.is_available() and not INTERPRETED:
     run_triton_tests_in_interpreter(globals(), __file__)
