@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -88,6 +90,15 @@ class _Mixer(nn.Module):
         return self.layer(x)
 
 
+def posemb_sincos(n: int, d: int) -> torch.Tensor:
+    """MAD's `posemb_sincos_1d` (fairseq's sinusoidal table): (n, d), sines then cosines."""
+    half = d // 2
+    freq = torch.exp(torch.arange(half, dtype=torch.float) * -(math.log(10000) / (half - 1)))
+    ang = torch.arange(n, dtype=torch.float)[:, None] * freq[None]
+    emb = torch.cat([torch.sin(ang), torch.cos(ang)], 1)
+    return torch.cat([emb, torch.zeros(n, 1)], 1) if d % 2 else emb
+
+
 class SwiGLU(nn.Module):
     def __init__(self, d: int, hidden: int) -> None:
         super().__init__()
@@ -100,7 +111,8 @@ class SwiGLU(nn.Module):
 
 
 class SyntheticModel(nn.Module):
-    """Backbone for all models; `autoencoder` reads every target out of the last state (MAD compression)."""
+    """Backbone for all models; `autoencoder` reads every target out of the last state (MAD compression: the last
+    position's residual stream plus a fixed sin-cos position code, MAD's 2-layer GELU decoder, then norm and head)."""
 
     def __init__(
         self,
@@ -122,9 +134,11 @@ class SyntheticModel(nn.Module):
         self.mlps = nn.ModuleList(SwiGLU(d, 2 * d) for _ in range(layers))
         self.norms = nn.ModuleList(nn.RMSNorm(d) for _ in range(2 * layers + 1))
         self.autoencoder = autoencoder
-        if autoencoder:
-            self.pos = nn.Embedding(seq_len, d)
-            self.readout = SwiGLU(d, 2 * d)
+        if autoencoder:  # MAD's AutoEncoder decoder: sin-cos positions on the last state, a 2-layer GELU MLP
+            self.register_buffer("pos", posemb_sincos(seq_len, d), persistent=False)
+            self.decoder = nn.Sequential(
+                nn.RMSNorm(d), nn.Linear(d, d), nn.GELU(), nn.RMSNorm(d), nn.Linear(d, d), nn.GELU()
+            )
         self.head = nn.Linear(d, classes)
         self.state_size = layers * self.mixers[0].state_size
 
@@ -133,11 +147,9 @@ class SyntheticModel(nn.Module):
         for i, (mix, mlp) in enumerate(zip(self.mixers, self.mlps, strict=True)):
             h = h + mix(self.norms[2 * i](h))
             h = h + mlp(self.norms[2 * i + 1](h))
-        h = self.norms[-1](h)
         if self.autoencoder:  # one last state, decoded at every position
-            last = h[:, -1:, :] + self.pos.weight[: x.shape[1]].unsqueeze(0)
-            h = last + self.readout(last)
-        return self.head(h)
+            h = self.decoder(h[:, -1:, :] + self.pos[: x.shape[1]].unsqueeze(0))
+        return self.head(self.norms[-1](h))
 
 
 def count_params(model: nn.Module) -> int:
