@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,12 @@ from hlru_lm.synthetic import (
     group_tasks,
     mad_tasks,
     make_suite,
+    protocol,
     solve_width,
     train_test,
 )
 from hlru_lm.synthetic.models import SyntheticModel
-from hlru_lm.synthetic.protocol import macro_accuracy
+from hlru_lm.synthetic.protocol import macro_accuracy, plan, replace_suite, run_suite
 from hlru_lm.synthetic.tasks import memory_map
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,3 +262,44 @@ def test_smoke_suite_end_to_end(tmp_path):
             assert r["accuracy"] > r["chance"], r
     md = (out / "results.md").read_text()
     assert all(m in md for m in suite.models)
+
+
+def test_full_plan_fits_the_gpu_call_per_family():
+    # the budget the lead's GPU calls rely on: each family within 8.5 minutes on 12 workers by the cost model
+    for family, runs in (("mad", 6 * 9 * 4), ("group", 4 * 9 * 4)):
+        fam = plan(make_suite("full", family=family), 12)["families"][family]
+        assert fam["runs_total"] == runs and fam["runs_left"] == runs
+        assert fam["predicted_minutes"] <= 8.5, fam
+    with pytest.raises(ValueError, match="unknown family"):
+        make_suite("full", family="lm")
+
+
+def test_resume_skips_finished_runs_and_refuses_other_settings(tmp_path):
+    suite = make_suite("smoke", models=("lstm",), tasks=("memorization",), family="mad")
+    suite = replace_suite(suite, steps=(("mad", 4), ("group", 4)), eval_every=2, n_train=64, n_test=16)
+    first = run_suite(suite, tmp_path, workers=1, max_minutes=5, log=lambda *_: None)
+    assert first["status"] == "complete" and len(first["runs"]) == 1 and first["runs"][0]["steps"] <= 4
+    assert (tmp_path / "results.md").read_text().count("| lstm |") == 1
+    again = run_suite(suite, tmp_path, workers=1, max_minutes=5, log=lambda *_: None)
+    assert again["runs"] == first["runs"] and len(again["calls"]) == 2 and again["calls"][1]["finished"] == 0
+    with pytest.raises(ValueError, match="other settings"):
+        run_suite(replace_suite(suite, batch=16), tmp_path, workers=1, max_minutes=5)
+
+
+def test_deadline_is_hard_and_unfinished_runs_are_not_results(tmp_path, monkeypatch):
+    suite = make_suite("smoke", models=("gdn", "lstm"), tasks=("in_context_recall",), family="mad")
+    suite = replace_suite(suite, steps=(("mad", 100000), ("group", 4)), eval_every=100000, n_train=64, n_test=16)
+    # runs predicted not to fit are not started: the call returns at once with everything pending
+    res = run_suite(suite, tmp_path / "a", workers=2, max_minutes=0.25, log=lambda *_: None)
+    assert res["status"] == "partial" and res["runs"] == [] and res["incomplete"] == [] and res["pending"] == 2
+    # a cost model that is far too optimistic: the runs start, see they cannot finish, stop and are not results
+    monkeypatch.setattr(protocol, "STEP_S", dict.fromkeys(protocol.STEP_S, 1e-9))
+    monkeypatch.setattr(protocol, "RUN_OVERHEAD_S", 0.0)
+    t0 = time.time()
+    res = run_suite(suite, tmp_path / "b", workers=2, max_minutes=0.25, log=lambda *_: None, started=t0)
+    assert time.time() - t0 <= 15 + 1.0  # exits by the deadline
+    assert res["status"] == "partial" and res["runs"] == [] and res["pending"] == 2
+    assert {r["model"] for r in res["incomplete"]} == {"gdn", "lstm"}
+    assert all(r["status"] == "incomplete" and "accuracy" not in r for r in res["incomplete"])
+    md = (tmp_path / "b" / "results.md").read_text()
+    assert "partial" in md and "2 stopped unfinished, not counted" in md
