@@ -53,7 +53,7 @@ def markdown(records: list[dict], tasks: list[str], models: list[str], status: s
         f"Suite status: {status}.{left} Token accuracy on the scored positions of the test set, best lr/wd cell "
         "on seed 0, mean over its seeds (seeds finished in parentheses); `—` = not finished."
         + (
-            " MAD score: the mean over the MAD tasks of the suite of MAD's macro accuracy (torchmetrics' class-averaged "
+            " MAD score: the mean over the suite's MAD tasks of MAD's macro accuracy (torchmetrics' class-averaged "
             "accuracy, MAD's metric)."
             if mad
             else ""
