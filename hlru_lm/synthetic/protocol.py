@@ -291,6 +291,8 @@ def run_one(job: dict) -> dict:
     batch = min(job["batch"], len(xtr))
     perm, cursor = torch.randperm(len(xtr), generator=gen), 0
     status, ev, eval_s = "done", None, None
+    # the group tasks' length-generalisation evals after training, in units of one eval at the training length
+    tail_evals = 4 * sum(job["group_test_lens"]) / spec.seq_len if spec.family == "group" else 0.0
     t_steps = time.time()
     for step in range(1, total + 1):
         if cursor + batch > len(xtr):  # a new epoch (the last partial batch of an epoch is dropped)
@@ -308,7 +310,7 @@ def run_one(job: dict) -> dict:
             t_steps = now  # the first steps include compilation: predict from the later ones
         if step > 3:
             per_step = (now - t_steps) / (step - 3)
-            left = (total - step) * per_step + (eval_s if eval_s is not None else 0.0)
+            left = (total - step) * per_step + (eval_s or 0.0) * (1 + tail_evals)
             if now + left > job["stop_at"]:
                 status = "incomplete"
                 break
