@@ -23,7 +23,7 @@ from hlru_lm.synthetic import (
     solve_width,
     train_test,
 )
-from hlru_lm.synthetic.models import SyntheticModel
+from hlru_lm.synthetic.models import SyntheticModel, chunked_gated_delta_rule
 from hlru_lm.synthetic.protocol import macro_accuracy, plan, replace_suite, run_suite
 from hlru_lm.synthetic.tasks import memory_map
 
@@ -187,12 +187,12 @@ def test_determinism_and_disjoint_splits():
         assert not ({tuple(r) for r in xtr.tolist()} & {tuple(r) for r in xte.tolist()})
 
 
-def _gdn_float64_loop(q, k, v, alpha, beta):
+def _gdn_float64_loop(q, k, v, alpha, beta, s0=None):
     b, length, h, dk = k.shape
     out = np.zeros((b, length, h, v.shape[-1]))
     for bi in range(b):
         for hi in range(h):
-            s = np.zeros((v.shape[-1], dk))
+            s = np.zeros((v.shape[-1], dk)) if s0 is None else s0[bi, hi].copy()
             for t in range(length):
                 kt = k[bi, t, hi]
                 s = alpha[bi, t, hi] * s @ (np.eye(dk) - beta[bi, t, hi] * np.outer(kt, kt))
@@ -214,6 +214,30 @@ def test_gated_delta_rule_matches_float64_loop_values_and_grads():
     np.testing.assert_allclose(o.numpy(), ref, rtol=1e-10, atol=1e-12)
     args = [t.clone().requires_grad_() for t in (q, k, v, alpha, beta)]
     assert torch.autograd.gradcheck(lambda *a: gated_delta_rule(*a)[0], args)
+
+
+def test_chunked_gated_delta_rule_matches_float64_loop():
+    # the layer's chunked form (a triangular solve per chunk) against the float64 loop: lengths that are and are not
+    # multiples of the chunk, an initial state, negative eigenvalues (beta up to 2); values, final states and grads
+    g = torch.Generator().manual_seed(1)
+    for b, length, h, dk, dv, chunk in ((2, 7, 2, 4, 3, 4), (1, 33, 3, 6, 5, 16), (2, 20, 1, 4, 4, 64)):
+        q = torch.randn(b, length, h, dk, generator=g, dtype=torch.float64)
+        k = torch.nn.functional.normalize(torch.randn(b, length, h, dk, generator=g, dtype=torch.float64), dim=-1)
+        v = torch.randn(b, length, h, dv, generator=g, dtype=torch.float64)
+        alpha = 0.05 + 0.95 * torch.rand(b, length, h, generator=g, dtype=torch.float64)
+        beta = 2 * torch.rand(b, length, h, generator=g, dtype=torch.float64)
+        s0 = torch.randn(b, h, dv, dk, generator=g, dtype=torch.float64)
+        o, s = chunked_gated_delta_rule(q, k, v, alpha.log(), beta, s0, chunk=chunk)
+        np.testing.assert_allclose(
+            o.numpy(),
+            _gdn_float64_loop(*(t.numpy() for t in (q, k, v, alpha, beta)), s0.numpy()),
+            rtol=1e-10,
+            atol=1e-12,
+        )
+        ref_o, ref_s = gated_delta_rule(q, k, v, alpha, beta, s0)
+        torch.testing.assert_close(s, ref_s, rtol=1e-10, atol=1e-12)
+    args = [t[:1, :6, :1, ...].clone().requires_grad_() for t in (q, k, v, alpha.log(), beta)]
+    assert torch.autograd.gradcheck(lambda *a: chunked_gated_delta_rule(*a, chunk=4)[0], args)
 
 
 def test_bad_arguments_raise_clear_errors():

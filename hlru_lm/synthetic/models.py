@@ -30,6 +30,53 @@ def gated_delta_rule(q, k, v, alpha, beta, state=None):
     return torch.stack(outs, 1), s
 
 
+def chunked_gated_delta_rule(q, k, v, log_alpha, beta, state=None, chunk: int = 64):
+    """`gated_delta_rule` in chunks of `chunk` steps (same arguments, but log alpha): a Python loop over chunks only.
+
+    Within a chunk (cumulative log decay G_i, S the (dk, dv) state entering it), the delta rule is
+    S_i = e^{G_i} S + sum_{j<=i} e^{G_i - G_j} k_j u_j^T with u_i = b_i (v_i - (alpha_i S_{i-1})^T k_i), i.e.
+    (I + A) U = b V - diag(b e^G) K S, A_ij = b_i e^{G_i - G_j} k_i.k_j (j < i): one unit-triangular solve for all
+    chunks; then O = diag(e^G) Q S + (Q K^T o M) U (M_ti = e^{G_t - G_i}, i <= t) and the next state
+    S' = e^{G_C} S + (e^{G_C - G} K)^T U.
+    Every exponent is <= 0.
+    """
+    b, length, h, dk = k.shape
+    dv = v.shape[-1]
+    n = -(-length // chunk)
+    pad = n * chunk - length
+
+    def blocks(x, fill=0.0):  # (B, L, H, ...) -> (B, H, n, C, ...), padded with steps that change nothing
+        x = x.transpose(1, 2)
+        if pad:
+            x = torch.cat([x, x.new_full((*x.shape[:2], pad, *x.shape[3:]), fill)], 2)
+        return x.reshape(*x.shape[:2], n, chunk, *x.shape[3:])
+
+    qc, kc, vc = blocks(q), blocks(k), blocks(v)
+    g = blocks(log_alpha).cumsum(-1)  # (B, H, n, C)
+    bc = blocks(beta)
+    diff = g[..., :, None] - g[..., None, :]  # G_t - G_i
+    lower = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril()
+    decay = torch.exp(diff.masked_fill(~lower, float("-inf")))  # M, zero above the diagonal
+    kk = kc @ kc.transpose(-1, -2)
+    strict = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril(-1)
+    a = (bc[..., None] * kk * decay).masked_fill(~strict, 0.0)
+    eye = torch.eye(chunk, dtype=q.dtype, device=q.device)
+    rhs = torch.cat([bc[..., None] * vc, (bc * g.exp())[..., None] * kc], -1)
+    sol = torch.linalg.solve_triangular(eye + a, rhs, upper=False, unitriangular=True)
+    w1, w2 = sol[..., :dv], sol[..., dv:]  # U = w1 - w2 S
+    qk = (qc @ kc.transpose(-1, -2)) * decay
+    qg = qc * g.exp()[..., None]
+    kend = kc * torch.exp(g[..., -1:] - g)[..., None]
+    s = q.new_zeros(b, h, dk, dv) if state is None else state.transpose(-1, -2)
+    outs = []
+    for c in range(n):
+        u = w1[:, :, c] - w2[:, :, c] @ s
+        outs.append(qg[:, :, c] @ s + qk[:, :, c] @ u)
+        s = torch.exp(g[:, :, c, -1])[..., None, None] * s + kend[:, :, c].transpose(-1, -2) @ u
+    o = torch.stack(outs, 2).reshape(b, h, n * chunk, dv)[:, :, :length].transpose(1, 2)
+    return o, s.transpose(-1, -2)
+
+
 class GatedDeltaNet(nn.Module):
     """Gated DeltaNet layer (Yang et al. 2025) with beta = 2 sigmoid (Grazzi et al. 2025); no short convolution."""
 
@@ -48,8 +95,10 @@ class GatedDeltaNet(nn.Module):
         q, k, v = self.qkv(x).view(b, length, 3, self.h, self.dk).unbind(2)
         q, k = F.normalize(F.silu(q), dim=-1), F.normalize(F.silu(k), dim=-1)
         a, bb = self.ab(x).chunk(2, -1)
-        alpha = torch.exp(-torch.exp(self.a_log) * F.softplus(a))
-        o, _ = gated_delta_rule(q.float(), k.float(), v.float(), alpha.float(), 2 * torch.sigmoid(bb.float()))
+        log_alpha = -torch.exp(self.a_log) * F.softplus(a)
+        o, _ = chunked_gated_delta_rule(
+            q.float(), k.float(), v.float(), log_alpha.float(), 2 * torch.sigmoid(bb.float())
+        )
         o = self.norm(o.to(x.dtype)).reshape(b, length, -1) * F.silu(self.gate(x))
         return self.out(o)
 
