@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{f['worker_seconds']:.0f} worker-s -> about {f['predicted_minutes']} min with {a.workers} workers "
                 f"({fits} in --max_minutes {a.max_minutes:g})"
             )
-            print("   per model (worker-s): " + ", ".join(f"{m} {s:.0f}" for m, s in f["per_model_seconds"].items()))
+            per_model = ", ".join(f"{m} {s:.0f}" for m, s in f["per_model_seconds"].items())
+            print(f"   per model (worker-s): {per_model or 'none left'}")
         note = (
             f"refitted on finished runs of {', '.join(pl['calibrated_models'])}"
             if pl["calibrated_models"]
