@@ -162,6 +162,7 @@ STEP_S = {
 }
 LENGTH_SHARE: dict[str, float] = {}  # share of a model's step cost that grows with length: 0.25 unless listed
 RUN_OVERHEAD_S = 4.0  # build, data, first-call compilation
+CALIBRATED_WORKERS = 12  # more workers than this share the GPU: assume no more throughput, i.e. slower runs
 STARTUP_MIN = 0.5  # spawning the workers, imports, CUDA init
 
 
@@ -180,7 +181,8 @@ def predict_run_s(job: dict) -> float:
         for n in job.get("group_test_lens", ())
         if spec.family == "group"
     )
-    return RUN_OVERHEAD_S + job["steps"] * step + evals * step / 3 + extra
+    contention = max(1.0, job.get("workers", 1) / CALIBRATED_WORKERS)
+    return (RUN_OVERHEAD_S + job["steps"] * step + evals * step / 3 + extra) * contention
 
 
 def calibration(records: list[dict]) -> dict[str, float]:
@@ -364,8 +366,9 @@ def run_one(job: dict) -> dict:
 # ---------------------------------------------------------------- the suite
 
 
-def _common(suite: Suite, device: str, backend: str) -> dict:
+def _common(suite: Suite, device: str, backend: str, workers: int = 1) -> dict:
     return {
+        "workers": workers,
         "device": device,
         "backend": backend,
         "tier": suite.tier,
@@ -441,7 +444,7 @@ def plan(suite: Suite, workers: int, out: Path | None = None, device: str = "cud
     """Runs left and predicted wall time per family from the cost model (refitted on the runs finished in `out`)."""
     records = _load(out, suite)[0] if out is not None and (out / "results.json").exists() else []
     cal = calibration(records)
-    common = _common(suite, device, "auto")
+    common = _common(suite, device, "auto", workers)
     done = {r["key"] for r in records}
     fams = {}
     for fam in sorted({t.family for t in suite.tasks}):
@@ -518,7 +521,7 @@ def run_suite(
         log(f"resuming: {len(records)} runs already in {out / 'results.json'}")
     call = {"started": round(t_start, 1), "max_minutes": max_minutes, "workers": workers, "finished": 0}
     calls = [*calls, call]
-    common = {**_common(suite, device, backend), "stop_at": worker_stop}
+    common = {**_common(suite, device, backend, workers), "stop_at": worker_stop}
     task_names, state = [t.name for t in suite.tasks], {"status": "running", "pending": 0}
 
     def save() -> None:
