@@ -15,11 +15,13 @@ The suite is resumable and keeps a hard deadline:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import multiprocessing as mp
 import os
 import signal
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ from statistics import median
 import torch
 import torch.nn.functional as F
 
+from . import tasks as _tasks
 from .models import MODELS, SyntheticModel, count_params, solve_width
 from .tasks import IGNORE, TaskSpec, generate, group_tasks, mad_tasks, train_test
 
@@ -247,14 +250,37 @@ def _evaluate(model, x, y, batch, device, num_classes: int) -> dict:
 
 
 _DATA: dict = {}
+DATA_DIR = Path(tempfile.gettempdir()) / "hlru_synthetic_data"
+_GENERATORS = Path(_tasks.__file__).read_bytes()
 
 
 def _data(spec: TaskSpec, n_train: int, n_test: int, seed: int):
+    """Train/test sets, generated once per (task, seed) and machine: kept in memory (a few per worker) and in a file
+    that the other workers load (the recall generators take seconds for 12,800 examples)."""
     key = (spec, n_train, n_test, seed)
-    if key not in _DATA:
-        _DATA.clear()  # one task at a time per worker keeps memory flat
-        _DATA[key] = train_test(spec, n_train, n_test, seed)
-    return _DATA[key]
+    if key in _DATA:
+        return _DATA[key]
+    tag = hashlib.sha256(repr(key).encode() + _GENERATORS).hexdigest()[:16]  # stale if the generators change
+    path = DATA_DIR / f"{spec.name}-seed{seed}-{tag}.pt"
+    data = None
+    if path.exists():
+        try:
+            data = torch.load(path, weights_only=True)
+        except Exception:  # a damaged file: generate again
+            data = None
+    if data is None:
+        data = train_test(spec, n_train, n_test, seed)
+        try:
+            DATA_DIR.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            torch.save(data, tmp)
+            os.replace(tmp, path)
+        except OSError:  # a cache only
+            pass
+    if len(_DATA) >= 6:
+        _DATA.pop(next(iter(_DATA)))
+    _DATA[key] = data
+    return data
 
 
 def job_key(task: str, model: str, lr: float, wd: float, seed: int) -> str:
