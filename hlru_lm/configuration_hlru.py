@@ -38,6 +38,9 @@ class HLRUConfig(PreTrainedConfig):
         initializer_range: std of the N(0, std) weight init (biases start at zero).
         max_position_embeddings: the training context length; the model itself has no positional limit, tools such as
             lm-eval use this as their window.
+        decode_cuda_graph: on CUDA, run each single-token step of `generate()` (eval mode, no grad) as one replayed
+            CUDA graph of the whole model (embedding, every block, final norm, lm_head), captured once per batch size
+            and dtype. Same outputs as the eager step; False runs every step eagerly (one launch per op).
     """
 
     model_type = "hlru"
@@ -55,6 +58,7 @@ class HLRUConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     max_position_embeddings: int = 2048
     use_cache: bool = True
+    decode_cuda_graph: bool = True
     tie_word_embeddings: bool = False
     pad_token_id: int | None = None
     bos_token_id: int | None = None
@@ -88,6 +92,8 @@ class HLRUConfig(PreTrainedConfig):
             raise ValueError(f"gate_norm must be one of {GATE_NORMS}, got {self.gate_norm!r}")
         if self.scan_backend not in BACKENDS:
             raise ValueError(f"scan_backend must be one of {BACKENDS}, got {self.scan_backend!r}")
+        if not isinstance(self.decode_cuda_graph, bool):
+            raise ValueError(f"decode_cuda_graph must be True or False, got {self.decode_cuda_graph!r}")
         for name in ("rms_norm_eps", "initializer_range"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
