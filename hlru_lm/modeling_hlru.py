@@ -360,10 +360,12 @@ class _DecodeGraph:
 
     def __init__(self, model: "HLRUForCausalLM", bsz: int, state_shape: tuple[int, int], sdtype: torch.dtype) -> None:
         device = model.lm_head.weight.device
-        self.ids = torch.zeros(bsz, 1, dtype=torch.long, device=device)
-        self.states = [
-            torch.zeros(bsz, *state_shape, dtype=sdtype, device=device) for _ in range(model.config.num_hidden_layers)
-        ]
+        with torch.inference_mode(False):  # normal tensors: updated in place whether or not inference mode is on
+            self.ids = torch.zeros(bsz, 1, dtype=torch.long, device=device)
+            self.states = [
+                torch.zeros(bsz, *state_shape, dtype=sdtype, device=device)
+                for _ in range(model.config.num_hidden_layers)
+            ]
         self.owner: weakref.ref | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.logits: torch.Tensor | None = None
