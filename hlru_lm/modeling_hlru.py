@@ -4,6 +4,7 @@ Block: x += Mixer(RMSNorm(x)); x += SwiGLU(RMSNorm(x)). Mixer: z = x W_g + b_g, 
 BD-LRU or H-LRU recurrence of `hlru_lm.ops`. Generation keeps only each layer's (B, N, m) float32 state in `HLRUCache`.
 """
 
+import threading
 import weakref
 
 import torch
@@ -432,7 +433,13 @@ class _DecodeGraphs(dict):
     """The model's captured decode steps, keyed by (batch size, dtype, device): not parameters, never saved, not
     copied (a deepcopy or pickle of the model starts without graphs)."""
 
-    fingerprint: tuple | None = None
+    fingerprint: tuple | None = None  # checked every step: the embedding's and LM head's tensors
+    allowed: bool = False  # whether the model can be captured (_graphable), decided with the fingerprint
+    layout: tuple | None = None  # checked at each generate(): every module's type and hooks, every tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
 
     def __deepcopy__(self, memo) -> "_DecodeGraphs":
         return _DecodeGraphs()
@@ -571,30 +578,31 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
             state = layer.state
             if state is None or state.dtype != sdtype or state.device != device or state.shape != shape:
                 return None
-        fingerprint = (embed.data_ptr(), embed.dtype, embed.device, self.lm_head.weight.data_ptr())
-        graphs = self._decode_graphs
-        if graphs.fingerprint != fingerprint:  # weights moved, cast or replaced: the graphs read stale memory
-            graphs.clear()
-            if not self._graphable():
-                return None
-            graphs.fingerprint = fingerprint
         # validate as the eager path would (cheap for one token; neither changes a one-token step)
         _pad_mask(attention_mask, bsz, 1, cache.get_seq_length())
         _doc_positions(position_ids, bsz, 1)
-        key = (bsz, embed.dtype, device)
-        graph = graphs.get(key)
-        if graph is None:
-            if len(graphs) >= _MAX_DECODE_GRAPHS:
-                graphs.pop(next(iter(graphs)))
-            try:
-                graph = _DecodeGraph(self, bsz, shape[1:], sdtype)
-            except Exception as e:
-                raise RuntimeError(
-                    f"capturing the CUDA graph of the decode step failed ({type(e).__name__}: {e}); set "
-                    "model.config.decode_cuda_graph = False to decode eagerly"
-                ) from e
-            graphs[key] = graph
-        logits = graph.step(self, input_ids, cache)
+        graphs = self._decode_graphs
+        with graphs.lock:  # threads decoding with one model share its graphs' buffers (on one stream)
+            fingerprint = (embed.data_ptr(), embed.dtype, embed.device, self.lm_head.weight.data_ptr())
+            if graphs.fingerprint != fingerprint:  # weights moved, cast or replaced: the graphs read stale memory
+                graphs.clear()
+                graphs.fingerprint, graphs.allowed = fingerprint, self._graphable()
+            if not graphs.allowed:
+                return None
+            key = (bsz, embed.dtype, device)
+            graph = graphs.get(key)
+            if graph is None:
+                if len(graphs) >= _MAX_DECODE_GRAPHS:
+                    graphs.pop(next(iter(graphs)))
+                try:
+                    graph = _DecodeGraph(self, bsz, shape[1:], sdtype)
+                except Exception as e:
+                    raise RuntimeError(
+                        f"capturing the CUDA graph of the decode step failed ({type(e).__name__}: {e}); set "
+                        "model.config.decode_cuda_graph = False to decode eagerly"
+                    ) from e
+                graphs[key] = graph
+            logits = graph.step(self, input_ids, cache)
         for layer_cache in cache.layers:
             layer_cache.seen_tokens += 1
         use_cache = use_cache if use_cache is not None else self.config.use_cache
@@ -608,7 +616,7 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
         if len(devices) != 1:
             return False
         for module in self.modules():
-            if module._forward_hooks or module._forward_pre_hooks or hasattr(module, "_hf_hook"):
+            if module._forward_hooks or module._forward_pre_hooks or "_hf_hook" in module.__dict__:
                 return False
             if not (type(module).__module__ == __name__ or type(module).__module__.startswith("torch.nn.")):
                 return False
@@ -618,7 +626,25 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
         graphs = getattr(self, "_decode_graphs", None)
         if graphs is not None:
             graphs.clear()
-            graphs.fingerprint = None
+            graphs.fingerprint = graphs.layout = None
+
+    def _check_decode_graphs(self) -> None:
+        """At each generate(): drop the graphs if any module, hook or parameter / buffer tensor changed since they
+        were built (the per-step check looks only at the embedding and the LM head)."""
+        if not _graphs_supported(self.lm_head.weight.device):
+            return
+        layout = []
+        for module in self.modules():
+            layout.append((type(module), len(module._forward_hooks), len(module._forward_pre_hooks)))
+            layout.append("_hf_hook" in module.__dict__)
+            for t in (*module._parameters.values(), *module._buffers.values()):
+                if t is not None:
+                    layout.append((t.data_ptr(), t.dtype, t.device))
+        layout = tuple(layout)
+        with self._decode_graphs.lock:
+            if layout != self._decode_graphs.layout:
+                self._drop_decode_graphs()
+                self._decode_graphs.layout = layout
 
     def train(self, mode: bool = True):
         self._drop_decode_graphs()
@@ -642,6 +668,8 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
                     f"{key}: assisted / prompt-lookup (speculative) decoding is not supported by recurrent models: "
                     "rejected draft tokens cannot be removed from the state. Use plain generate()"
                 )
+        if self.config.decode_cuda_graph:
+            self._check_decode_graphs()
         return super().generate(*args, **kwargs)
 
     def prepare_inputs_for_generation(

@@ -221,15 +221,29 @@ def test_runner_inference_mode_then_no_grad():
 
 
 @pytest.mark.usefixtures("graphs_on_cpu")
-def test_runner_skipped_for_hooked_models():
+def test_runner_skipped_for_hooked_or_changed_models():
     model = tiny_model()
+    off = _off(model)
+    ids = torch.randint(3, 96, (1, 4))
     handle = model.model.layers[0].mlp.register_forward_hook(lambda mod, args, out: out)
-    _gen(model, torch.randint(3, 96, (1, 4)), max_new_tokens=3)
+    _gen(model, ids, max_new_tokens=3)
     assert len(model._decode_graphs) == 0
     handle.remove()
-    model.eval()  # hooks are checked when the graphs are (re)built
-    _gen(model, torch.randint(3, 96, (1, 4)), max_new_tokens=3)
+    _gen(model, ids, max_new_tokens=3)  # each generate() looks at every module, hook and tensor again
     assert len(model._decode_graphs) == 1
+    # a hook added after capture, and a tensor replaced (not the embedding / head): graphs dropped at generate()
+    handle = model.model.layers[1].mlp.register_forward_hook(lambda mod, args, out: out * 0)
+    a = _gen(model, ids, max_new_tokens=3)
+    assert len(model._decode_graphs) == 0
+    handle.remove()
+    off.model.layers[1].mlp.register_forward_hook(lambda mod, args, out: out * 0)
+    assert torch.equal(a.sequences, _gen(off, ids, max_new_tokens=3).sequences)
+    _gen(model, ids, max_new_tokens=3)
+    graph = next(iter(model._decode_graphs.values()))
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight = torch.nn.Parameter(torch.zeros_like(model.lm_head.weight[:64, :32]))
+    _gen(model, ids, max_new_tokens=3)
+    assert next(iter(model._decode_graphs.values())) is not graph
 
 
 # --- real CUDA graphs ----------------------------------------------------------------------------------------------
