@@ -246,6 +246,19 @@ def test_runner_skipped_for_hooked_or_changed_models():
     assert next(iter(model._decode_graphs.values())) is not graph
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inductor's imports
+@pytest.mark.usefixtures("graphs_on_cpu")
+def test_runner_with_compiled_step_matches_eager():
+    model = tiny_model("hlru")
+    model.decode_compile = True  # experimental: torch.compile the step before capture (inductor on CPU here)
+    ids = torch.randint(3, 96, (2, 6))
+    a = _gen(model, ids, max_new_tokens=6)
+    b = _gen(_off(model), ids, max_new_tokens=6)
+    assert list(model._decode_graphs) == [(2, torch.float32, torch.device("cpu"), "compiled")]
+    assert torch.equal(a.sequences, b.sequences)
+    torch.testing.assert_close(torch.stack(a.scores), torch.stack(b.scores), rtol=1e-5, atol=1e-5)
+
+
 # --- real CUDA graphs ----------------------------------------------------------------------------------------------
 
 
@@ -289,6 +302,19 @@ def test_gpu_interleaved_caches_and_beams():
     kw = dict(num_beams=2, max_new_tokens=12, do_sample=False, pad_token_id=0)
     assert torch.equal(model.generate(p2, **kw), off.generate(p2, **kw))
     assert any(g.graph is not None for g in model._decode_graphs.values())
+
+
+@GPU
+@pytest.mark.parametrize("mixer_type,m", [("bdlru", 1), ("hlru", 4)])
+def test_gpu_compiled_step_close_to_eager(mixer_type, m):
+    model = _gpu_model(mixer_type, m)
+    model.decode_compile = True
+    ids, mask = _left_padded(4, vocab=512, device="cuda")
+    a = _gen(model, ids, attention_mask=mask, max_new_tokens=16)
+    b = _gen(_off(model), ids, attention_mask=mask, max_new_tokens=16)
+    assert torch.equal(a.sequences, b.sequences)
+    torch.testing.assert_close(torch.stack(a.scores), torch.stack(b.scores), rtol=1e-4, atol=1e-4)
+    assert model._decode_graphs[(4, torch.float32, ids.device, "compiled")].graph is not None
 
 
 @GPU
