@@ -2,6 +2,7 @@
 
 Block: x += Mixer(RMSNorm(x)); x += SwiGLU(RMSNorm(x)). Mixer: z = x W_g + b_g, v = x W_v, y = vec(h) W_out, with h the
 BD-LRU or H-LRU recurrence of `hlru_lm.ops`. Generation keeps only each layer's (B, N, m) float32 state in `HLRUCache`.
+On CUDA, single-token decode steps replay a captured CUDA graph of the whole model (`_DecodeGraph`).
 """
 
 import threading
@@ -667,7 +668,8 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
                 self._decode_graphs.layout = layout
 
     def train(self, mode: bool = True):
-        self._drop_decode_graphs()
+        if mode:  # training frees the graphs; eval() keeps them (in-place weight updates are seen by a replay)
+            self._drop_decode_graphs()
         return super().train(mode)
 
     def _apply(self, fn, *args, **kwargs):  # .to(), .cuda(), .half(), ...: the graphs would read the old tensors
