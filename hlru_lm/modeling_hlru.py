@@ -17,6 +17,7 @@ from transformers.modeling_layers import GenericForSequenceClassification, Gradi
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from .configuration_hlru import HLRUConfig
+from .loss import linear_cross_entropy
 from .ops import bdlru_scan, bdlru_step, hlru_scan, hlru_step, state_dtype
 
 
@@ -151,7 +152,10 @@ class HLRUMixer(nn.Module):
                 h = h.unsqueeze(1)
             else:
                 h, state = hlru_scan(z, v, state, self.gate_norm, self.backend, pos_in_doc)
-        return self.out_proj(h.reshape(bsz, seqlen, n * m).to(x.dtype)), state
+        h = h.reshape(bsz, seqlen, n * m)
+        if not torch.is_autocast_enabled(h.device.type):  # under autocast out_proj takes h as it is (bf16)
+            h = h.to(x.dtype)
+        return self.out_proj(h), state
 
 
 class HLRUBlock(GradientCheckpointingLayer):
@@ -508,9 +512,10 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
         position_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
-        """Next-token logits; with `labels`, the shifted cross-entropy loss (-100 is ignored). Restarting
-        `position_ids` mark packed documents (see HLRUModel.forward). Single-token decode steps on CUDA replay a
-        captured CUDA graph (config.decode_cuda_graph; see _graph_decode)."""
+        """Next-token logits; with `labels`, the shifted cross-entropy loss (-100 is ignored). In training mode with
+        labels the loss is computed without the logits, which are then None (`config.fuse_cross_entropy`).
+        Restarting `position_ids` mark packed documents (see HLRUModel.forward). Single-token decode steps on CUDA
+        replay a captured CUDA graph (`config.decode_cuda_graph`; see _graph_decode)."""
         if self.config.decode_cuda_graph and input_ids is not None and input_ids.shape[-1:] == (1,):
             result = self._graph_decode(
                 input_ids,
@@ -536,11 +541,18 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
             return_dict=True,
             position_ids=position_ids,
         )
-        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.lm_head(out.last_hidden_state[:, keep])
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        hidden = out.last_hidden_state
+        fuse = self.training and self.config.fuse_cross_entropy and type(self.lm_head) is nn.Linear  # not a LoRA head
+        if labels is not None and fuse and "shift_labels" not in kwargs:
+            # training: the loss straight from the hidden states, never the (B, T, vocab) logits
+            loss = linear_cross_entropy(hidden, self.lm_head.weight, labels, kwargs.get("num_items_in_batch"))
+            logits = None
+        else:
+            keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+            logits = self.lm_head(hidden[:, keep])
+            loss = None
+            if labels is not None:
+                loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
         result = CausalLMOutputWithPast(
             loss=loss, logits=logits, hidden_states=out.hidden_states, **{_CACHE_FIELD: getattr(out, _CACHE_FIELD)}
         )

@@ -65,6 +65,8 @@ DEFAULTS: dict[str, dict] = {
         "max_grad_norm": 1.0,
         "mixed_precision": "auto",  # auto = bf16 on a GPU that supports it, else no
         "gradient_checkpointing": False,
+        # auto = torch.compile every block when training on CUDA (eager elsewhere); true = on any device; false = eager
+        "compile": "auto",
         "log_interval": 10,
         "eval_interval": 100,
         "eval_batches": 8,
@@ -86,6 +88,7 @@ RUN_CONTROL_KEYS = {
     "keep_last_checkpoints",
     "report_to",
     "push_to_hub",
+    "compile",
     "num_proc",
     "cache_dir",
 }
@@ -238,6 +241,8 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(f"data.reset_state_at_eos must be true or false, got {d['reset_state_at_eos']!r}")
     if t["push_to_hub"] is not None and (not isinstance(t["push_to_hub"], str) or not t["push_to_hub"].strip()):
         raise ConfigError(f"training.push_to_hub must be a Hub repo id like user/name, got {t['push_to_hub']!r}")
+    if t["compile"] not in ("auto", True, False):
+        raise ConfigError(f"training.compile must be auto, true or false, got {t['compile']!r}")
     if t["mixed_precision"] not in ("auto", "no", "bf16", "fp16", "fp8"):
         raise ConfigError(f"training.mixed_precision must be auto, no, bf16, fp16 or fp8, got {t['mixed_precision']!r}")
     for key in ("learning_rate", "min_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm"):

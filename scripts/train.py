@@ -41,6 +41,10 @@ class NonFiniteError(RuntimeError):
     pass
 
 
+def _is_compile_error(e: BaseException) -> bool:
+    return type(e).__module__.startswith(("torch._dynamo", "torch._inductor"))
+
+
 def _model_config(mcfg: dict, ctx: int, tokenizer=None) -> hlru_lm.HLRUConfig:
     """HLRUConfig from the `model` section; without a tokenizer (the early check) `vocab_size: auto` is a stand-in."""
     kwargs = dict(mcfg)
@@ -146,6 +150,12 @@ def main(argv=None) -> int:
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
         enable()
     n_params = sum(p.numel() for p in model.parameters())
+    compiled = tcfg["compile"] is True or (tcfg["compile"] == "auto" and accelerator.device.type == "cuda")
+    if compiled:
+        # every block compiled in place (one graph serves all layers; state_dict names unchanged); the embedding and
+        # the fused loss stay eager. Shapes that change (last batch, eval) recompile once with dynamic shapes.
+        for block in model.model.layers:
+            block.compile()
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -196,7 +206,7 @@ def main(argv=None) -> int:
         f"L={model_config.num_hidden_layers}, m={model_config.block_size}, N={model_config.num_blocks}) | "
         f"data: {cache.n_train:,} train / {cache.n_val:,} val tokens, vocab {len(tokenizer)} | "
         f"{W} process(es) x batch {b} x accum {A} x {ctx} tokens = {tokens_per_step:,} tokens/step | "
-        f"precision {mp} | device {accelerator.device}"
+        f"precision {mp} | device {accelerator.device}{' | compiled' if compiled else ''}"
     )
     if report_to:
         flat = {
@@ -337,6 +347,16 @@ def main(argv=None) -> int:
         print(
             f"error: {e}; stopped before saving anything ({kept}). Lower the learning rate or enable "
             "training.max_grad_norm",
+            file=sys.stderr,
+        )
+        return 1
+    except Exception as e:
+        if not (compiled and _is_compile_error(e)):
+            raise
+        pbar.close()
+        print(
+            f"error: torch.compile failed ({type(e).__name__}: {str(e).strip().splitlines()[0]}); "
+            "train eager with --training.compile false",
             file=sys.stderr,
         )
         return 1

@@ -62,7 +62,7 @@ def saved(tmp_path_factory, tokenizer) -> tuple[Path, torch.Tensor, torch.Tensor
 def test_checkpoint_carries_its_code(saved):
     folder, _, _ = saved
     names = {p.name for p in folder.iterdir()}
-    assert {"configuration_hlru.py", "modeling_hlru.py", "ops.py"} <= names
+    assert {"configuration_hlru.py", "modeling_hlru.py", "ops.py", "loss.py"} <= names
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification"}
 

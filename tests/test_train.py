@@ -453,3 +453,34 @@ def test_document_positions():
 
     ids = torch.tensor([[5, 2, 7, 8, 2, 2, 9], [1, 1, 1, 1, 1, 1, 1]])
     assert document_positions(ids, 2).tolist() == [[0, 1, 0, 1, 2, 0, 0], [0, 1, 2, 3, 4, 5, 6]]
+
+
+@pytest.mark.parametrize("backend", ["eager", "broken"])
+def test_compiled_training(train_main, reference_run, tmp_path, tiny_yaml, cache, monkeypatch, capsys, backend):
+    """training.compile: true compiles every block (here with a CPU-cheap dynamo backend) and trains the same losses
+    as eager; a compile failure is an error that names the switch, not a silent eager fallback."""
+    import torch
+
+    def broken(gm, example_inputs):
+        raise RuntimeError("backend exploded")
+
+    compile_block = torch.nn.Module.compile
+    monkeypatch.setattr(
+        torch.nn.Module,
+        "compile",
+        lambda self, **kw: compile_block(self, backend=broken if backend == "broken" else backend),
+    )
+    out = tmp_path / "o"
+    args = ["--config", str(tiny_yaml), "--output_dir", str(out), "--data.cache_dir", str(cache)]
+    rc = train_main([*args, "--training.compile", "true"])
+    if backend == "broken":
+        assert rc == 1
+        err = capsys.readouterr().err
+        assert "torch.compile failed" in err and "--training.compile false" in err
+        assert not (out / "model").exists()
+        return
+    assert rc == 0
+    ref, got = losses(reference_run), losses(out)
+    assert ref.keys() == got.keys()
+    for step in ref:
+        assert got[step] == pytest.approx(ref[step], rel=1e-4)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,6 +30,53 @@ def gated_delta_rule(q, k, v, alpha, beta, state=None):
     return torch.stack(outs, 1), s
 
 
+def chunked_gated_delta_rule(q, k, v, log_alpha, beta, state=None, chunk: int = 64):
+    """`gated_delta_rule` in chunks of `chunk` steps (same arguments, but log alpha): a Python loop over chunks only.
+
+    Within a chunk (cumulative log decay G_i, S the (dk, dv) state entering it), the delta rule is
+    S_i = e^{G_i} S + sum_{j<=i} e^{G_i - G_j} k_j u_j^T with u_i = b_i (v_i - (alpha_i S_{i-1})^T k_i), i.e.
+    (I + A) U = b V - diag(b e^G) K S, A_ij = b_i e^{G_i - G_j} k_i.k_j (j < i): one unit-triangular solve for all
+    chunks; then O = diag(e^G) Q S + (Q K^T o M) U (M_ti = e^{G_t - G_i}, i <= t) and the next state
+    S' = e^{G_C} S + (e^{G_C - G} K)^T U.
+    Every exponent is <= 0.
+    """
+    b, length, h, dk = k.shape
+    dv = v.shape[-1]
+    n = -(-length // chunk)
+    pad = n * chunk - length
+
+    def blocks(x, fill=0.0):  # (B, L, H, ...) -> (B, H, n, C, ...), padded with steps that change nothing
+        x = x.transpose(1, 2)
+        if pad:
+            x = torch.cat([x, x.new_full((*x.shape[:2], pad, *x.shape[3:]), fill)], 2)
+        return x.reshape(*x.shape[:2], n, chunk, *x.shape[3:])
+
+    qc, kc, vc = blocks(q), blocks(k), blocks(v)
+    g = blocks(log_alpha).cumsum(-1)  # (B, H, n, C)
+    bc = blocks(beta)
+    diff = g[..., :, None] - g[..., None, :]  # G_t - G_i
+    lower = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril()
+    decay = torch.exp(diff.masked_fill(~lower, float("-inf")))  # M, zero above the diagonal
+    kk = kc @ kc.transpose(-1, -2)
+    strict = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril(-1)
+    a = (bc[..., None] * kk * decay).masked_fill(~strict, 0.0)
+    eye = torch.eye(chunk, dtype=q.dtype, device=q.device)
+    rhs = torch.cat([bc[..., None] * vc, (bc * g.exp())[..., None] * kc], -1)
+    sol = torch.linalg.solve_triangular(eye + a, rhs, upper=False, unitriangular=True)
+    w1, w2 = sol[..., :dv], sol[..., dv:]  # U = w1 - w2 S
+    qk = (qc @ kc.transpose(-1, -2)) * decay
+    qg = qc * g.exp()[..., None]
+    kend = kc * torch.exp(g[..., -1:] - g)[..., None]
+    s = q.new_zeros(b, h, dk, dv) if state is None else state.transpose(-1, -2)
+    outs = []
+    for c in range(n):
+        u = w1[:, :, c] - w2[:, :, c] @ s
+        outs.append(qg[:, :, c] @ s + qk[:, :, c] @ u)
+        s = torch.exp(g[:, :, c, -1])[..., None, None] * s + kend[:, :, c].transpose(-1, -2) @ u
+    o = torch.stack(outs, 2).reshape(b, h, n * chunk, dv)[:, :, :length].transpose(1, 2)
+    return o, s.transpose(-1, -2)
+
+
 class GatedDeltaNet(nn.Module):
     """Gated DeltaNet layer (Yang et al. 2025) with beta = 2 sigmoid (Grazzi et al. 2025); no short convolution."""
 
@@ -46,8 +95,10 @@ class GatedDeltaNet(nn.Module):
         q, k, v = self.qkv(x).view(b, length, 3, self.h, self.dk).unbind(2)
         q, k = F.normalize(F.silu(q), dim=-1), F.normalize(F.silu(k), dim=-1)
         a, bb = self.ab(x).chunk(2, -1)
-        alpha = torch.exp(-torch.exp(self.a_log) * F.softplus(a))
-        o, _ = gated_delta_rule(q.float(), k.float(), v.float(), alpha.float(), 2 * torch.sigmoid(bb.float()))
+        log_alpha = -torch.exp(self.a_log) * F.softplus(a)
+        o, _ = chunked_gated_delta_rule(
+            q.float(), k.float(), v.float(), log_alpha.float(), 2 * torch.sigmoid(bb.float())
+        )
         o = self.norm(o.to(x.dtype)).reshape(b, length, -1) * F.silu(self.gate(x))
         return self.out(o)
 
@@ -88,6 +139,15 @@ class _Mixer(nn.Module):
         return self.layer(x)
 
 
+def posemb_sincos(n: int, d: int) -> torch.Tensor:
+    """MAD's `posemb_sincos_1d` (fairseq's sinusoidal table): (n, d), sines then cosines."""
+    half = d // 2
+    freq = torch.exp(torch.arange(half, dtype=torch.float) * -(math.log(10000) / (half - 1)))
+    ang = torch.arange(n, dtype=torch.float)[:, None] * freq[None]
+    emb = torch.cat([torch.sin(ang), torch.cos(ang)], 1)
+    return torch.cat([emb, torch.zeros(n, 1)], 1) if d % 2 else emb
+
+
 class SwiGLU(nn.Module):
     def __init__(self, d: int, hidden: int) -> None:
         super().__init__()
@@ -100,7 +160,8 @@ class SwiGLU(nn.Module):
 
 
 class SyntheticModel(nn.Module):
-    """Backbone for all models; `autoencoder` reads every target out of the last state (MAD compression)."""
+    """Backbone for all models; `autoencoder` reads every target out of the last state (MAD compression: the last
+    position's residual stream plus a fixed sin-cos position code, MAD's 2-layer GELU decoder, then norm and head)."""
 
     def __init__(
         self,
@@ -122,9 +183,11 @@ class SyntheticModel(nn.Module):
         self.mlps = nn.ModuleList(SwiGLU(d, 2 * d) for _ in range(layers))
         self.norms = nn.ModuleList(nn.RMSNorm(d) for _ in range(2 * layers + 1))
         self.autoencoder = autoencoder
-        if autoencoder:
-            self.pos = nn.Embedding(seq_len, d)
-            self.readout = SwiGLU(d, 2 * d)
+        if autoencoder:  # MAD's AutoEncoder decoder: sin-cos positions on the last state, a 2-layer GELU MLP
+            self.register_buffer("pos", posemb_sincos(seq_len, d), persistent=False)
+            self.decoder = nn.Sequential(
+                nn.RMSNorm(d), nn.Linear(d, d), nn.GELU(), nn.RMSNorm(d), nn.Linear(d, d), nn.GELU()
+            )
         self.head = nn.Linear(d, classes)
         self.state_size = layers * self.mixers[0].state_size
 
@@ -133,11 +196,9 @@ class SyntheticModel(nn.Module):
         for i, (mix, mlp) in enumerate(zip(self.mixers, self.mlps, strict=True)):
             h = h + mix(self.norms[2 * i](h))
             h = h + mlp(self.norms[2 * i + 1](h))
-        h = self.norms[-1](h)
         if self.autoencoder:  # one last state, decoded at every position
-            last = h[:, -1:, :] + self.pos.weight[: x.shape[1]].unsqueeze(0)
-            h = last + self.readout(last)
-        return self.head(h)
+            h = self.decoder(h[:, -1:, :] + self.pos[: x.shape[1]].unsqueeze(0))
+        return self.head(self.norms[-1](h))
 
 
 def count_params(model: nn.Module) -> int:

@@ -8,13 +8,13 @@ from statistics import mean
 
 
 def aggregate(records: list[dict]) -> dict:
-    """(task, model) -> mean accuracy over the seeds of its best cell, params, state size, seeds finished."""
+    """(task, model) -> means over the seeds of its best seed-0 cell: accuracy, MAD's macro accuracy; params, state."""
     best_cell: dict = {}
     for r in records:
         if r["seed"] == 0:
             k = (r["task"], r["model"])
-            if k not in best_cell or r["accuracy"] > best_cell[k][0]:
-                best_cell[k] = (r["accuracy"], r["lr"], r["wd"])
+            if k not in best_cell or (r["accuracy"], -r["steps"]) > best_cell[k][0]:
+                best_cell[k] = ((r["accuracy"], -r["steps"]), r["lr"], r["wd"])
     runs = defaultdict(list)
     for r in records:
         k = (r["task"], r["model"])
@@ -23,24 +23,41 @@ def aggregate(records: list[dict]) -> dict:
     return {
         k: {
             "accuracy": mean(r["accuracy"] for r in rs),
+            "macro_accuracy": mean(r.get("macro_accuracy", r["accuracy"]) for r in rs),
             "params": rs[0]["params"],
             "state_size": rs[0]["state_size"],
             "seeds": len(rs),
             "family": rs[0]["family"],
             "chance": rs[0]["chance"],
+            "lr": rs[0]["lr"],
+            "wd": rs[0]["wd"],
             "runs": rs,
         }
         for k, rs in runs.items()
     }
 
 
-def markdown(records: list[dict], tasks: list[str], models: list[str], status: str) -> str:
+GROUPS = ("S3", "S4", "A5", "S5")
+
+
+def markdown(records: list[dict], tasks: list[str], models: list[str], status: str, body: dict | None = None) -> str:
     agg = aggregate(records)
-    mad = [t for t in tasks if t not in ("S3", "S4", "A5", "S5")]  # the macro needs every MAD task finished
-    head = ["model", "params", "state", *tasks, "MAD macro"]
+    mad = [t for t in tasks if t not in GROUPS]
+    head = ["model", "params", "state", *tasks] + (["MAD score"] if mad else [])
+    left = ""
+    if body is not None:
+        left = f" {len(records)} runs finished, {body.get('pending', 0)} left"
+        n_inc = len(body.get("incomplete", []))
+        left += f" ({n_inc} stopped unfinished, not counted)." if n_inc else "."
     lines = [
-        f"Suite status: {status}. Accuracy on scored positions, best lr/wd cell (seed 0), mean over its seeds; "
-        "`—` = not finished.",
+        f"Suite status: {status}.{left} Token accuracy on the scored positions of the test set, best lr/wd cell "
+        "on seed 0, mean over its seeds (seeds finished in parentheses); `—` = not finished."
+        + (
+            " MAD score: the mean over the suite's MAD tasks of MAD's macro accuracy (torchmetrics' class-averaged "
+            "accuracy, MAD's metric)."
+            if mad
+            else ""
+        ),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -48,16 +65,35 @@ def markdown(records: list[dict], tasks: list[str], models: list[str], status: s
     for m in models:
         cells = [agg.get((t, m)) for t in tasks]
         known = [c for c in cells if c]
-        macro = [agg[(t, m)]["accuracy"] for t in mad if (t, m) in agg]
         row = [m, str(known[0]["params"]) if known else "—", str(known[0]["state_size"]) if known else "—"]
         row += [f"{c['accuracy']:.3f} ({c['seeds']})" if c else "—" for c in cells]
-        row.append(f"{mean(macro):.3f}" if macro and len(macro) == len(mad) else "—")
+        if mad:
+            macro = [agg[(t, m)]["macro_accuracy"] for t in mad if (t, m) in agg]
+            row.append(f"{mean(macro):.3f}" if macro and len(macro) == len(mad) else "—")
         lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
         "Params and state are those of the model built for the first finished task (they vary with the "
-        "task's vocabulary); the figure in parentheses is the number of seeds finished.",
+        "task's vocabulary).",
     ]
+    groups = [t for t in tasks if t in GROUPS]
+    lengths = sorted({int(n) for r in records for n in r.get("length_generalisation", {})})
+    if groups and lengths:
+        lines += ["", "Length generalisation: mean accuracy over the positions beyond the training length.", ""]
+        gh = ["model"] + [f"{g}@{n}" for g in groups for n in lengths]
+        lines += ["| " + " | ".join(gh) + " |", "|" + "---|" * len(gh)]
+        for m in models:
+            row = [m]
+            for g in groups:
+                for n in lengths:
+                    a = agg.get((g, m))
+                    vals = []
+                    for r in a["runs"] if a else []:
+                        curve = r.get("length_generalisation", {}).get(str(n))
+                        if curve:
+                            vals.append(mean(curve[len(r["per_position"]) :]))
+                    row.append(f"{mean(vals):.3f}" if vals else "—")
+            lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 

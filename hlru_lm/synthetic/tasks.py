@@ -41,77 +41,142 @@ def _rng(seed: int, split: str) -> np.random.Generator:
 # ---------------------------------------------------------------- MAD: recall family
 
 
-def _recall_example(rng, vocab: int, seq_len: int, noise_vocab: int, frac_noise: float, key_len: tuple[int, int]):
-    """Key-value pairs from a per-example random map; a value is scored when its key was seen before (multi-query).
+def _recall_example(rng, vocab: int, seq_len: int, noise_vocab: int, frac_noise: float, train: bool):
+    """MAD's multi-query in-context recall (`generate_in_context_recall_instance`, multi_query=True).
 
-    Keys and values come from disjoint halves of the (non-noise) vocabulary; `key_len` > 1 gives MAD's fuzzy recall
-    (keys and values of 1-3 tokens). Noise tokens (ids `vocab..vocab+noise_vocab-1`) are inserted between pairs.
+    Keys are `[0, nv//2)` and values `[nv//2, nv)` with `nv = vocab - noise_vocab`; noise tokens are `[nv, vocab)`.
+    `seq_len // 2 - 1` slots each hold a key-value pair from a per-example map (a key's value is drawn the first time
+    the key appears, values may repeat across keys) or, with probability `frac_noise`, two noise tokens; a final pair
+    re-presents a key already seen. Inputs are the first `seq_len - 1` tokens. Test targets: the value at the position
+    of its key whenever the key was presented before (multi-query); train targets: the next token everywhere (MAD
+    trains the recall tasks as language models).
     """
-    half = vocab // 2
-    keys_pool, vals_pool = np.arange(half), np.arange(half, vocab)
-    n_keys = max(2, half // 2)
-    lo, hi = key_len
-    kv, keys = [], set()
-    while len(kv) < n_keys:  # distinct keys, else a key token would have two values
-        k = tuple(rng.choice(keys_pool, rng.integers(lo, hi + 1)).tolist())
-        v = tuple(rng.choice(vals_pool, rng.integers(lo, hi + 1)).tolist())
-        if k not in keys:
-            keys.add(k)
-            kv.append((k, v))
-    x, y = [], []
-    seen: set[int] = set()
-    while len(x) < seq_len:
-        if noise_vocab and rng.random() < frac_noise:
-            x.append(int(rng.integers(vocab, vocab + noise_vocab)))
-            y.append(IGNORE)
+    nv = vocab - noise_vocab
+    half = nv // 2
+    pairs = seq_len // 2
+    not_noise = int(rng.integers(pairs - 1))  # MAD draws from `pairs`; the last index would allow no pair at all
+    toks, tgt, kv = [], [], {}
+    for i in range(pairs - 1):
+        if frac_noise > 0 and i != not_noise and rng.random() < frac_noise:
+            toks += rng.integers(nv, vocab, 2).tolist()
+            tgt += [IGNORE, IGNORE]
             continue
-        i = int(rng.integers(n_keys))
-        k, v = kv[i]
-        x += list(k)
-        y += [IGNORE] * len(k)
-        x += list(v)
-        # the value's tokens are predicted at the positions that read the key's last token and the value's prefix
-        y[-1] = v[0] if i in seen else IGNORE
-        y += [(v[j + 1] if i in seen else IGNORE) for j in range(len(v) - 1)] + [IGNORE]
-        seen.add(i)
-    return x[:seq_len], y[:seq_len]
+        k = int(rng.integers(half))
+        seen = k in kv
+        if not seen:
+            kv[k] = int(rng.integers(half, nv))
+        toks += [k, kv[k]]
+        tgt += [IGNORE, kv[k] if seen else IGNORE]
+    k = list(kv)[int(rng.integers(len(kv)))]
+    toks += [k, kv[k]]
+    tgt += [IGNORE, kv[k]]
+    x = toks[:-1]
+    return x, (toks[1:] if train else tgt[1:])
+
+
+def _perms(tokens: range, size: int) -> list[tuple[int, ...]]:
+    return list(itertools.permutations(tokens, size))
+
+
+def _fuzzy_recall_example(rng, vocab: int, seq_len: int, max_key: int, max_val: int, train: bool):
+    """MAD's multi-query fuzzy recall (`generate_fuzzy_in_context_recall_instance`, multi_query=True).
+
+    Token `vocab - 1` pads; keys are motifs of 1..max_key distinct tokens from `[0, (vocab-1)//2)`, values motifs of
+    1..max_val distinct tokens from `[(vocab-1)//2, vocab-1)`. At test time every key is `max_key` tokens long. One
+    probe pair is placed at a random point and repeated at the end; pairs are added while the sequence is shorter than
+    `seq_len - |probe| - (max_key + max_val)`, then the front is padded to `seq_len + 1` and shifted. Test targets: the
+    value tokens of keys presented before, at the positions that predict them; train targets: the next token.
+    """
+    nv = vocab - 1
+    pad = vocab - 1
+    key_toks, val_toks = range(nv // 2), range(nv // 2, nv)
+    key_sizes = list(range(1, max_key + 1)) if train else [max_key]
+    keys = {s: _perms(key_toks, s) for s in key_sizes}
+    vals = {s: _perms(val_toks, s) for s in range(1, max_val + 1)}
+
+    def pick(table, size):
+        return table[size][int(rng.integers(len(table[size])))]
+
+    k_probe = pick(keys, key_sizes[int(rng.integers(len(key_sizes)))])
+    v_probe = pick(vals, int(rng.integers(1, max_val + 1)))
+    probe_len = len(k_probe) + len(v_probe)
+    probe_at = int(rng.integers(seq_len - 2 * probe_len))
+    added = False
+    toks, tgt, kv = [], [], {}
+    while len(toks) < seq_len - probe_len - (max_key + max_val):
+        k_size = key_sizes[int(rng.integers(len(key_sizes)))]
+        v_size = int(rng.integers(1, max_val + 1))
+        if len(toks) >= probe_at and not added:
+            toks += [*k_probe, *v_probe]
+            tgt += [IGNORE] * probe_len  # MAD never scores the first presentation of the probe
+            kv[k_probe] = v_probe
+            added = True
+            continue
+        k = pick(keys, k_size)
+        if k == k_probe:
+            v, added = v_probe, True
+        else:
+            v = kv.get(k) or pick(vals, v_size)
+        seen = k in kv
+        kv[k] = v
+        toks += [*k, *v]
+        tgt += [IGNORE] * len(k) + (list(v) if seen else [IGNORE] * len(v))
+    toks += [*k_probe, *v_probe]
+    tgt += [IGNORE] * len(k_probe) + list(v_probe)
+    n_pad = seq_len + 1 - len(toks)
+    assert n_pad >= 0, "fuzzy recall overflowed its length"
+    toks, tgt = [pad] * n_pad + toks, [IGNORE] * n_pad + tgt
+    return toks[:-1], (toks[1:] if train else tgt[1:])
 
 
 def _selective_copy_example(rng, vocab: int, seq_len: int, n_copy: int):
-    """MAD selective copying: `n_copy` tokens among blanks, then `n_copy` copy signals; recall them in order."""
-    blank, signal = vocab - 2, vocab - 1
-    ctx = seq_len - n_copy
+    """MAD selective copying: `n_copy` tokens from `[0, vocab-2)` with `seq_len - 2 n_copy - 1` blanks (`vocab - 2`)
+    inserted before them at random (never after the last one: MAD's `np.insert` indices are `< n_copy`), one copy token
+    (`vocab - 1`), then `n_copy` blanks at which the tokens are recalled in order."""
+    blank, copy = vocab - 2, vocab - 1
+    n_blank = seq_len - 2 * n_copy - 1
+    if n_blank < 0:
+        raise ValueError(f"selective copying needs seq_len > 2 n_copy, got {seq_len}, {n_copy}")
     toks = rng.integers(0, vocab - 2, n_copy)
-    pos = np.sort(rng.choice(ctx, n_copy, replace=False))
-    x = np.full(seq_len, blank)
-    x[pos] = toks
-    x[ctx:] = signal
-    y = np.full(seq_len, IGNORE)
-    y[ctx - 1 : seq_len - 1] = toks  # the position before each signal predicts the next copied token
-    return x.tolist(), y.tolist()
+    before = np.bincount(rng.integers(0, n_copy, n_blank), minlength=n_copy)  # blanks inserted before token j
+    x = []
+    for j in range(n_copy):
+        x += [blank] * int(before[j]) + [int(toks[j])]
+    x += [copy] + [blank] * n_copy
+    y = [IGNORE] * (seq_len - n_copy) + toks.tolist()
+    return x, y
 
 
 def _compression_example(rng, vocab: int, seq_len: int):
-    """MAD compression: random tokens then a compression token; the model reconstructs all from its last state."""
+    """MAD compression: `seq_len - 1` tokens from `[0, vocab-1)` then the compression token `vocab - 1`; the model
+    reconstructs every token (the compression token too) from its last state."""
     x = np.concatenate([rng.integers(0, vocab - 1, seq_len - 1), [vocab - 1]])
-    return x.tolist(), x.tolist()  # targets are read out from the last position by the autoencoder head
+    return x.tolist(), x.tolist()
 
 
 @lru_cache(maxsize=8)
-def _memory_map(vocab: int) -> np.ndarray:
-    # the fixed key->value map is part of the task, not of the seed (MAD: one map shared by train and test)
-    half = vocab // 2
-    return np.random.default_rng(12345).integers(half, vocab, half)
+def memory_map(vocab: int, seed: int = 12345) -> dict[int, int]:
+    """MAD's fixed key->value map (`generate_kv_map`): shuffled keys `[0, n//2)` zipped with shuffled values
+    `[n//2, n)`, `n = vocab - 1`, shuffled by `default_rng(12345)` as MAD does: MAD's own map, one for train and test.
+    """
+    n = vocab - 1
+    rng = np.random.default_rng(seed)
+    keys = _perms(range(n // 2), 1)
+    vals = _perms(range(n // 2, n), 1)
+    rng.shuffle(keys)
+    rng.shuffle(vals)
+    return {int(k[0]): int(v[0]) for k, v in zip(keys, vals, strict=False)}
 
 
 def _memorization_example(rng, vocab: int, seq_len: int):
-    """MAD memorization: key, insert-token pairs; predict the value of a fixed global key->value map."""
-    half = vocab // 2
-    insert = vocab  # one extra token id beyond the vocabulary
-    keys = rng.integers(0, half, seq_len // 2)
-    x = np.stack([keys, np.full_like(keys, insert)], 1).reshape(-1)
-    y = np.stack([_memory_map(vocab)[keys], np.full_like(keys, IGNORE)], 1).reshape(-1)
-    return x.tolist(), y.tolist()
+    """MAD memorization: `seq_len // 2` (key, insert) pairs, insert token `vocab - 1`; the value of the fixed map is
+    predicted at the insert token."""
+    table = memory_map(vocab)
+    keys = list(table)
+    ks = [keys[i] for i in rng.integers(0, len(keys), seq_len // 2)]
+    x = [t for k in ks for t in (k, vocab - 1)]
+    y = [t for k in ks for t in (IGNORE, table[k])]
+    return x, y
 
 
 # ---------------------------------------------------------------- groups
@@ -151,8 +216,16 @@ def group_prefix_products(g: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 
 def mad_tasks(scale: str = "full") -> dict[str, TaskSpec]:
-    """MAD's baseline settings (`full`) or shortened ones for the CPU smoke suite."""
+    """MAD's baseline settings (`configs/tasks/*.yml`, `full`) or shortened ones for the CPU smoke suite.
+
+    Every MAD task scores the model's full vocabulary (MAD's LM head), so `num_classes == vocab_size`; `chance` is a
+    uniform guess over the tokens that can be a target at a scored position. `n_train` is MAD's per task (memorization
+    trains on 256 examples); `seq_len` is MAD's `seq_len` (the recall tasks' inputs are one token shorter, as in MAD).
+    """
+    if scale not in ("full", "smoke"):
+        raise ValueError(f"scale must be 'full' or 'smoke', got {scale!r}")
     s = scale == "smoke"
+    mem_vocab = 64 if s else 256
     return {
         "in_context_recall": TaskSpec(
             "in_context_recall", "mad", 16, 16, 32 if s else 128, 1 / 8, (("noise_vocab", 0), ("frac_noise", 0.0))
@@ -160,12 +233,22 @@ def mad_tasks(scale: str = "full") -> dict[str, TaskSpec]:
         "noisy_recall": TaskSpec(
             "noisy_recall", "mad", 32, 32, 32 if s else 128, 1 / 8, (("noise_vocab", 16), ("frac_noise", 0.2))
         ),
-        "fuzzy_recall": TaskSpec("fuzzy_recall", "mad", 16, 16, 32 if s else 128, 1 / 8, (("key_len", (1, 3)),)),
+        "fuzzy_recall": TaskSpec(
+            "fuzzy_recall", "mad", 16, 16, 32 if s else 128, 1 / 8, (("key_len", 3), ("value_len", 3))
+        ),
         "selective_copying": TaskSpec(
             "selective_copying", "mad", 16, 16, 32 if s else 256, 1 / 14, (("n_copy", 4 if s else 16),)
         ),
         "compression": TaskSpec("compression", "mad", 16, 16, 8 if s else 32, 1 / 15),
-        "memorization": TaskSpec("memorization", "mad", 257, 256, 16 if s else 32, 1 / 128),
+        "memorization": TaskSpec(
+            "memorization",
+            "mad",
+            mem_vocab,
+            mem_vocab,
+            16 if s else 32,
+            1 / ((mem_vocab - 1) // 2),
+            (("n_train", 512 if s else 256),),
+        ),
     }
 
 
@@ -195,17 +278,19 @@ def generate(
         g = rng.integers(0, len(table), (n, L))
         return torch.from_numpy(g), torch.from_numpy(group_prefix_products(g, table))
     v = spec.vocab_size
+    train = split == "train"
     rows = []
     for _ in range(n):
-        if spec.name in ("in_context_recall", "noisy_recall", "fuzzy_recall"):
-            nv = spec.option("noise_vocab", 0)
-            ex = _recall_example(rng, v - nv, L, nv, spec.option("frac_noise", 0.0), spec.option("key_len", (1, 1)))
+        if spec.name in ("in_context_recall", "noisy_recall"):
+            ex = _recall_example(rng, v, L, spec.option("noise_vocab", 0), spec.option("frac_noise", 0.0), train)
+        elif spec.name == "fuzzy_recall":
+            ex = _fuzzy_recall_example(rng, v, L, spec.option("key_len", 3), spec.option("value_len", 3), train)
         elif spec.name == "selective_copying":
             ex = _selective_copy_example(rng, v, L, spec.option("n_copy"))
         elif spec.name == "compression":
             ex = _compression_example(rng, v, L)
         elif spec.name == "memorization":
-            ex = _memorization_example(rng, v - 1, L)
+            ex = _memorization_example(rng, v, L)
         else:
             raise ValueError(f"unknown MAD task {spec.name!r}")
         rows.append(ex)
