@@ -41,6 +41,9 @@ class HLRUConfig(PreTrainedConfig):
         fuse_cross_entropy: in training mode, a forward with `labels` computes the loss from the last hidden states
             chunk by chunk (`hlru_lm.loss`) and never holds the whole batch's logits, which then come back as None
             (as with Liger-Kernel). In eval mode, or with False, the logits are computed and returned as usual.
+        decode_cuda_graph: on CUDA, run each single-token step of `generate()` (eval mode, no grad) as one replayed
+            CUDA graph of the whole model (embedding, every block, final norm, lm_head), captured once per batch size
+            and dtype. Same outputs as the eager step; False runs every step eagerly (one launch per op).
     """
 
     model_type = "hlru"
@@ -59,6 +62,7 @@ class HLRUConfig(PreTrainedConfig):
     max_position_embeddings: int = 2048
     use_cache: bool = True
     fuse_cross_entropy: bool = True
+    decode_cuda_graph: bool = True
     tie_word_embeddings: bool = False
     pad_token_id: int | None = None
     bos_token_id: int | None = None
@@ -92,6 +96,8 @@ class HLRUConfig(PreTrainedConfig):
             raise ValueError(f"gate_norm must be one of {GATE_NORMS}, got {self.gate_norm!r}")
         if self.scan_backend not in BACKENDS:
             raise ValueError(f"scan_backend must be one of {BACKENDS}, got {self.scan_backend!r}")
+        if not isinstance(self.decode_cuda_graph, bool):
+            raise ValueError(f"decode_cuda_graph must be True or False, got {self.decode_cuda_graph!r}")
         for name in ("rms_norm_eps", "initializer_range"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):

@@ -2,7 +2,11 @@
 
 Block: x += Mixer(RMSNorm(x)); x += SwiGLU(RMSNorm(x)). Mixer: z = x W_g + b_g, v = x W_v, y = vec(h) W_out, with h the
 BD-LRU or H-LRU recurrence of `hlru_lm.ops`. Generation keeps only each layer's (B, N, m) float32 state in `HLRUCache`.
+On CUDA, single-token decode steps replay a captured CUDA graph of the whole model (`_DecodeGraph`).
 """
+
+import threading
+import weakref
 
 import torch
 from torch import nn
@@ -14,7 +18,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 
 from .configuration_hlru import HLRUConfig
 from .loss import linear_cross_entropy
-from .ops import bdlru_scan, bdlru_step, hlru_scan, hlru_step
+from .ops import bdlru_scan, bdlru_step, hlru_scan, hlru_step, state_dtype
 
 
 class HLRUStateLayer:
@@ -171,11 +175,22 @@ class HLRUBlock(GradientCheckpointingLayer):
         pos_in_doc: torch.Tensor | None = None,
     ) -> torch.Tensor:
         layer = cache.layers[self.layer_idx] if cache is not None else None
-        h, state = self.mixer(self.mixer_norm(x), layer.state if layer is not None else None, pad_mask, pos_in_doc)
+        x, state = self.step(x, layer.state if layer is not None else None, pad_mask, pos_in_doc)
         if layer is not None:
             layer.state = state
+        return x
+
+    def step(
+        self,
+        x: torch.Tensor,
+        state: torch.Tensor | None,
+        pad_mask: torch.Tensor | None = None,
+        pos_in_doc: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block on x (B, T, d) from `state` (B, N, m) or None: (new x, new float32 state)."""
+        h, state = self.mixer(self.mixer_norm(x), state, pad_mask, pos_in_doc)
         x = x + h
-        return x + self.mlp(self.mlp_norm(x))
+        return x + self.mlp(self.mlp_norm(x)), state
 
 
 class HLRUPreTrainedModel(PreTrainedModel):
@@ -336,13 +351,138 @@ def _doc_positions(position_ids: torch.Tensor | None, bsz: int, seqlen: int) -> 
     return position_ids
 
 
+def _graphs_supported(device: torch.device) -> bool:
+    """Whether decode steps on `device` are captured as CUDA graphs (tests widen this to run the runner on CPU)."""
+    return device.type == "cuda"
+
+
+class _DecodeGraph:
+    """One decode step of the whole model (HLRUForCausalLM._decode_step) for one (batch size, dtype, device),
+    captured as a CUDA graph over static buffers: the input ids (B, 1), one state (B, N, m) per layer, the logits.
+
+    The cache that decodes through the graph holds the state buffers themselves (its owner), so a step copies only
+    the new ids in. Another cache that takes the graph first gives the owner its own copies of the states, so two
+    caches never share memory. Off CUDA (tests only) the step runs eagerly over the same buffers."""
+
+    def __init__(
+        self, model: "HLRUForCausalLM", bsz: int, state_shape: tuple[int, int], sdtype: torch.dtype, compiled: bool
+    ) -> None:
+        device = model.lm_head.weight.device
+        self.step_fn = _compiled_decode_step() if compiled else type(model)._decode_step
+        with torch.inference_mode(False):  # normal tensors: updated in place whether or not inference mode is on
+            self.ids = torch.zeros(bsz, 1, dtype=torch.long, device=device)
+            self.states = [
+                torch.zeros(bsz, *state_shape, dtype=sdtype, device=device)
+                for _ in range(model.config.num_hidden_layers)
+            ]
+        self.owner: weakref.ref | None = None
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.logits: torch.Tensor | None = None
+        if device.type == "cuda":
+            self._capture(model, device)
+
+    def _run(self, model: "HLRUForCausalLM") -> torch.Tensor:
+        logits, new_states = self.step_fn(model, self.ids, self.states)
+        for buffer, new in zip(self.states, new_states, strict=True):
+            buffer.copy_(new)
+        return logits
+
+    def _capture(self, model: "HLRUForCausalLM", device: torch.device) -> None:
+        with torch.cuda.device(device):
+            # warm-up on a side stream (Triton compiles, cuBLAS picks its kernels), then capture; the warm-up steps
+            # only touch this graph's own buffers, which every cache's states are copied into before a replay
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self._run(model)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.logits = self._run(model)
+            self.graph = graph
+
+    def owns(self, cache: HLRUCache) -> bool:
+        return (
+            self.owner is not None
+            and self.owner() is cache
+            and all(layer.state is buffer for layer, buffer in zip(cache.layers, self.states, strict=True))
+        )
+
+    def adopt(self, cache: HLRUCache) -> None:
+        """Make `cache` the owner: its states are copied into the buffers, which it then holds."""
+        previous = self.owner() if self.owner is not None else None
+        if previous is not None and previous is not cache:
+            for layer in previous.layers:  # the previous owner keeps its states, in memory of its own
+                if layer.state is not None and any(_same_memory(layer.state, b) for b in self.states):
+                    layer.state = layer.state.clone()
+        for layer, buffer in zip(cache.layers, self.states, strict=True):
+            if layer.state is not buffer:
+                buffer.copy_(layer.state)
+                layer.state = buffer
+        self.owner = weakref.ref(cache)
+
+    def step(self, model: "HLRUForCausalLM", input_ids: torch.Tensor, cache: HLRUCache) -> torch.Tensor:
+        if not self.owns(cache):
+            self.adopt(cache)
+        self.ids.copy_(input_ids)
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self.logits = self._run(model)
+        return self.logits.clone()  # the buffer is overwritten by the next step; callers may keep the logits
+
+
+_COMPILED_DECODE_STEP = None
+
+
+def _compiled_decode_step():
+    """HLRUForCausalLM._decode_step through torch.compile (one per process; recompiles per model and batch size)."""
+    global _COMPILED_DECODE_STEP
+    if _COMPILED_DECODE_STEP is None:
+        _COMPILED_DECODE_STEP = torch.compile(HLRUForCausalLM._decode_step, fullgraph=True, dynamic=False)
+    return _COMPILED_DECODE_STEP
+
+
+def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.device == b.device and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+class _DecodeGraphs(dict):
+    """The model's captured decode steps, keyed by (batch size, dtype, device): not parameters, never saved, not
+    copied (a deepcopy or pickle of the model starts without graphs)."""
+
+    fingerprint: tuple | None = None  # checked every step: the embedding's and LM head's tensors
+    allowed: bool = False  # whether the model can be captured (_graphable), decided with the fingerprint
+    layout: tuple | None = None  # checked at each generate(): every module's type and hooks, every tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+
+    def __deepcopy__(self, memo) -> "_DecodeGraphs":
+        return _DecodeGraphs()
+
+    def __reduce__(self):
+        return _DecodeGraphs, ()
+
+
+# at most this many captured decode steps per model (batch sizes x dtypes); the oldest is dropped beyond it
+_MAX_DECODE_GRAPHS = 8
+
+
 class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    # Experimental, off: torch.compile the decode step before capturing its CUDA graph (fuses the norms and the
+    # SwiGLU: fewer kernels per step). Outputs then equal the eager step's to rounding, not bit for bit, and the first
+    # step of each batch size compiles. Set on a model: model.decode_compile = True.
+    decode_compile: bool = False
 
     def __init__(self, config: HLRUConfig) -> None:
         super().__init__(config)
         self.model = HLRUModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self._decode_graphs = _DecodeGraphs()
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -374,7 +514,22 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
     ) -> CausalLMOutputWithPast | tuple:
         """Next-token logits; with `labels`, the shifted cross-entropy loss (-100 is ignored). In training mode with
         labels the loss is computed without the logits, which are then None (`config.fuse_cross_entropy`).
-        Restarting `position_ids` mark packed documents (see HLRUModel.forward)."""
+        Restarting `position_ids` mark packed documents (see HLRUModel.forward). Single-token decode steps on CUDA
+        replay a captured CUDA graph (`config.decode_cuda_graph`; see _graph_decode)."""
+        if self.config.decode_cuda_graph and input_ids is not None and input_ids.shape[-1:] == (1,):
+            result = self._graph_decode(
+                input_ids,
+                inputs_embeds,
+                attention_mask,
+                labels,
+                cache if cache is not None else past_key_values,
+                use_cache,
+                output_hidden_states,
+                logits_to_keep,
+                position_ids,
+            )
+            if result is not None:
+                return result if return_dict is not False else result.to_tuple()
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -403,6 +558,140 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
         )
         return result if return_dict is not False else result.to_tuple()
 
+    def _decode_step(
+        self, input_ids: torch.LongTensor, states: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One decode step of the whole model: input_ids (B, 1) and every layer's state (B, N, m) -> (logits
+        (B, 1, vocab), the new states). The same ops as forward() with a cache; the CUDA graph captures this."""
+        x = self.model.embed_tokens(input_ids)
+        new_states = []
+        for layer, state in zip(self.model.layers, states, strict=True):
+            x, state = layer.step(x, state)
+            new_states.append(state)
+        return self.lm_head(self.model.norm(x)), new_states
+
+    def _graph_decode(
+        self,
+        input_ids,
+        inputs_embeds,
+        attention_mask,
+        labels,
+        cache,
+        use_cache,
+        output_hidden_states,
+        logits_to_keep,
+        position_ids,
+    ) -> CausalLMOutputWithPast | None:
+        """The decode step from a captured CUDA graph, or None where it does not apply (then forward runs eagerly):
+        it needs a CUDA device, eval mode without grad, autocast or compiling, one new token per row given as
+        input_ids, an HLRUCache that already holds a float32 state for every layer, and no loss / hidden states."""
+        device = input_ids.device
+        if (
+            not _graphs_supported(device)
+            or inputs_embeds is not None
+            or labels is not None
+            or not isinstance(cache, HLRUCache)
+            or self.training
+            or torch.is_grad_enabled()
+            or use_cache is False
+            or not isinstance(logits_to_keep, int)
+            or (output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states)
+            or torch.compiler.is_compiling()
+            or torch.is_autocast_enabled(device.type)
+            or (device.type == "cuda" and torch.cuda.is_current_stream_capturing())
+        ):
+            return None
+        embed = self.model.embed_tokens.weight
+        bsz = input_ids.shape[0]
+        sdtype = state_dtype(embed.dtype)
+        shape = (bsz, self.config.num_blocks, self.config.block_size)
+        for layer in cache.layers:
+            state = layer.state
+            if state is None or state.dtype != sdtype or state.device != device or state.shape != shape:
+                return None
+        # validate as the eager path would (cheap for one token; neither changes a one-token step)
+        _pad_mask(attention_mask, bsz, 1, cache.get_seq_length())
+        _doc_positions(position_ids, bsz, 1)
+        graphs = self._decode_graphs
+        with graphs.lock:  # threads decoding with one model share its graphs' buffers (on one stream)
+            fingerprint = (embed.data_ptr(), embed.dtype, embed.device, self.lm_head.weight.data_ptr())
+            if graphs.fingerprint != fingerprint:  # weights moved, cast or replaced: the graphs read stale memory
+                graphs.clear()
+                graphs.fingerprint, graphs.allowed = fingerprint, self._graphable()
+            if not graphs.allowed:
+                return None
+            compiled = bool(self.decode_compile)
+            key = (bsz, embed.dtype, device) + (("compiled",) if compiled else ())
+            graph = graphs.get(key)
+            if graph is None:
+                if len(graphs) >= _MAX_DECODE_GRAPHS:
+                    graphs.pop(next(iter(graphs)))
+                try:
+                    graph = _DecodeGraph(self, bsz, shape[1:], sdtype, compiled)
+                except Exception as e:
+                    switch = "model.decode_compile = False" if compiled else "model.config.decode_cuda_graph = False"
+                    raise RuntimeError(
+                        f"capturing the CUDA graph of the decode step failed ({type(e).__name__}: {e}); set "
+                        f"{switch} to decode without it"
+                    ) from e
+                graphs[key] = graph
+            logits = graph.step(self, input_ids, cache)
+        for layer_cache in cache.layers:
+            layer_cache.seen_tokens += 1
+        use_cache = use_cache if use_cache is not None else self.config.use_cache
+        return CausalLMOutputWithPast(logits=logits, **{_CACHE_FIELD: cache if use_cache else None})
+
+    def _graphable(self) -> bool:
+        """Whether a captured step can stand for forward(): every parameter on one device, no hooks (accelerate's
+        offloading, user hooks) and only this file's and torch.nn's modules (adapters such as PEFT's switch in
+        Python, which a graph would not see)."""
+        devices = {p.device for p in self.parameters()} | {b.device for b in self.buffers()}
+        if len(devices) != 1:
+            return False
+        for module in self.modules():
+            if module._forward_hooks or module._forward_pre_hooks or "_hf_hook" in module.__dict__:
+                return False
+            if not (type(module).__module__ == __name__ or type(module).__module__.startswith("torch.nn.")):
+                return False
+        return True
+
+    def _drop_decode_graphs(self) -> None:
+        graphs = getattr(self, "_decode_graphs", None)
+        if graphs is not None:
+            graphs.clear()
+            graphs.fingerprint = graphs.layout = None
+
+    def _check_decode_graphs(self) -> None:
+        """At each generate(): drop the graphs if any module, hook or parameter / buffer tensor changed since they
+        were built (the per-step check looks only at the embedding and the LM head)."""
+        if not _graphs_supported(self.lm_head.weight.device):
+            return
+        layout = []
+        for module in self.modules():
+            layout.append((type(module), len(module._forward_hooks), len(module._forward_pre_hooks)))
+            layout.append("_hf_hook" in module.__dict__)
+            for t in (*module._parameters.values(), *module._buffers.values()):
+                if t is not None:
+                    layout.append((t.data_ptr(), t.dtype, t.device))
+        layout = tuple(layout)
+        with self._decode_graphs.lock:
+            if layout != self._decode_graphs.layout:
+                self._drop_decode_graphs()
+                self._decode_graphs.layout = layout
+
+    def train(self, mode: bool = True):
+        if mode:  # training frees the graphs; eval() keeps them (in-place weight updates are seen by a replay)
+            self._drop_decode_graphs()
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .cuda(), .half(), ...: the graphs would read the old tensors
+        self._drop_decode_graphs()
+        return super()._apply(fn, *args, **kwargs)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._drop_decode_graphs()
+        return super().load_state_dict(*args, **kwargs)
+
     def generate(self, *args, **kwargs):
         """GenerationMixin.generate, refusing assisted and prompt-lookup decoding up front: they roll back rejected
         draft tokens, which a recurrent state that has absorbed them cannot do."""
@@ -413,6 +702,8 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
                     f"{key}: assisted / prompt-lookup (speculative) decoding is not supported by recurrent models: "
                     "rejected draft tokens cannot be removed from the state. Use plain generate()"
                 )
+        if self.config.decode_cuda_graph:
+            self._check_decode_graphs()
         return super().generate(*args, **kwargs)
 
     def prepare_inputs_for_generation(

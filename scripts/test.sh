@@ -12,4 +12,4 @@ if [ ! -d .venv-tf517/transformers-5.17.0.dist-info ]; then
     .venv/bin/python -m pip install -q --target .venv-tf517 "transformers==5.17.0"
 fi
 PYTHONPATH=.venv-tf517 .venv/bin/python -m pytest -q tests/test_model.py tests/test_generation.py tests/test_hub.py \
-    tests/test_packing.py tests/test_model_inputs.py
+    tests/test_packing.py tests/test_model_inputs.py tests/test_decode_graph.py
