@@ -159,7 +159,7 @@ def run_training(name: str, args, device: torch.device) -> list[dict]:
                 rec["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
             print(json.dumps(rec), flush=True)
             out.append(rec)
-            if args.profile and "step_s" in rec:
+            if args.profile and "step_s" in rec and mode == args.modes[-1] and seq_len == args.seq_lens[0]:
                 out.append(profile_step(model, opt, device, batch, seq_len, args.size["vocab_size"], name, mode))
         del model, opt
         if device.type == "cuda":
@@ -211,9 +211,9 @@ def run_decode(name: str, args, device: torch.device) -> list[dict]:
 
             rec = {"model": name, "kind": "decode", "batch": batch, "prompt": prompt, "new_tokens": args.new_tokens}
             try:
-                gen(args.new_tokens)  # warm-up (kernels, graphs)
-                one = min(gen(1) for _ in range(2))
-                full = min(gen(args.new_tokens + 1) for _ in range(2))
+                gen(2)  # warm-up: kernels, the decode step's CUDA graph
+                one = gen(1)
+                full = gen(args.new_tokens + 1)
                 rec.update(prefill_s=one, ms_per_token=1e3 * (full - one) / args.new_tokens)
             except Exception as e:  # recorded, so one failing shape does not lose the others' numbers
                 rec["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
@@ -316,11 +316,11 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--prompts", default="2048,16384", help="decode prompt lengths")
     p.add_argument("--decode_batches", default="1,16")
     p.add_argument("--new_tokens", type=int, default=128)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=6)
     p.add_argument("--no-train", dest="train", action="store_false", help="skip the training measurements")
     p.add_argument("--no-decode", dest="decode", action="store_false", help="skip the decoding measurements")
-    p.add_argument("--profile", action="store_true", help="also record each training shape's costliest kernels")
+    p.add_argument("--profile", action="store_true", help="also record the costliest kernels of one step")
     p.add_argument("--append", action="store_true", help="add to the records already in --out")
     p.add_argument("--smoke", action="store_true", help="tiny shapes on any device: checks the plumbing only")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: measure one model in this process
