@@ -397,6 +397,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     flops = matmul_flops(device)
+    started = datetime.datetime.now().isoformat(timespec="minutes")
     previous = json.loads(out.read_text())["records"] if args.append and out.exists() else []
     records = []
     names = list(dict.fromkeys([*(args.models if args.train else []), *(args.decode_models if args.decode else [])]))
@@ -419,6 +420,8 @@ def main(argv=None) -> int:
             print(f"{name} failed: {skipped[name]}", flush=True)
             continue
         recs = json.loads(lines[-1][len("RESULT ") :])
+        for r in recs:
+            r["run"] = started  # records merged from several invocations (--append) say which one measured them
         for r in recs:
             print(json.dumps(r), flush=True)
         records += recs
