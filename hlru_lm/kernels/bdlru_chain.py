@@ -1,5 +1,5 @@
-"""Single-pass chained tile scan for BD-LRU with small blocks (m = 1, 2). At m = 1, diag_tile.py's kernels (two
-channels per lane) are the defaults and this forward runs with HLRU_DIAG_FWD=0.
+"""Single-pass chained tile scan for BD-LRU with small blocks (m = 1, 2): the default forward at m = 2. At m = 1,
+diag_tile.py's kernels (two channels per lane) are the defaults and these run only when a route is forced.
 
 One program owns one tile: BN blocks x BT time steps of one batch row. Blocks sit on axis 0: with every load strided,
 Triton's layout then puts a warp's lanes on consecutive blocks (near-contiguous addresses) and time in registers and
@@ -15,50 +15,42 @@ flag per tile (raised with release semantics after a barrier) guards the publish
 Backward runs the same scheme in reverse on the adjoint lam_t = g_t + A_{t+1}^T lam_{t+1} (scanned as the carry
 u_t = A_t^T lam_t, so each step needs only its own gates); h_{t-1} is read back from the saved output. Its tiles must
 be short (BT = 4), so the two-phase tile backward of bdlru_tile.py is faster and the default; this one runs for
-logits that kernel cannot read as words, or with HLRU_CHAIN_BWD=1.
+logits that kernel cannot read as words (router.py).
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from .common import _DTYPE_IDS, NORM_IDS, _env_int, _exp_shift, _half, _pack, _rcp, _sig_l1, _sig_l1_dz, bwd_buffers
+from .common import (
+    _DTYPE_IDS,
+    NORM_IDS,
+    _comb1,
+    _dphi,
+    _dphi2,
+    _exp_shift,
+    _finish,
+    _half,
+    _lookback1,
+    _pack,
+    _phi2,
+    _poll,
+    _rcp,
+    _sig_l1,
+    _signal,
+    _tile,
+    bwd_buffers,
+    lookback_buffers,
+)
+from .config import settings
 
 CHAIN_M = (1, 2)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# gate rows as separate tensors: phi over (z0, z1) for m = 1 and (z0, z1, z2) for m = 2, and their adjoints. They keep
+# gate rows as separate tensors: phi over (z0, z1, z2) for m = 2 (m = 1: common._phi2), and their adjoints. They keep
 # the exact reciprocal and exp2 form: common._rcp / _exp_shift made the m = 1 forward 6% slower (NOTES v12a), the m = 2
 # one 1% (v17e)
-
-
-@triton.jit
-def _phi2(z0, z1, NORM: tl.constexpr, FAST: tl.constexpr):
-    """FAST: common._rcp / _exp_shift's short forms (diag_tile.py's kernels; the chained ones keep the exact forms)."""
-    if NORM == 0:
-        mx = tl.maximum(z0, z1)
-        e0 = _exp_shift(z0, mx, FAST)
-        e1 = _exp_shift(z1, mx, FAST)
-    elif NORM == 1:
-        mx = tl.maximum(z0, z1)
-        e0 = _sig_l1(z0, mx, FAST)
-        e1 = _sig_l1(z1, mx, FAST)
-    elif NORM == 2:
-        e0 = tl.maximum(z0, 0.0)
-        e1 = tl.maximum(z1, 0.0)
-    if NORM == 3:
-        inv = z0 * 0.0 + 1.0
-        p0 = z0
-        p1 = z1
-    else:
-        if NORM == 2:
-            inv = _rcp(e0 + e1 + 1e-6, FAST)
-        else:
-            inv = _rcp(e0 + e1, FAST)
-        p0 = e0 * inv
-        p1 = e1 * inv
-    return p0, p1, inv
 
 
 @triton.jit
@@ -95,35 +87,6 @@ def _phi3(z0, z1, z2, NORM: tl.constexpr):
 
 
 @triton.jit
-def _dphi(z, p, dp, dot, inv, NORM: tl.constexpr, FAST: tl.constexpr):
-    """One entry of the closed-form adjoint of phi; dot = sum_k p_k dp_k over the row."""
-    if NORM == 0:
-        dz = p * (dp - dot)
-    elif NORM == 1:
-        dz = _sig_l1_dz(z, p, dp, dot, FAST)
-    elif NORM == 2:
-        dz = tl.where(z > 0.0, (dp - dot) * inv, 0.0)
-    else:
-        dz = dp
-    return dz
-
-
-@triton.jit
-def _dphi2(z0, z1, a, w, inv, lam, hp, v, NORM: tl.constexpr, FAST: tl.constexpr):
-    """m = 1: the gradients of one step's two logits, whose row is (a, w) = phi(z0, z1) (inv from _phi2), from lam,
-    h_{t-1} and v: dP = (lam h_{t-1}, lam v)."""
-    da = lam * hp
-    dw = lam * v
-    dot = a * da + w * dw
-    return _dphi(z0, a, da, dot, inv, NORM, FAST), _dphi(z1, w, dw, dot, inv, NORM, FAST)
-
-
-@triton.jit
-def _comb1(a1, b1, a2, b2):
-    return a1 * a2, a2 * b1 + b2
-
-
-@triton.jit
 def _comb2(p00, p01, p10, p11, p0, p1, q00, q01, q10, q11, q0, q1):
     """(Q, q) after (P, p): x -> Q (P x + p) + q."""
     return (
@@ -155,59 +118,7 @@ def _comb_adj2(
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# tile order and decoupled look-back: flag[tile] = 1 once the tile's own map (M, e) is in agg, 2 once the state leaving
-# it is in inc. A waiting tile composes the maps of the tiles in between until it meets a finished one, so no tile
-# waits for a serial chain through all its predecessors.
-
-
-@triton.jit
-def _tile(B, NT, NTT, REVERSE: tl.constexpr):
-    """(tile k, batch b, block tile nt) of this program. Program ids run time-major, so a tile's predecessors in its
-    chain (b, nt) have lower ids; the GPU launches programs in increasing id order (the assumption CUB's single-pass
-    scan makes too), so every tile a look-back waits on has started and the spin-wait cannot deadlock."""
-    pid = tl.program_id(0)
-    per = B * NT
-    k = pid // per
-    if REVERSE:
-        k = NTT - 1 - k
-    chain = pid % per
-    return k, chain // NT, chain % NT
-
-
-@triton.jit
-def _signal(flag_ptr, val):
-    tl.debug_barrier()  # every lane's values are stored before the flag is raised (release orders them)
-    tl.atomic_xchg(flag_ptr, val, sem="release", scope="gpu")
-
-
-@triton.jit
-def _poll(flag_ptr):
-    return tl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu")
-
-
-@triton.jit
-def _lookback1(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, ma, me):
-    """m = 1: publish this tile's map x -> ma x + me, return the state entering it (tiles k+STEP, k+2 STEP, ...)."""
-    row = (k * B + b).to(tl.int64) * N + n
-    tl.store(agg_ptr + row * 2, ma, mask=nmask)
-    tl.store(agg_ptr + row * 2 + 1, me, mask=nmask)
-    _signal(flag_ptr + (k * B + b) * NT + nt, 1)
-    acc_a = ma * 0.0 + 1.0
-    acc_e = ma * 0.0
-    s = ma * 0.0
-    j = k + STEP
-    done = k * 0
-    while done == 0:
-        f = _poll(flag_ptr + (j * B + b) * NT + nt)
-        rj = (j * B + b).to(tl.int64) * N + n
-        if f == 2:
-            s = acc_a * tl.load(inc_ptr + rj, mask=nmask, other=0.0, volatile=True) + acc_e
-            done = k * 0 + 1
-        elif f == 1:
-            acc_e = acc_a * tl.load(agg_ptr + rj * 2 + 1, mask=nmask, other=0.0, volatile=True) + acc_e
-            acc_a = acc_a * tl.load(agg_ptr + rj * 2, mask=nmask, other=0.0, volatile=True)
-            j += STEP
-    return s
+# the m = 2 look-back (common.py: tile order, flags, m = 1)
 
 
 @triton.jit
@@ -262,18 +173,6 @@ def _lookback2(
             )
             j += STEP
     return s0, s1
-
-
-@triton.jit
-def _finish(flag_ptr, inc_ptr, k, K0, B, b, N, n, nmask, NT, nt, M: tl.constexpr, x0, x1, AGG_ONLY: tl.constexpr):
-    """Publish the state leaving tile k (x1 unused for m = 1). AGG_ONLY (tests): only the chain's first tile K0
-    publishes it, so every look-back composes maps back to K0, a path a sequential interpreter never takes."""
-    if (k == K0).to(tl.int32) + (1 - AGG_ONLY) > 0:
-        q = inc_ptr + (k * B + b).to(tl.int64) * N * M + n  # planar at m = 2 (_lookback2)
-        tl.store(q, x0, mask=nmask)
-        if M == 2:
-            tl.store(q + N, x1, mask=nmask)
-        _signal(flag_ptr + (k * B + b) * NT + nt, 2)
 
 
 @triton.jit
@@ -574,83 +473,57 @@ def _bdlru_chain_bwd_kernel(
 # launch
 
 
-def use_chain(m: int, bwd: bool = False) -> bool:
-    """m in CHAIN_M takes the chained forward unless HLRU_CHAIN=0. bwd=True: HLRU_CHAIN_BWD=1 asks for the chained
-    backward; by default the two-phase tile backward (bdlru_tile.py) runs, faster at m = 1, 2 (NOTES v11), and the
-    chained one only where the tile kernel cannot read the logits as words."""
-    if bwd:
-        return m in CHAIN_M and _env_int("HLRU_CHAIN_BWD", 0) == 1
-    return m in CHAIN_M and _env_int("HLRU_CHAIN", 1) == 1
-
-
 def _chain_config(seqlen: int, nblocks: int, m: int, bwd: bool) -> tuple[int, int, int, int, int]:
     """Time tile BT (kept in registers, so short: the best spill-free sizes measured, benchmarks/NOTES.md) and block
     tile BN = 32 lanes x warps, every warp on its own blocks."""
-    if bwd:
-        bt = _env_int("HLRU_CHAIN_BT_BWD", 4)
-    else:
-        bt = _env_int("HLRU_CHAIN_BT", 32 if m == 1 else 16)
-    bt = min(bt, max(4, triton.next_power_of_2(seqlen)))
-    warps = _env_int("HLRU_CHAIN_WARPS", 4 if m == 1 else 2)
-    warps = max(1, min(warps, triton.next_power_of_2(nblocks) // 32))
+    cfg = settings("chain", m, "bwd" if bwd else "fwd")
+    bt = min(cfg.bt, max(4, triton.next_power_of_2(seqlen)))
+    warps = max(1, min(cfg.warps, triton.next_power_of_2(nblocks) // 32))
     bn = 32 * warps
     return bt, bn, triton.cdiv(nblocks, bn), triton.cdiv(seqlen, bt), warps
 
 
-def _agg_only() -> bool:
-    return _env_int("HLRU_DEBUG_AGG_ONLY", 0) == 1
-
-
-def _lookback_buffers(bsz: int, ntt: int, nblocks: int, nt: int, m: int, device) -> tuple[torch.Tensor, ...]:
-    """Flags (zeroed, one int32 per tile), tile maps and tile end states (each written before it is read)."""
-    flags = torch.zeros(ntt * bsz * nt, dtype=torch.int32, device=device)
-    agg = torch.empty(ntt * bsz * nblocks * (m * m + m), dtype=torch.float32, device=device)
-    inc = torch.empty(ntt * bsz * nblocks * m, dtype=torch.float32, device=device)
-    return flags, agg, inc
-
-
 def _fwd_words(z: torch.Tensor, v: torch.Tensor, m: int) -> dict:
-    """WORDS, DT and the register cap of the forward. HLRU_CHAIN_WORDS (default 2; m = 2 with 2-byte, 4-byte aligned
-    logits only, else 0; 2 needs v of the logits' dtype, aligned, else 1) and HLRU_CHAIN_MAXNREG (0: no cap; default
-    128 at WORDS 2). v17b/c (B=8 T=8192 D=1536 bf16): 0.424 ms with element loads, 0.447 (WORDS 1), 0.418 (WORDS 2),
-    0.388 (WORDS 2 with the cap: 8 programs per SM instead of 5, for 72 B of spills); the cap alone 0.451; with the
-    look-back planar (v17d) 0.384."""
-    words = _env_int("HLRU_CHAIN_WORDS", 2)
-    if words not in (0, 1, 2):
-        raise ValueError(f"HLRU_CHAIN_WORDS={words} must be 0, 1 or 2")
+    """WORDS, DT and the register cap of the forward. The words setting (default 2) applies at m = 2 with 2-byte,
+    4-byte aligned logits only, else 0; 2 needs v of the logits' dtype, aligned, else 1. The cap (maxnreg None)
+    defaults to 128 where 2 words are read. v17b/c (B=8 T=8192 D=1536 bf16): 0.424 ms with element loads, 0.447
+    (words 1), 0.418 (words 2), 0.388 (words 2 with the cap: 8 programs per SM instead of 5, for 72 B of spills);
+    the cap alone 0.451; with the look-back planar (v17d) 0.384."""
+    cfg = settings("chain", m, "fwd")
+    words = cfg.words
     if m != 2 or z.element_size() != 2 or z.data_ptr() % 4 != 0:
         words = 0
     elif words == 2 and (v.dtype != z.dtype or v.data_ptr() % 4 != 0):
         words = 1
-    maxnreg = _env_int("HLRU_CHAIN_MAXNREG", 128 if words == 2 else 0)
-    if maxnreg != 0 and not 32 <= maxnreg <= 255:
-        raise ValueError(f"HLRU_CHAIN_MAXNREG={maxnreg} must be 0 (no cap) or a register count from 32 to 255")
+    maxnreg = (128 if words == 2 else 0) if cfg.maxnreg is None else cfg.maxnreg
     kw = dict(WORDS=words, DT=_DTYPE_IDS.get(z.dtype, 2))
     if maxnreg:
         kw["maxnreg"] = maxnreg
     return kw
 
 
-def bdlru_chain_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str):
+def bdlru_chain_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
     bsz, seqlen, nblocks, m = v.shape
     bt, bn, nt, ntt, warps = _chain_config(seqlen, nblocks, m, bwd=False)
+    agg_only = int(settings("chain", m, "fwd").agg_only)
     h = torch.empty_like(v)
     final = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
-    flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
+    flags, agg, inc = lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
     _bdlru_chain_fwd_kernel[(ntt * bsz * nt,)](
         z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt,
-        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], AGG_ONLY=int(_agg_only()), num_warps=warps, **_fwd_words(z, v, m),
+        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], AGG_ONLY=agg_only, num_warps=warps, **_fwd_words(z, v, m),
     )  # fmt: skip
     return h, final
 
 
-def bdlru_chain_bwd(z, v, h0, h, dh, dfinal, norm: str):
+def bdlru_chain_bwd(z, v, h0, h, dh, dfinal, norm: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     bsz, seqlen, nblocks, m = v.shape
     bt, bn, nt, ntt, warps = _chain_config(seqlen, nblocks, m, bwd=True)
+    agg_only = int(settings("chain", m, "bwd").agg_only)
     has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dh, dfinal, (bsz, nblocks, m))
-    flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
+    flags, agg, inc = lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
     _bdlru_chain_bwd_kernel[(ntt * bsz * nt,)](
         z, v, h, h0, g, dfinal, dz, dv, dh0, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt,
-        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], HAS_G=has_g, AGG_ONLY=int(_agg_only()), num_warps=warps,
+        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], HAS_G=has_g, AGG_ONLY=agg_only, num_warps=warps,
     )  # fmt: skip
     return dz, dv, dh0
