@@ -217,17 +217,10 @@ def _use_triton(backend: str, v: torch.Tensor, m: int, op: str) -> bool:
     if v.dtype == torch.float64:
         _warn_once(f"{op}-f64", f"hlru_lm Triton {op}: float64 inputs use the torch scan (kernels accumulate in fp32)")
         return False
-    if not v.is_cuda and not _interpreted():
+    if not v.is_cuda and not _kernels().INTERPRETED:
         _warn_once(f"{op}-cpu", f"hlru_lm Triton {op}: CPU tensor without TRITON_INTERPRET=1; using the torch scan")
         return False
     return True
-
-
-def _interpreted() -> bool:
-    """Triton's interpreter mode (TRITON_INTERPRET=1), through Triton's own setting."""
-    import triton
-
-    return bool(triton.knobs.runtime.interpret)
 
 
 def _kernels():

@@ -32,7 +32,7 @@ from .bdlru_chain import bdlru_chain_bwd, bdlru_chain_fwd
 from .bdlru_generic import generic_bwd, generic_fwd
 from .bdlru_rows import rows_bwd, rows_fwd
 from .bdlru_tile import bdlru_tile_bwd, bdlru_tile_fwd, hlru_tile_bwd, hlru_tile_fwd, tile_words
-from .common import _DTYPE_IDS, SUPPORTED_M
+from .common import _DTYPE_IDS, INTERPRETED, SUPPORTED_M
 from .config import launch_settings
 from .diag_tile import diag_bwd, diag_fwd, raw_words
 from .hlru_lags import lags_bwd, lags_fwd
@@ -40,6 +40,7 @@ from .hlru_seq import seq_bwd, seq_fwd
 from .router import ROUTES, select
 
 __all__ = [
+    "INTERPRETED",
     "KERNELS",
     "ROUTES",
     "SUPPORTED_M",

@@ -20,7 +20,19 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import _DTYPE_IDS, NORM_IDS, _butterfly, _exp_shift, _half, _pf, _rcp, _sig_l1, _sig_l1_dz, bwd_buffers
+from .common import (
+    _DTYPE_IDS,
+    NORM_IDS,
+    RELU_EPS,
+    _butterfly,
+    _exp_shift,
+    _half,
+    _pf,
+    _rcp,
+    _sig_l1,
+    _sig_l1_dz,
+    bwd_buffers,
+)
 from .config import settings
 
 
@@ -134,7 +146,7 @@ def _row_phi(zs, r, k, C: tl.constexpr, P: tl.constexpr, NORM: tl.constexpr, FAS
     if NORM == 3:
         inv = tl.full(zs[0].shape, 1.0, tl.float32)
     elif NORM == 2:
-        inv = _rcp(_over_parts(_tree(es, 0, C + 1, False), r, P, False) + 1e-6, FAST)
+        inv = _rcp(_over_parts(_tree(es, 0, C + 1, False), r, P, False) + RELU_EPS, FAST)
     else:
         inv = _rcp(_over_parts(_tree(es, 0, C + 1, False), r, P, False), FAST)
     return es, inv

@@ -8,8 +8,8 @@ import triton.language as tl
 
 SUPPORTED_M = (1, 2, 4, 8, 16)
 NORM_IDS = {"softmax": 0, "sigmoid_l1": 1, "relu_l1": 2, "none": 3}
-LOG2E = 1.4426950408889634
-RELU_EPS = 1e-6  # must equal hlru_lm.ops.RELU_L1_EPS
+LOG2E = tl.constexpr(1.4426950408889634)
+RELU_EPS = tl.constexpr(1e-6)  # relu_l1's eps in the row sum: must equal hlru_lm.ops.RELU_L1_EPS
 
 _DTYPE_IDS = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}
 
@@ -76,7 +76,8 @@ def _pack(lo, hi, DT: tl.constexpr):
 
 # Inline asm on the GPU only: the interpreter (CPU tests) runs none. Triton fixes interpreter mode when the kernels
 # are defined, and this flag is read then too (through Triton's own setting, TRITON_INTERPRET).
-_ASM = tl.constexpr(not triton.knobs.runtime.interpret)
+INTERPRETED = bool(triton.knobs.runtime.interpret)
+_ASM = tl.constexpr(not INTERPRETED)
 
 
 @triton.jit
@@ -95,14 +96,14 @@ def _exp_shift(z, mx, FAST: tl.constexpr):
     """exp(z - mx). FAST: exp2(z log2e - mx log2e), one FFMA per entry (mx log2e is shared by the row) instead of an
     FADD and an FMUL."""
     if FAST:
-        return tl.exp2(z * 1.4426950408889634 - mx * 1.4426950408889634)
+        return tl.exp2(z * LOG2E - mx * LOG2E)
     else:
-        return tl.exp2((z - mx) * 1.4426950408889634)
+        return tl.exp2((z - mx) * LOG2E)
 
 
 @triton.jit
 def _sigmoid(z, FAST: tl.constexpr):
-    return _rcp(1.0 + tl.exp2(-z * 1.4426950408889634), FAST)
+    return _rcp(1.0 + tl.exp2(-z * LOG2E), FAST)
 
 
 @triton.jit
@@ -160,7 +161,7 @@ def _phi_terms(zA, za, NORM: tl.constexpr, AX: tl.constexpr, FAST: tl.constexpr)
     elif NORM == 2:  # relu_l1
         eA = tl.maximum(zA, 0.0)
         ea = tl.maximum(za, 0.0)
-        inv = _rcp(tl.sum(eA, axis=AX) + ea + 1e-6, FAST)
+        inv = _rcp(tl.sum(eA, axis=AX) + ea + RELU_EPS, FAST)
     else:
         eA = zA
         ea = za
@@ -296,7 +297,7 @@ def _phi2(z0, z1, NORM: tl.constexpr, FAST: tl.constexpr):
         p1 = z1
     else:
         if NORM == 2:
-            inv = _rcp(e0 + e1 + 1e-6, FAST)
+            inv = _rcp(e0 + e1 + RELU_EPS, FAST)
         else:
             inv = _rcp(e0 + e1, FAST)
         p0 = e0 * inv

@@ -3,7 +3,7 @@ D=1536; benchmarks/NOTES.md), keyed by (family, m, direction[, variant]), and on
 
 Families and their settings class (one entry per m and direction "fwd" / "bwd"):
   diag      DiagSettings     m = 1, diag_tile.py; variant "raw" (the raw-word kernels) or "prefix"
-  chain     ChainSettings    m = 1, 2, bdlru_chain.py
+  chain     ChainSettings    m = 2, bdlru_chain.py
   tile      TileSettings     m = 1, 2, 4, 8, bdlru_tile.py; variant "bdlru" or "hlru" (the companion form, m = 2, 4, 8)
   rows      RowsSettings     m = 4, 8, 16, bdlru_rows.py
   lags      LagsSettings     m = 2, 4, 8, 16, hlru_lags.py
@@ -77,7 +77,7 @@ class DiagSettings:
 
 @dataclass(frozen=True)
 class ChainSettings:
-    """bdlru_chain.py (m = 1, 2). bt: time steps per tile (in registers); warps; words (forward, m = 2): 0 element
+    """bdlru_chain.py (m = 2). bt: time steps per tile (in registers); warps; words (forward): 0 element
     loads, 1 logits as 32-bit words, 2 also v and h (each only where the tensors allow it); maxnreg: the forward's
     register cap, None: 128 where 2 words are read, else none; agg_only as DiagSettings."""
 
@@ -197,9 +197,7 @@ def _defaults() -> dict[Key, Settings]:
     d["diag", 1, "fwd", "raw"] = DiagSettings(bt=32, maxnreg=128)
     d["diag", 1, "bwd", "raw"] = DiagSettings(bt=16)
     # bdlru_chain.py: the best spill-free tiles (NOTES); words and cap v17b/c
-    d["chain", 1, "fwd", ""] = ChainSettings(bt=32, warps=4)
     d["chain", 2, "fwd", ""] = ChainSettings(bt=16, warps=2)
-    d["chain", 1, "bwd", ""] = ChainSettings(bt=4, warps=4)
     d["chain", 2, "bwd", ""] = ChainSettings(bt=4, warps=2)
     # bdlru_tile.py: m: (forward BT, backward BT, warps, unroll), NOTES v11, v13 (m = 1, 2 backward BT 16, m = 4
     # unroll 1); H-LRU orders their own (order 4: unroll 4, v13g). m = 8 spills and is still faster than the generic

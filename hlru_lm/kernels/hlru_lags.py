@@ -4,7 +4,7 @@ T=8192 D=1536, fwd / fwd+bwd ms) measured order 16 at 1.07 / 2.18 against the se
 8 at 0.79 / 1.90 against the tile kernel's 1.08 / 2.51, but orders 4 and 2 at 0.76 / 1.82 and 0.87 / 1.79 against
 0.55 / 1.21 and 0.38 / 0.97; below 8192 lanes too few warps are resident to beat the time-parallel tile kernel.
 
-The other H-LRU kernels give a lane a whole channel: the sequential kernel (hlru.py) walks T with B N lanes (768 at
+The other H-LRU kernels give a lane a whole channel: the sequential kernel (hlru_seq.py) walks T with B N lanes (768 at
 B=8 N=96, so 24 warps on the GPU), and the tile kernels (bdlru_tile.py) treat the companion matrix as a dense block.
 Here lane j of a channel holds lag j of its state, s[j] = x_{t-1-j}, as bdlru_rows.py gives a lane a row:
   - it reads logit j of its channel (every lane also reads logit m and v_t, shared by the channel's lanes) and
@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import NORM_IDS, _butterfly, _exp_shift, _pf, _rcp, _sig_l1, _sig_l1_dz, bwd_buffers
+from .common import NORM_IDS, RELU_EPS, _butterfly, _exp_shift, _pf, _rcp, _sig_l1, _sig_l1_dz, bwd_buffers
 from .config import settings
 
 
@@ -59,7 +59,7 @@ def _lag_phi(zj, zm, r, M: tl.constexpr, NORM: tl.constexpr, FAST: tl.constexpr)
     if NORM == 3:
         inv = tl.full(zj.shape, 1.0, tl.float32)
     elif NORM == 2:
-        inv = _rcp(_butterfly(ej, r, 1, M, False) + em + 1e-6, FAST)
+        inv = _rcp(_butterfly(ej, r, 1, M, False) + em + RELU_EPS, FAST)
     else:
         inv = _rcp(_butterfly(ej, r, 1, M, False) + em, FAST)
     return ej, em, inv

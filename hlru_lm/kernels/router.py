@@ -35,7 +35,7 @@ from .config import RouteSettings, forced_routes, settings
 ROUTE_M = {
     "diag_raw": ("bdlru", (1,)),
     "diag_tile": ("bdlru", (1,)),
-    "bdlru_chain": ("bdlru", (1, 2)),
+    "bdlru_chain": ("bdlru", (2,)),
     "bdlru_tile": ("bdlru", (1, 2, 4, 8)),
     "bdlru_rows": ("bdlru", (4, 8, 16)),
     "bdlru_generic": ("bdlru", (1, 2, 4, 8, 16)),
