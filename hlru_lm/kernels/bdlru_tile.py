@@ -26,7 +26,7 @@ fill whole words (m = 4, 8; fp32), else 32-bit (bf16 / fp16 at m = 1, 2). Narrow
 lane stride touch ~10 cache lines per warp each: as loads they cost 1.7x (v10), as the backward's stores 4x (v11b).
 At m = 8 a warp reads and writes the words of its blocks coalesced and moves them between lanes through shared memory
 (_word_axes, _columns), instead of one word per lane and instruction (v12b).
-Words need aligned logits: tile_words checks, other calls take bdlru_chain.py (m = 1, 2) or bdlru_generic.py.
+Words need aligned logits: tile_words checks, other calls take bdlru_chain.py (m = 2) or bdlru_generic.py.
 """
 
 import torch
@@ -520,7 +520,7 @@ def _word_bytes(m: int, dtype: torch.dtype) -> int:
 
 def tile_words(z: torch.Tensor, m: int) -> bool:
     """Whether the BD-LRU tile kernels can read the logits as aligned words (of a dtype they unpack); the router
-    sends other calls to bdlru_chain.py (m = 1, 2) or bdlru_generic.py."""
+    sends other calls to bdlru_chain.py (m = 2) or bdlru_generic.py."""
     return z.dtype in _DTYPE_IDS and z.data_ptr() % _word_bytes(m, z.dtype) == 0
 
 

@@ -274,7 +274,7 @@ def _chunk_carry_kernel(
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# gate rows as separate tensors (bdlru_chain.py, diag_tile.py): phi over (z0, z1) for m = 1 and its adjoint
+# gate rows as separate tensors (diag_tile.py): phi over (z0, z1) for m = 1 and its adjoint
 
 
 @triton.jit

@@ -12,7 +12,7 @@ flags and tile order; the maps travel as vectors of (a, e) pairs, _lookback).
   folds the tile's map, and after the look-back reruns the steps, normalising again. Half the registers of the
   prefixes allow twice the tile length (BT 32), so half the tiles pay the look-back's stores, fences and waits,
   which cost the single-pass forward a third of its time (NOTES v18b-e).
-  Forward (_diag_fwd_kernel, every other call, or route "diag_tile"): single pass, as bdlru_chain.py at m = 1. The
+  Forward (_diag_fwd_kernel, every other call, or route "diag_tile"): single pass, as bdlru_chain.py at m = 2. The
   tile's [BT, BC] logits and v sit in registers, time on axis 0 in each thread (_runs keeps lanes and warps on
   channels) and tl.associative_scan over time gives each step's map from the tile's start.
   Backward (_diag_raw_bwd_kernel, the default for 2-byte logits, v, h and dh of one dtype and N even): one pass over
@@ -131,8 +131,8 @@ def _diag_fwd_kernel(
     AGG_ONLY: tl.constexpr,
     FAST: tl.constexpr,
 ):
-    """Single pass (as bdlru_chain.py at m = 1, with VEC channels per lane): the tile's [BT, BC] logits and v are
-    loaded once, time on axis 0 in each thread's registers (lanes and warps on the contiguous channel axis), and
+    """Single pass (as bdlru_chain.py, with VEC channels per lane): the tile's [BT, BC] logits and v are loaded once,
+    time on axis 0 in each thread's registers (lanes and warps on the contiguous channel axis), and
     tl.associative_scan over time gives every step's map from the tile's start; the look-back gives the start."""
     k, b, nt = _tile(B, NT, NTT, False)
     c0 = nt * BC
