@@ -317,11 +317,14 @@ def test_hlru_seq(routes, m, norm):
     assert routes == [("hlru_seq", "fwd"), ("hlru_seq", "bwd")]
 
 
-def test_bdlru_single_chunk_no_grad_out(routes):
-    """The generic kernels in one chunk (no carry kernels) and a loss on the final state only (dh is None)."""
-    with launch_settings(routes={("bdlru", 2): "bdlru_generic"}):
+@pytest.mark.parametrize("generic", [False, True])
+def test_bdlru_no_grad_out(routes, generic):
+    """A loss on the final state only (dh is None: HAS_G=False) at m = 2: the default tile backward, or the generic
+    kernels in one chunk (no carry kernels)."""
+    with launch_settings(routes={("bdlru", 2): "bdlru_generic"} if generic else None):
         _check(bdlru_scan, *_bd(2, 21, 3, 2, seed=5), "softmax", final_only=True)
-    assert routes == [("bdlru_generic", "fwd"), ("bdlru_generic", "bwd")]
+    expected = [("bdlru_generic",) * 2] if generic else [("bdlru_chain", "bdlru_tile")]
+    assert routes == [(expected[0][0], "fwd"), (expected[0][1], "bwd")]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
