@@ -239,7 +239,7 @@ def test_launch_settings_reach_the_kernels():
 
 @pytest.fixture
 def short_tiles():
-    """Several time tiles at T = 37 (the last one partial) and several chunks of the generic kernels."""
+    """Several time tiles at T = 21 (the last one partial) and several chunks of the generic kernels."""
     with launch_settings(
         generic=dict(chunk=8), chain_fwd=dict(bt=16), chain_bwd=dict(bt=8), tile_fwd=dict(bt=16),
         tile_bwd=dict(bt=8), diag_fwd=dict(bt=16), diag_bwd=dict(bt=8),
@@ -254,7 +254,7 @@ EXPECTED = {1: ("diag_tile", "diag_tile"), 2: ("bdlru_chain", "bdlru_tile"), 4: 
 @pytest.mark.parametrize("m", [1, 2, 4])
 def test_bdlru_scan(short_tiles, routes, m, norm):
     """The default routes at small B N (fp32: diag_tile at m = 1), every gate_norm."""
-    _check(bdlru_scan, *_bd(2, 37, 3, m, norm, seed=m), norm)
+    _check(bdlru_scan, *_bd(2, 21, 3, m, norm, seed=m), norm)
     assert routes == [(EXPECTED[m][0], "fwd"), (EXPECTED[m][1], "bwd")]
 
 
@@ -262,7 +262,7 @@ def test_bdlru_scan(short_tiles, routes, m, norm):
 @pytest.mark.parametrize("m", [2, 4, 16])
 def test_hlru_scan(short_tiles, routes, m, norm):
     """H-LRU at its default routes (companion-form tile kernels, lane per lag at order 16), every gate_norm."""
-    _check(hlru_scan, *_hl(2, 37, 3, m, norm, seed=100 + m), norm)
+    _check(hlru_scan, *_hl(2, 21, 3, m, norm, seed=100 + m), norm)
     route = "hlru_lags" if m == 16 else "hlru_tile"
     assert routes == [(route, "fwd"), (route, "bwd")]
 
@@ -284,7 +284,7 @@ GENERIC = [(4, "softmax"), (4, "sigmoid_l1"), (4, "relu_l1"), (4, "none"), (2, "
 def test_bdlru_generic(routes, m, norm):
     """Forced at every m where it is not the default; several chunks at m <= 4, one above (chunk_max_m: as by
     default); the non-scalar layout at m = 16; every gate_norm."""
-    t, n, chunk = (19, 2, 0) if m >= 8 else (37, 3, 8)
+    t, n, chunk = (19, 2, 0) if m >= 8 else (21, 3, 8)
     with launch_settings(generic=dict(chunk=chunk), routes={("bdlru", m): "bdlru_generic"}):
         _check(bdlru_scan, *_bd(2, t, n, m, norm, seed=11), norm)
     assert routes == [("bdlru_generic", "fwd"), ("bdlru_generic", "bwd")]
@@ -337,7 +337,7 @@ def test_bdlru_chain(routes, bt, agg_only):
     read): several time tiles or one, two block tiles (N = 40 > BN = 32), maps composed."""
     chain = dict(bt=bt, warps=1, agg_only=agg_only)
     with launch_settings(chain=chain, routes={("bdlru", 2, "bwd"): "bdlru_chain"}):
-        _check(bdlru_scan, *_bd(2, 30, 40, 2, seed=12), "softmax")
+        _check(bdlru_scan, *_bd(1, 19, 40, 2, seed=12), "softmax")
     assert routes == [("bdlru_chain", "fwd"), ("bdlru_chain", "bwd")]
 
 
@@ -355,7 +355,7 @@ def test_chain_words(dtype, words):
     cap gives the element path's bits; misaligned tensors fall back (z: element loads, v: words 1)."""
     from hlru_lm.kernels import bdlru_chain
 
-    z, v, h0 = _inputs((2, 19, 40, 2, 3), (2, 19, 40, 2), (2, 40, 2), "sigmoid_l1", seed=13)
+    z, v, h0 = _inputs((1, 19, 40, 2, 3), (1, 19, 40, 2), (1, 40, 2), "sigmoid_l1", seed=13)
     z, v, h0 = z.to(dtype).to(DEV), v.to(dtype).to(DEV), h0.to(DEV)
     with launch_settings(chain=dict(bt=8, warps=1)):
         assert bdlru_chain._fwd_words(z, v, 2) == dict(WORDS=2, DT=int(dtype == F16), maxnreg=128)
@@ -381,8 +381,10 @@ def test_chain_words(dtype, words):
 
 
 def _tile_case(m, bt, agg_only, dtype, **tile):
-    with launch_settings(tile=dict(warps=1, bt=bt, agg_only=agg_only, **tile)):  # two block tiles at N = 40
-        _check(bdlru_scan, *_bd(2, 30, 40, m, "sigmoid_l1", seed=13), "sigmoid_l1", dtype)
+    """B = 1 (the batch offsets: test_bdlru_scan), two block tiles at N = 40, T = 13: several time tiles at bt = 4
+    (the last one partial); the interpreter's cost grows with the tiles a look-back composes."""
+    with launch_settings(tile=dict(warps=1, bt=bt, agg_only=agg_only, **tile)):
+        _check(bdlru_scan, *_bd(1, 13, 40, m, "sigmoid_l1", seed=13), "sigmoid_l1", dtype)
 
 
 @pytest.mark.parametrize("dtype, agg_only, bt", [(F32, True, 4), (BF16, False, 64), (F16, True, 4)])
@@ -425,7 +427,7 @@ def test_hlru_tile(routes, m, dtype):
     """H-LRU of order 2, 4, 8 on the tile kernels in companion form: several time tiles, two channel tiles (N = 40 >
     BN = 32), maps composed."""
     with launch_settings(tile=dict(warps=1, agg_only=True), tile_fwd=dict(bt=4), tile_bwd=dict(bt=8)):
-        _check(hlru_scan, *_hl(2, 30, 40, m, seed=200 + m), "softmax", dtype)
+        _check(hlru_scan, *_hl(1, 13, 40, m, seed=200 + m), "softmax", dtype)
     assert routes == [("hlru_tile", "fwd"), ("hlru_tile", "bwd")]
 
 
