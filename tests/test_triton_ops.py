@@ -12,6 +12,7 @@ is tested cell by cell (test_routing_table).
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
@@ -179,6 +180,14 @@ def test_launch_settings():
             assert settings("tile", 4, "fwd", "bdlru").bt == 2 and settings("tile", 4, "bwd", "bdlru").bt == 4
         assert settings("tile", 4, "fwd", "bdlru").bt == 8
     assert settings("tile", 4, "fwd", "bdlru").bt == 64
+    seen = []  # other threads see an override too (CUDA backwards run on the autograd engine's threads)
+    with launch_settings(tile_bwd=dict(bt=4), routes={("bdlru", 4): "bdlru_generic"}):
+        worker = threading.Thread(
+            target=lambda: seen.append((settings("tile", 4, "bwd", "bdlru").bt, select("bdlru", 4, "bwd", 32)))
+        )
+        worker.start()
+        worker.join()
+    assert seen == [(4, "bdlru_generic")]
     with pytest.raises(ValueError, match="unknown family 'tiles'"):
         with launch_settings(tiles=dict(bt=8)):
             pass

@@ -22,13 +22,13 @@ direction's. `routes` forces the router's choice per (mixer, m[, direction]) (se
 
 Values are checked on entry; an entry that fails raises a ValueError naming the family, m, direction and field when
 a kernel launches with it. Overrides nest; the table in
-force is a context variable, so a lookup costs one dict access (no environment reads on the launch path).
+force is process-wide (every thread, the autograd engine's included), and a lookup costs one dict access (no
+environment reads on the launch path).
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -231,9 +231,9 @@ def _defaults() -> dict[Key, Settings]:
 
 
 DEFAULTS: Mapping[Key, Settings] = _defaults()
-_ACTIVE: contextvars.ContextVar[tuple[Mapping[Key, Settings], Mapping]] = contextvars.ContextVar(
-    "hlru_launch_settings", default=(DEFAULTS, {})
-)
+# (table, forced routes) in force. Process-wide, not a context variable: the autograd engine runs CUDA backwards on
+# its own threads, which would not see a context variable set around .backward().
+_ACTIVE: tuple[Mapping[Key, Settings], Mapping] = (DEFAULTS, {})
 
 
 class _Invalid:
@@ -246,7 +246,7 @@ class _Invalid:
 
 def settings(family: str, m: int = 0, direction: str = "", variant: str = "") -> Settings:
     """The entry in force for (family, m, direction, variant); a KeyError for a combination no kernel runs."""
-    entry = _ACTIVE.get()[0][family, m, direction, variant]
+    entry = _ACTIVE[0][family, m, direction, variant]
     if type(entry) is _Invalid:
         raise entry.exc
     return entry
@@ -254,13 +254,14 @@ def settings(family: str, m: int = 0, direction: str = "", variant: str = "") ->
 
 def forced_routes() -> Mapping:
     """{(mixer, m, direction): route} forced by the enclosing launch_settings (empty by default)."""
-    return _ACTIVE.get()[1]
+    return _ACTIVE[1]
 
 
 @contextlib.contextmanager
 def launch_settings(routes: Mapping | None = None, **overrides: Mapping) -> Iterator[None]:
     """Override launch settings (and optionally routes) inside the block; see the module docstring."""
-    base, forced = _ACTIVE.get()
+    global _ACTIVE
+    base, forced = _ACTIVE
     table = dict(base)
     families = {k[0] for k in table}
     for order in (0, 1):  # family-wide first, then per direction
@@ -287,8 +288,8 @@ def launch_settings(routes: Mapping | None = None, **overrides: Mapping) -> Iter
         for key, route in routes.items():
             for direction in DIRECTIONS if len(key) == 2 else (key[2],):
                 forced[key[0], key[1], direction] = route
-    token = _ACTIVE.set((table, forced))
+    previous, _ACTIVE = _ACTIVE, (table, forced)
     try:
         yield
     finally:
-        _ACTIVE.reset(token)
+        _ACTIVE = previous
