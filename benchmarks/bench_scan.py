@@ -23,13 +23,13 @@ import torch
 import triton
 from triton.testing import do_bench
 
-from hlru_lm.kernels import triton_bdlru_scan, triton_hlru_scan
+from hlru_lm.kernels import launch_settings, select, triton_bdlru_scan, triton_hlru_scan
 from hlru_lm.ops import bdlru_scan, chunk_bdlru_scan, hlru_scan
 
 MS = (1, 2, 4, 8, 16)
 
 
-def rel(a, b):
+def rel(a, b):  # as tests/conftest.rel (this script runs without the tests package)
     return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
 
 
@@ -188,8 +188,8 @@ def main():
     ap.add_argument("--tag", default="v1")
     ap.add_argument("--quick", action="store_true", help="B=8, T=8192, D=1536 only")
     ap.add_argument("--shapes", type=_shapes, default=[], help="comma-separated BxTxD list instead of the full grid")
-    ap.add_argument("--sweep", type=_sweep_ms, default=[], help="comma-separated m in 1,2,4,8: sweep launch knobs")
-    ap.add_argument("--adopt-best", action="store_true", help="time the grid with the best swept knobs per m")
+    ap.add_argument("--sweep", type=_sweep_ms, default=[], help="comma-separated m in 1,2,4,8: sweep launch settings")
+    ap.add_argument("--adopt-best", action="store_true", help="time the grid with the best swept settings per m")
     ap.add_argument("--no-check", action="store_true")
     ap.add_argument("--no-torch", action="store_true", help="skip baseline (a), the slow materialise + torch scan")
     ap.add_argument("--ms", type=_grid_ms, default=list(MS), help="comma-separated m of the grid (default: all)")
@@ -241,39 +241,33 @@ def main():
         chunk_hgrn = None
         log(f"fla not importable: {exc!r}")
 
-    best = {}  # m -> launch knobs adopted for the grid (from the sweep)
+    best = {}  # m -> launch_settings arguments adopted for the grid (from the sweep)
     if args.sweep:
         sweep = []
 
-        def chain(bt, bt_bwd, w):
-            return {"HLRU_CHAIN_BT": bt, "HLRU_CHAIN_BT_BWD": bt_bwd, "HLRU_CHAIN_WARPS": w}
-
-        def tile(bt, bt_bwd, warps):
-            return {"HLRU_TILE_BT": bt, "HLRU_TILE_BT_BWD": bt_bwd, "HLRU_TILE_WARPS": warps}
-
-        knobs = {  # {} = the package defaults
-            1: [{"HLRU_CHAIN_BWD": "1"}, {}, {"HLRU_TILE_WARPS": "16"}, {"HLRU_TILE_BT_BWD": "64"}],
-            2: [{"HLRU_CHAIN_BWD": "1"}, {}, {"HLRU_TILE_WARPS": "4"}],
-            4: [{}, {"HLRU_TILE_MAXNREG": "112"}, {"HLRU_TILE_COAL_M": "4"}],
-            8: [{}, {"HLRU_TILE_COAL_M": "16"}, tile("32", "32", "1"), tile("64", "32", "2")],
+        # launch_settings arguments ({} = the package defaults); "routes" entries time another kernel, not settings
+        tile8 = {("bdlru", 8): "bdlru_tile"}  # m = 8 runs bdlru_rows at this shape
+        knobs = {
+            1: [{}, {"routes": {("bdlru", 1, "bwd"): "bdlru_chain"}}, {"diag_bwd": {"bt": 32}}, {"diag": {"warps": 8}}],
+            2: [{}, {"routes": {("bdlru", 2, "bwd"): "bdlru_chain"}}, {"tile": {"warps": 4}}],
+            4: [{}, {"tile": {"maxnreg": 112}}, {"tile": {"coal": True}}],
+            8: [{}, {"rows": {"unroll": 16}}, {"routes": tile8}, {"routes": tile8, "tile": {"coal": False}}],
         }  # fmt: skip
         for m in args.sweep:
             z, v, h0 = make_inputs(8, 8192, 1536, m)
             floor = 8 * 8192 * (1536 // m) * 2 * (m * m + 3 * m)
             for kn in knobs[m]:
-                os.environ.update(kn)
-                fwd, fb = time_op(lambda z, v, h0: triton_bdlru_scan(z, v, h0, "softmax"), z, v, h0)
-                for k in kn:
-                    del os.environ[k]
-                row = dict(m=m, knobs=kn, fwd_ms=fwd, fwdbwd_ms=fb, pct_copy=floor / fwd / 1e6 / copy_bw * 100)
+                with launch_settings(**kn):
+                    fwd, fb = time_op(lambda z, v, h0: triton_bdlru_scan(z, v, h0, "softmax"), z, v, h0)
+                row = dict(m=m, knobs=repr(kn), fwd_ms=fwd, fwdbwd_ms=fb, pct_copy=floor / fwd / 1e6 / copy_bw * 100)
                 sweep.append(row)
-                log(f"sweep m={m:2d} {kn!s:80s} fwd {fwd:.3f} ms ({row['pct_copy']:.0f}% copy) fwd+bwd {fb:.3f} ms")
+                log(f"sweep m={m:2d} {kn!r:80s} fwd {fwd:.3f} ms ({row['pct_copy']:.0f}% copy) fwd+bwd {fb:.3f} ms")
             if args.adopt_best:
-                chained = [r for r in sweep if r["m"] == m and not {"HLRU_CHAIN", "HLRU_TILE"} & set(r["knobs"])]
-                best[m] = min(chained, key=lambda r: r["fwdbwd_ms"])["knobs"]
+                same = [(r, kn) for r, kn in zip(sweep[-len(knobs[m]) :], knobs[m], strict=True) if "routes" not in kn]
+                best[m] = min(same, key=lambda rk: rk[0]["fwdbwd_ms"])[1]
                 log(f"sweep m={m:2d}: the grid below uses {best[m]} (lowest fwd+bwd)")
         res["sweep"] = sweep
-        res["grid_knobs"] = {str(k): v for k, v in best.items()}
+        res["grid_knobs"] = {str(k): repr(v) for k, v in best.items()}
         dump()
 
     if args.shapes:
@@ -295,12 +289,10 @@ def main():
             continue
         z, v, h0 = make_inputs(b, t, d, m)
         floor = b * t * (d // m) * 2 * (m * m + 3 * m)
-        os.environ.update(best.get(m, {}))
-        fwd, fb = time_op(lambda z, v, h0: triton_bdlru_scan(z, v, h0, "softmax"), z, v, h0)
-        if args.graphs:
-            gfwd, gfb = graph_op(lambda z, v, h0: triton_bdlru_scan(z, v, h0, "softmax"), z, v, h0)
-        for k in best.get(m, {}):
-            del os.environ[k]
+        with launch_settings(**best.get(m, {})):
+            fwd, fb = time_op(lambda z, v, h0: triton_bdlru_scan(z, v, h0, "softmax"), z, v, h0)
+            if args.graphs:
+                gfwd, gfb = graph_op(lambda z, v, h0: triton_bdlru_scan(z, v, h0, "softmax"), z, v, h0)
         row = dict(
             B=b,
             T=t,
@@ -373,12 +365,11 @@ def main():
         dump()
 
     # H-LRU at one size, each order also on the kernels it does not run by default: orders 2, 4 on the sequential
-    # (HLRU_TILE=0) and lane-per-lag (HLRU_LAGS=1) kernels, order 8 on the tile (HLRU_LAGS=0) and sequential
-    # kernels, order 16 on the sequential one
+    # and lane-per-lag kernels, order 8 on the tile and sequential kernels, order 16 on the sequential one
     hrows = []
-    lags, tile, seq = {"HLRU_LAGS": "1"}, {"HLRU_LAGS": "0"}, {"HLRU_TILE": "0", "HLRU_LAGS": "0"}
-    for m, knobs in [(1, {}), (2, {}), (2, seq), (2, lags), (4, {}), (4, seq), (4, lags), (8, {}), (8, tile), (8, seq),
-                     (16, {}), (16, seq)]:  # fmt: skip
+    cases = [(1, None), (2, None), (2, "hlru_seq"), (2, "hlru_lags"), (4, None), (4, "hlru_seq"), (4, "hlru_lags")]
+    cases += [(8, None), (8, "hlru_tile"), (8, "hlru_seq"), (16, None), (16, "hlru_seq")]
+    for m, route in cases:
         if args.no_hlru or time.time() - t_start > args.budget_s + 60:
             break
         b, t, d = 8, 8192, 1536
@@ -386,16 +377,15 @@ def main():
         z = torch.randn(b, t, n, m + 1, device="cuda", dtype=torch.bfloat16)
         v = torch.randn(b, t, n, device="cuda", dtype=torch.bfloat16)
         h0 = torch.zeros(b, n, m, device="cuda")
-        os.environ.update(knobs)
-        fwd, fb = time_op(lambda z, v, h0: triton_hlru_scan(z, v, h0, "softmax"), z, v, h0)
-        for k in knobs:
-            del os.environ[k]
+        with launch_settings(routes={("hlru", m): route} if route else None):
+            fwd, fb = time_op(lambda z, v, h0: triton_hlru_scan(z, v, h0, "softmax"), z, v, h0)
+        route = route or select("hlru", m, "fwd", b * n * m)
         floor = b * t * n * 2 * ((m + 1) + 1 + m)
         pct = floor / fwd / 1e6 / copy_bw * 100
-        hrows.append(dict(B=b, T=t, D=d, m=m, knobs=knobs, fwd_ms=fwd, fwdbwd_ms=fb, pct_copy=pct))
+        hrows.append(dict(B=b, T=t, D=d, m=m, route=route, fwd_ms=fwd, fwdbwd_ms=fb, pct_copy=pct))
         res["hlru_rows"] = hrows
         dump()
-        log(f"hlru B={b} T={t} D={d} m={m:2d} {knobs!s:20s}: fwd {fwd:.3f} ms ({pct:.0f}% copy) fwd+bwd {fb:.3f}")
+        log(f"hlru B={b} T={t} D={d} m={m:2d} {route:14s}: fwd {fwd:.3f} ms ({pct:.0f}% copy) fwd+bwd {fb:.3f}")
     dump()
     with open(os.path.join(args.out, f"bench_scan_{args.tag}.log"), "w") as fh:
         fh.write("\n".join(lines) + "\n")

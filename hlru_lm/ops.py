@@ -7,6 +7,8 @@ gate normalisation phi, the readable Python loop over time ("naive", the referen
 else torch).
 """
 
+import warnings
+
 import torch
 
 BACKENDS = ("auto", "torch", "naive", "triton")
@@ -189,12 +191,36 @@ def _initial_state(initial_state: torch.Tensor | None, shape: tuple[int, ...], v
     return initial_state
 
 
-def _use_triton(backend: str, v: torch.Tensor) -> bool:
+_warned: set = set()
+
+
+def _warn_once(key: str, msg: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(msg, stacklevel=4)
+
+
+def _use_triton(backend: str, v: torch.Tensor, m: int, op: str) -> bool:
+    """Whether the call runs the Triton kernels. The only place the torch fallback is decided: "triton" and "auto"
+    on CUDA take the kernels unless m is not in their SUPPORTED_M, the inputs are float64 (they accumulate in fp32)
+    or the tensors are on the CPU outside Triton's interpreter (TRITON_INTERPRET=1); then a one-time warning and the
+    torch scan."""
     if backend == "triton":
         if _kernels() is None:
             raise ValueError("backend='triton' needs the hlru-lm package with Triton installed (pip install hlru-lm)")
-        return True
-    return backend == "auto" and v.is_cuda and _kernels() is not None
+    elif not (backend == "auto" and v.is_cuda and _kernels() is not None):
+        return False
+    supported = _kernels().SUPPORTED_M
+    if m not in supported:
+        _warn_once(f"{op}-m{m}", f"hlru_lm Triton {op}: m={m} not in {supported}; falling back to the torch scan")
+        return False
+    if v.dtype == torch.float64:
+        _warn_once(f"{op}-f64", f"hlru_lm Triton {op}: float64 inputs use the torch scan (kernels accumulate in fp32)")
+        return False
+    if not v.is_cuda and not _kernels().INTERPRETED:
+        _warn_once(f"{op}-cpu", f"hlru_lm Triton {op}: CPU tensor without TRITON_INTERPRET=1; using the torch scan")
+        return False
+    return True
 
 
 def _kernels():
@@ -262,7 +288,7 @@ def bdlru_scan(
         p = _reset_gates(gate_logits, gate_norm, keep)
         h, final = bdlru_scan(p, v.to(p.dtype), h0, "none", backend)
         return h.to(v.dtype), final
-    if _use_triton(backend, v):
+    if _use_triton(backend, v, m, "bdlru_scan"):
         return _kernels().triton_bdlru_scan(gate_logits, v, h0, gate_norm)
     if backend == "naive":
         return naive_bdlru_scan(gate_logits, v, h0, gate_norm)
@@ -313,7 +339,7 @@ def hlru_scan(
         # the state (x_t, ..., x_{t-m+1}) itself holds lags of the previous document for the first m - 1 steps
         y = y * (lags <= pos_in_doc[:, :, None, None]).to(y.dtype)
         return y.to(v.dtype), final * (lags <= pos_in_doc[:, -1, None, None]).to(final.dtype)
-    if _use_triton(backend, v):
+    if _use_triton(backend, v, m, "hlru_scan"):
         return _kernels().triton_hlru_scan(gate_logits, v, h0, gate_norm)
     if backend == "naive":
         return naive_hlru_scan(gate_logits, v, h0, gate_norm)
@@ -342,7 +368,7 @@ def bdlru_step(
     if tuple(v.shape) != shape:
         raise ValueError(f"v must have shape {shape} (B, N, m), got {tuple(v.shape)}")
     state = _initial_state(state, shape, v)
-    if _use_triton(backend, v):
+    if _use_triton(backend, v, shape[-1], "bdlru_step"):
         return _kernels().triton_bdlru_step(gate_logits, v, state, gate_norm)
     return naive_bdlru_step(gate_logits, v, state, gate_norm)
 
@@ -368,6 +394,6 @@ def hlru_step(
     if tuple(v.shape) != tuple(gate_logits.shape[:2]):
         raise ValueError(f"v must have shape {tuple(gate_logits.shape[:2])} (B, N), got {tuple(v.shape)}")
     state = _initial_state(state, (*v.shape, gate_logits.shape[-1] - 1), v)
-    if _use_triton(backend, v):
+    if _use_triton(backend, v, state.shape[-1], "hlru_step"):
         return _kernels().triton_hlru_step(gate_logits, v, state, gate_norm)
     return naive_hlru_step(gate_logits, v, state, gate_norm)

@@ -17,6 +17,11 @@ TEXT = [
 ] * 4
 
 
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Relative error |a - b| / |b| (Frobenius norms, in float64)."""
+    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
+
+
 def tiny_config(mixer_type: str = "bdlru", **overrides) -> hlru_lm.HLRUConfig:
     kwargs = dict(
         vocab_size=96,

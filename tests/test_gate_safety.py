@@ -11,7 +11,7 @@ import torch
 
 from hlru_lm.ops import bdlru_scan, bdlru_step, hlru_scan, hlru_step, normalize_gates
 
-from .conftest import run_triton_tests_in_interpreter
+from .conftest import rel, run_triton_tests_in_interpreter
 
 triton = pytest.importorskip("triton")
 INTERPRETED = type(triton.language.standard.zeros).__name__ == "InterpretedFunction"
@@ -44,10 +44,6 @@ def sigmoid_l1_f64(z: torch.Tensor) -> torch.Tensor:
     ls = torch.nn.functional.logsigmoid(z)
     e = torch.exp(ls - ls.amax(-1, keepdim=True))
     return e / e.sum(-1, keepdim=True)
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
 
 
 def test_torch_sigmoid_l1_underflow():

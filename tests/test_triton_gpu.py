@@ -13,11 +13,9 @@ triton = pytest.importorskip("triton")
 
 from hlru_lm.ops import bdlru_scan, bdlru_step, hlru_scan, hlru_step  # noqa: E402
 
+from .conftest import rel  # noqa: E402
+
 NORMS = ("softmax", "sigmoid_l1", "relu_l1", "none")
-
-
-def rel(a, b):
-    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
 
 
 def _run(fn, shapes, norm, dtype, tol, seed=0):

@@ -1,5 +1,5 @@
-"""Single-pass chained tile scan for BD-LRU with small blocks (m = 1, 2). At m = 1, diag_tile.py's kernels (two
-channels per lane) are the defaults and this forward runs with HLRU_DIAG_FWD=0.
+"""Single-pass chained tile scan for BD-LRU at m = 2: the default forward. (The m = 1 branches, never the default
+since diag_tile.py took m = 1, are in git history: commit 3e6b01e.)
 
 One program owns one tile: BN blocks x BT time steps of one batch row. Blocks sit on axis 0: with every load strided,
 Triton's layout then puts a warp's lanes on consecutive blocks (near-contiguous addresses) and time in registers and
@@ -15,50 +15,36 @@ flag per tile (raised with release semantics after a barrier) guards the publish
 Backward runs the same scheme in reverse on the adjoint lam_t = g_t + A_{t+1}^T lam_{t+1} (scanned as the carry
 u_t = A_t^T lam_t, so each step needs only its own gates); h_{t-1} is read back from the saved output. Its tiles must
 be short (BT = 4), so the two-phase tile backward of bdlru_tile.py is faster and the default; this one runs for
-logits that kernel cannot read as words, or with HLRU_CHAIN_BWD=1.
+logits that kernel cannot read as words (router.py).
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from .common import _DTYPE_IDS, NORM_IDS, _env_int, _exp_shift, _half, _pack, _rcp, _sig_l1, _sig_l1_dz, bwd_buffers
-
-CHAIN_M = (1, 2)
-
+from .common import (
+    _DTYPE_IDS,
+    NORM_IDS,
+    RELU_EPS,
+    _dphi,
+    _exp_shift,
+    _finish,
+    _half,
+    _pack,
+    _poll,
+    _rcp,
+    _sig_l1,
+    _signal,
+    _tile,
+    bwd_buffers,
+    lookback_buffers,
+)
+from .config import settings
 
 # ---------------------------------------------------------------------------------------------------------------------
-# gate rows as separate tensors: phi over (z0, z1) for m = 1 and (z0, z1, z2) for m = 2, and their adjoints. They keep
+# gate rows as separate tensors: phi over (z0, z1, z2), and its adjoint. They keep
 # the exact reciprocal and exp2 form: common._rcp / _exp_shift made the m = 1 forward 6% slower (NOTES v12a), the m = 2
 # one 1% (v17e)
-
-
-@triton.jit
-def _phi2(z0, z1, NORM: tl.constexpr, FAST: tl.constexpr):
-    """FAST: common._rcp / _exp_shift's short forms (diag_tile.py's kernels; the chained ones keep the exact forms)."""
-    if NORM == 0:
-        mx = tl.maximum(z0, z1)
-        e0 = _exp_shift(z0, mx, FAST)
-        e1 = _exp_shift(z1, mx, FAST)
-    elif NORM == 1:
-        mx = tl.maximum(z0, z1)
-        e0 = _sig_l1(z0, mx, FAST)
-        e1 = _sig_l1(z1, mx, FAST)
-    elif NORM == 2:
-        e0 = tl.maximum(z0, 0.0)
-        e1 = tl.maximum(z1, 0.0)
-    if NORM == 3:
-        inv = z0 * 0.0 + 1.0
-        p0 = z0
-        p1 = z1
-    else:
-        if NORM == 2:
-            inv = _rcp(e0 + e1 + 1e-6, FAST)
-        else:
-            inv = _rcp(e0 + e1, FAST)
-        p0 = e0 * inv
-        p1 = e1 * inv
-    return p0, p1, inv
 
 
 @triton.jit
@@ -85,42 +71,13 @@ def _phi3(z0, z1, z2, NORM: tl.constexpr):
         p2 = z2
     else:
         if NORM == 2:
-            inv = _rcp(e0 + e1 + e2 + 1e-6, False)
+            inv = _rcp(e0 + e1 + e2 + RELU_EPS, False)
         else:
             inv = _rcp(e0 + e1 + e2, False)
         p0 = e0 * inv
         p1 = e1 * inv
         p2 = e2 * inv
     return p0, p1, p2, inv
-
-
-@triton.jit
-def _dphi(z, p, dp, dot, inv, NORM: tl.constexpr, FAST: tl.constexpr):
-    """One entry of the closed-form adjoint of phi; dot = sum_k p_k dp_k over the row."""
-    if NORM == 0:
-        dz = p * (dp - dot)
-    elif NORM == 1:
-        dz = _sig_l1_dz(z, p, dp, dot, FAST)
-    elif NORM == 2:
-        dz = tl.where(z > 0.0, (dp - dot) * inv, 0.0)
-    else:
-        dz = dp
-    return dz
-
-
-@triton.jit
-def _dphi2(z0, z1, a, w, inv, lam, hp, v, NORM: tl.constexpr, FAST: tl.constexpr):
-    """m = 1: the gradients of one step's two logits, whose row is (a, w) = phi(z0, z1) (inv from _phi2), from lam,
-    h_{t-1} and v: dP = (lam h_{t-1}, lam v)."""
-    da = lam * hp
-    dw = lam * v
-    dot = a * da + w * dw
-    return _dphi(z0, a, da, dot, inv, NORM, FAST), _dphi(z1, w, dw, dot, inv, NORM, FAST)
-
-
-@triton.jit
-def _comb1(a1, b1, a2, b2):
-    return a1 * a2, a2 * b1 + b2
 
 
 @triton.jit
@@ -137,84 +94,26 @@ def _comb2(p00, p01, p10, p11, p0, p1, q00, q01, q10, q11, q0, q1):
 
 
 @triton.jit
-def _comb_adj1(a1, b1, c1, d1, a2, b2, c2, d2):
-    """Adjoint scan, m = 1. A segment maps the carry x entering it (u of the step before) to the carry leaving it,
-    u = a x + b, and to lam at its last step, lam = c x + d (a step: u = a_t (g_t + x), lam = g_t + x)."""
-    return a1 * a2, a2 * b1 + b2, c2 * a1, c2 * b1 + d2
-
-
-@triton.jit
 def _comb_adj2(
     p00, p01, p10, p11, p0, p1, l00, l01, l10, l11, l0, l1, q00, q01, q10, q11, q0, q1, r00, r01, r10, r11, r0, r1
 ):  # fmt: skip
-    """Adjoint scan, m = 2: as _comb_adj1 with the carry map (P, p), lam map (L, l) of the first segment and
-    (Q, q), (R, r) of the second (a step: u = A_t^T (g_t + x), lam = g_t + x)."""
+    """Adjoint scan, m = 2. A segment maps the carry x entering it (u of the step before) to the carry leaving it,
+    u = P x + p, and to lam at its last step, lam = L x + l; (Q, q), (R, r) are the second segment's (a step:
+    u = A_t^T (g_t + x), lam = g_t + x)."""
     u00, u01, u10, u11, u0, u1 = _comb2(p00, p01, p10, p11, p0, p1, q00, q01, q10, q11, q0, q1)
     m00, m01, m10, m11, m0, m1 = _comb2(p00, p01, p10, p11, p0, p1, r00, r01, r10, r11, r0, r1)
     return u00, u01, u10, u11, u0, u1, m00, m01, m10, m11, m0, m1
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# tile order and decoupled look-back: flag[tile] = 1 once the tile's own map (M, e) is in agg, 2 once the state leaving
-# it is in inc. A waiting tile composes the maps of the tiles in between until it meets a finished one, so no tile
-# waits for a serial chain through all its predecessors.
-
-
-@triton.jit
-def _tile(B, NT, NTT, REVERSE: tl.constexpr):
-    """(tile k, batch b, block tile nt) of this program. Program ids run time-major, so a tile's predecessors in its
-    chain (b, nt) have lower ids; the GPU launches programs in increasing id order (the assumption CUB's single-pass
-    scan makes too), so every tile a look-back waits on has started and the spin-wait cannot deadlock."""
-    pid = tl.program_id(0)
-    per = B * NT
-    k = pid // per
-    if REVERSE:
-        k = NTT - 1 - k
-    chain = pid % per
-    return k, chain // NT, chain % NT
-
-
-@triton.jit
-def _signal(flag_ptr, val):
-    tl.debug_barrier()  # every lane's values are stored before the flag is raised (release orders them)
-    tl.atomic_xchg(flag_ptr, val, sem="release", scope="gpu")
-
-
-@triton.jit
-def _poll(flag_ptr):
-    return tl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu")
-
-
-@triton.jit
-def _lookback1(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, ma, me):
-    """m = 1: publish this tile's map x -> ma x + me, return the state entering it (tiles k+STEP, k+2 STEP, ...)."""
-    row = (k * B + b).to(tl.int64) * N + n
-    tl.store(agg_ptr + row * 2, ma, mask=nmask)
-    tl.store(agg_ptr + row * 2 + 1, me, mask=nmask)
-    _signal(flag_ptr + (k * B + b) * NT + nt, 1)
-    acc_a = ma * 0.0 + 1.0
-    acc_e = ma * 0.0
-    s = ma * 0.0
-    j = k + STEP
-    done = k * 0
-    while done == 0:
-        f = _poll(flag_ptr + (j * B + b) * NT + nt)
-        rj = (j * B + b).to(tl.int64) * N + n
-        if f == 2:
-            s = acc_a * tl.load(inc_ptr + rj, mask=nmask, other=0.0, volatile=True) + acc_e
-            done = k * 0 + 1
-        elif f == 1:
-            acc_e = acc_a * tl.load(agg_ptr + rj * 2 + 1, mask=nmask, other=0.0, volatile=True) + acc_e
-            acc_a = acc_a * tl.load(agg_ptr + rj * 2, mask=nmask, other=0.0, volatile=True)
-            j += STEP
-    return s
+# the m = 2 look-back (common.py: tile order, flags, m = 1)
 
 
 @triton.jit
 def _lookback2(
     flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, e0, e1
 ):
-    """m = 2: as _lookback1 for the map x -> [[m00, m01], [m10, m11]] x + (e0, e1); returns the entering state. A
+    """As common._lookback1 for the map x -> [[m00, m01], [m10, m11]] x + (e0, e1); returns the entering state. A
     tile's six map entries (and, _finish, its two end-state entries) are stored planar, entry e of block n at
     e N + n, so each access of a warp is one contiguous run."""
     q = agg_ptr + (k * B + b).to(tl.int64) * N * 6 + n
@@ -265,18 +164,6 @@ def _lookback2(
 
 
 @triton.jit
-def _finish(flag_ptr, inc_ptr, k, K0, B, b, N, n, nmask, NT, nt, M: tl.constexpr, x0, x1, AGG_ONLY: tl.constexpr):
-    """Publish the state leaving tile k (x1 unused for m = 1). AGG_ONLY (tests): only the chain's first tile K0
-    publishes it, so every look-back composes maps back to K0, a path a sequential interpreter never takes."""
-    if (k == K0).to(tl.int32) + (1 - AGG_ONLY) > 0:
-        q = inc_ptr + (k * B + b).to(tl.int64) * N * M + n  # planar at m = 2 (_lookback2)
-        tl.store(q, x0, mask=nmask)
-        if M == 2:
-            tl.store(q + N, x1, mask=nmask)
-        _signal(flag_ptr + (k * B + b) * NT + nt, 2)
-
-
-@triton.jit
 def _row(x, sel):
     """The time step of a [BN, BT] tile selected by the [1, BT] mask sel (exactly one true column)."""
     return tl.sum(tl.where(sel, x, 0.0), axis=1)
@@ -286,8 +173,8 @@ def _row(x, sel):
 # forward
 
 
-# No alignment specialisation on the contiguous m = 1 tensors: Triton would vectorise them along blocks and move lanes
-# onto time (see the module docstring).
+# No alignment specialisation on v and h: at m = 1 (the removed branch) Triton vectorised them along blocks and moved
+# lanes onto time (see the module docstring); kept so that the m = 2 kernel compiles as measured.
 @triton.jit(do_not_specialize_on_alignment=["v_ptr", "h_ptr"])
 def _bdlru_chain_fwd_kernel(
     z_ptr,
@@ -325,90 +212,66 @@ def _bdlru_chain_fwd_kernel(
     hb = h_ptr + row0 * M
     last = (tt == BT - 1)[None, :]
     sbase = (b * N).to(tl.int64) * M + n * M  # state (b, n, 0)
-    if M == 1:
-        z0 = tl.load(zb + tok * 2, mask=mask, other=0.0).to(tl.float32)
-        z1 = tl.load(zb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
-        v = tl.load(vb + tok, mask=mask, other=0.0).to(tl.float32)
-        a, w, _ = _phi2(z0, z1, NORM, False)
-        a = tl.where(mask, a, 1.0)  # identity maps past T keep the scan's last row = the tile's map
-        e = tl.where(mask, w * v, 0.0)
-        ca, ce = tl.associative_scan((a, e), 1, _comb1)
-        ma = _row(ca, last)
-        me = _row(ce, last)
-        if k == 0:
-            s = tl.load(h0_ptr + sbase, mask=nmask, other=0.0)
-        else:
-            s = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, ma, me)
-        end = ma * s + me
-        if k == NTT - 1:
-            tl.store(final_ptr + sbase, end, mask=nmask)
-        else:
-            _finish(flag_ptr, inc_ptr, k, 0, B, b, N, n, nmask, NT, nt, 1, end, end, AGG_ONLY)
-        h = ca * s[:, None] + ce
-        tl.store(hb + tok, h.to(h_ptr.dtype.element_ty), mask=mask)
+    if WORDS > 0:  # a block's logits: words (z00, z01), (z02, z10), (z11, z12)
+        wp = z_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 * 3 + tok * 3
+        w0 = tl.load(wp, mask=mask, other=0)
+        w1 = tl.load(wp + 1, mask=mask, other=0)
+        w2 = tl.load(wp + 2, mask=mask, other=0)
+        p00, p01, q0, _ = _phi3(_half(w0, 0, DT), _half(w0, 1, DT), _half(w1, 0, DT), NORM)
+        p10, p11, q1, _ = _phi3(_half(w1, 1, DT), _half(w2, 0, DT), _half(w2, 1, DT), NORM)
     else:
-        if WORDS > 0:  # a block's logits: words (z00, z01), (z02, z10), (z11, z12)
-            wp = z_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 * 3 + tok * 3
-            w0 = tl.load(wp, mask=mask, other=0)
-            w1 = tl.load(wp + 1, mask=mask, other=0)
-            w2 = tl.load(wp + 2, mask=mask, other=0)
-            p00, p01, q0, _ = _phi3(_half(w0, 0, DT), _half(w0, 1, DT), _half(w1, 0, DT), NORM)
-            p10, p11, q1, _ = _phi3(_half(w1, 1, DT), _half(w2, 0, DT), _half(w2, 1, DT), NORM)
-        else:
-            zp = zb + tok * 6
-            p00, p01, q0, _ = _phi3(
-                tl.load(zp, mask=mask, other=0.0).to(tl.float32),
-                tl.load(zp + 1, mask=mask, other=0.0).to(tl.float32),
-                tl.load(zp + 2, mask=mask, other=0.0).to(tl.float32),
-                NORM,
-            )
-            p10, p11, q1, _ = _phi3(
-                tl.load(zp + 3, mask=mask, other=0.0).to(tl.float32),
-                tl.load(zp + 4, mask=mask, other=0.0).to(tl.float32),
-                tl.load(zp + 5, mask=mask, other=0.0).to(tl.float32),
-                NORM,
-            )
-        if WORDS == 2:
-            vw = tl.load(v_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 + tok, mask=mask, other=0)
-            v0 = _half(vw, 0, DT)
-            v1 = _half(vw, 1, DT)
-        else:
-            v0 = tl.load(vb + tok * 2, mask=mask, other=0.0).to(tl.float32)
-            v1 = tl.load(vb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
-        p00 = tl.where(mask, p00, 1.0)
-        p01 = tl.where(mask, p01, 0.0)
-        p10 = tl.where(mask, p10, 0.0)
-        p11 = tl.where(mask, p11, 1.0)
-        e0 = tl.where(mask, q0 * v0, 0.0)
-        e1 = tl.where(mask, q1 * v1, 0.0)
-        c00, c01, c10, c11, ce0, ce1 = tl.associative_scan((p00, p01, p10, p11, e0, e1), 1, _comb2)
-        m00 = _row(c00, last)
-        m01 = _row(c01, last)
-        m10 = _row(c10, last)
-        m11 = _row(c11, last)
-        me0 = _row(ce0, last)
-        me1 = _row(ce1, last)
-        if k == 0:
-            s0 = tl.load(h0_ptr + sbase, mask=nmask, other=0.0)
-            s1 = tl.load(h0_ptr + sbase + 1, mask=nmask, other=0.0)
-        else:
-            s0, s1 = _lookback2(
-                flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, me0, me1
-            )
-        end0 = m00 * s0 + m01 * s1 + me0
-        end1 = m10 * s0 + m11 * s1 + me1
-        if k == NTT - 1:
-            tl.store(final_ptr + sbase, end0, mask=nmask)
-            tl.store(final_ptr + sbase + 1, end1, mask=nmask)
-        else:
-            _finish(flag_ptr, inc_ptr, k, 0, B, b, N, n, nmask, NT, nt, 2, end0, end1, AGG_ONLY)
-        h0 = c00 * s0[:, None] + c01 * s1[:, None] + ce0
-        h1 = c10 * s0[:, None] + c11 * s1[:, None] + ce1
-        if WORDS == 2:
-            tl.store(h_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 + tok, _pack(h0, h1, DT), mask=mask)
-        else:
-            tl.store(hb + tok * 2, h0.to(h_ptr.dtype.element_ty), mask=mask)
-            tl.store(hb + tok * 2 + 1, h1.to(h_ptr.dtype.element_ty), mask=mask)
+        zp = zb + tok * 6
+        p00, p01, q0, _ = _phi3(
+            tl.load(zp, mask=mask, other=0.0).to(tl.float32),
+            tl.load(zp + 1, mask=mask, other=0.0).to(tl.float32),
+            tl.load(zp + 2, mask=mask, other=0.0).to(tl.float32),
+            NORM,
+        )
+        p10, p11, q1, _ = _phi3(
+            tl.load(zp + 3, mask=mask, other=0.0).to(tl.float32),
+            tl.load(zp + 4, mask=mask, other=0.0).to(tl.float32),
+            tl.load(zp + 5, mask=mask, other=0.0).to(tl.float32),
+            NORM,
+        )
+    if WORDS == 2:
+        vw = tl.load(v_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 + tok, mask=mask, other=0)
+        v0 = _half(vw, 0, DT)
+        v1 = _half(vw, 1, DT)
+    else:
+        v0 = tl.load(vb + tok * 2, mask=mask, other=0.0).to(tl.float32)
+        v1 = tl.load(vb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
+    p00 = tl.where(mask, p00, 1.0)
+    p01 = tl.where(mask, p01, 0.0)
+    p10 = tl.where(mask, p10, 0.0)
+    p11 = tl.where(mask, p11, 1.0)
+    e0 = tl.where(mask, q0 * v0, 0.0)
+    e1 = tl.where(mask, q1 * v1, 0.0)
+    c00, c01, c10, c11, ce0, ce1 = tl.associative_scan((p00, p01, p10, p11, e0, e1), 1, _comb2)
+    m00 = _row(c00, last)
+    m01 = _row(c01, last)
+    m10 = _row(c10, last)
+    m11 = _row(c11, last)
+    me0 = _row(ce0, last)
+    me1 = _row(ce1, last)
+    if k == 0:
+        s0 = tl.load(h0_ptr + sbase, mask=nmask, other=0.0)
+        s1 = tl.load(h0_ptr + sbase + 1, mask=nmask, other=0.0)
+    else:
+        s0, s1 = _lookback2(flag_ptr, agg_ptr, inc_ptr, k, -1, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, me0, me1)
+    end0 = m00 * s0 + m01 * s1 + me0
+    end1 = m10 * s0 + m11 * s1 + me1
+    if k == NTT - 1:
+        tl.store(final_ptr + sbase, end0, mask=nmask)
+        tl.store(final_ptr + sbase + 1, end1, mask=nmask)
+    else:
+        _finish(flag_ptr, inc_ptr, k, 0, B, b, N, n, nmask, NT, nt, 2, end0, end1, AGG_ONLY)
+    h0 = c00 * s0[:, None] + c01 * s1[:, None] + ce0
+    h1 = c10 * s0[:, None] + c11 * s1[:, None] + ce1
+    if WORDS == 2:
+        tl.store(h_ptr.to(tl.pointer_type(tl.int32), bitcast=True) + row0 + tok, _pack(h0, h1, DT), mask=mask)
+    else:
+        tl.store(hb + tok * 2, h0.to(h_ptr.dtype.element_ty), mask=mask)
+        tl.store(hb + tok * 2 + 1, h1.to(h_ptr.dtype.element_ty), mask=mask)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -463,194 +326,135 @@ def _bdlru_chain_bwd_kernel(
     dvb = dv_ptr + row0 * M
     first = (tt == BT - 1)[None, :]  # the tile's first time step
     sbase = (b * N).to(tl.int64) * M + n * M
-    if M == 1:
-        z0 = tl.load(zb + tok * 2, mask=mask, other=0.0).to(tl.float32)
-        z1 = tl.load(zb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
-        v = tl.load(vb + tok, mask=mask, other=0.0).to(tl.float32)
-        a, w, inv = _phi2(z0, z1, NORM, False)
-        if HAS_G:
-            g = tl.load(gb + tok, mask=mask, other=0.0).to(tl.float32)
-        else:
-            g = tl.zeros([BN, BT], dtype=tl.float32)
-        ua = tl.where(mask, a, 1.0)
-        ca, cb, cc, cd = tl.associative_scan((ua, ua * g, ua * 0.0 + 1.0, g), 1, _comb_adj1)
-        ma = _row(ca, first)
-        mb = _row(cb, first)
-        if k == NTT - 1:
-            mu = tl.load(dfinal_ptr + sbase, mask=nmask, other=0.0)
-        else:
-            mu = _lookback1(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, ma, mb)
-        out = ma * mu + mb
-        if k == 0:
-            tl.store(dh0_ptr + sbase, out, mask=nmask)
-        else:
-            _finish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, nmask, NT, nt, 1, out, out, AGG_ONLY)
-        lam = cc * mu[:, None] + cd
-        hp = tl.load(hb + tok - N, mask=hmask, other=0.0).to(tl.float32)
-        if k == 0:
-            hp = tl.where(first, tl.load(h0_ptr + sbase, mask=nmask, other=0.0)[:, None], hp)
-        dz0, dz1 = _dphi2(z0, z1, a, w, inv, lam, hp, v, NORM, False)
-        tl.store(dzb + tok * 2, dz0.to(dz_ptr.dtype.element_ty), mask=mask)
-        tl.store(dzb + tok * 2 + 1, dz1.to(dz_ptr.dtype.element_ty), mask=mask)
-        tl.store(dvb + tok, (lam * w).to(dv_ptr.dtype.element_ty), mask=mask)
+    zp = zb + tok * 6
+    z00 = tl.load(zp, mask=mask, other=0.0).to(tl.float32)
+    z01 = tl.load(zp + 1, mask=mask, other=0.0).to(tl.float32)
+    z02 = tl.load(zp + 2, mask=mask, other=0.0).to(tl.float32)
+    z10 = tl.load(zp + 3, mask=mask, other=0.0).to(tl.float32)
+    z11 = tl.load(zp + 4, mask=mask, other=0.0).to(tl.float32)
+    z12 = tl.load(zp + 5, mask=mask, other=0.0).to(tl.float32)
+    p00, p01, q0, inv0 = _phi3(z00, z01, z02, NORM)
+    p10, p11, q1, inv1 = _phi3(z10, z11, z12, NORM)
+    if HAS_G:
+        g0 = tl.load(gb + tok * 2, mask=mask, other=0.0).to(tl.float32)
+        g1 = tl.load(gb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
     else:
-        zp = zb + tok * 6
-        z00 = tl.load(zp, mask=mask, other=0.0).to(tl.float32)
-        z01 = tl.load(zp + 1, mask=mask, other=0.0).to(tl.float32)
-        z02 = tl.load(zp + 2, mask=mask, other=0.0).to(tl.float32)
-        z10 = tl.load(zp + 3, mask=mask, other=0.0).to(tl.float32)
-        z11 = tl.load(zp + 4, mask=mask, other=0.0).to(tl.float32)
-        z12 = tl.load(zp + 5, mask=mask, other=0.0).to(tl.float32)
-        p00, p01, q0, inv0 = _phi3(z00, z01, z02, NORM)
-        p10, p11, q1, inv1 = _phi3(z10, z11, z12, NORM)
-        if HAS_G:
-            g0 = tl.load(gb + tok * 2, mask=mask, other=0.0).to(tl.float32)
-            g1 = tl.load(gb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
-        else:
-            g0 = tl.zeros([BN, BT], dtype=tl.float32)
-            g1 = tl.zeros([BN, BT], dtype=tl.float32)
-        # a step: carry map u = A_t^T (g_t + x), lam map lam = g_t + x; identity past T
-        u00 = tl.where(mask, p00, 1.0)
-        u01 = tl.where(mask, p10, 0.0)
-        u10 = tl.where(mask, p01, 0.0)
-        u11 = tl.where(mask, p11, 1.0)
-        one = u00 * 0.0 + 1.0
-        zero = u00 * 0.0
-        sc = tl.associative_scan(
-            (u00, u01, u10, u11, u00 * g0 + u01 * g1, u10 * g0 + u11 * g1, one, zero, zero, one, g0, g1),
-            1,
-            _comb_adj2,
-        )
-        m00 = _row(sc[0], first)
-        m01 = _row(sc[1], first)
-        m10 = _row(sc[2], first)
-        m11 = _row(sc[3], first)
-        me0 = _row(sc[4], first)
-        me1 = _row(sc[5], first)
-        if k == NTT - 1:
-            mu0 = tl.load(dfinal_ptr + sbase, mask=nmask, other=0.0)
-            mu1 = tl.load(dfinal_ptr + sbase + 1, mask=nmask, other=0.0)
-        else:
-            mu0, mu1 = _lookback2(
-                flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, me0, me1
-            )
-        out0 = m00 * mu0 + m01 * mu1 + me0
-        out1 = m10 * mu0 + m11 * mu1 + me1
-        if k == 0:
-            tl.store(dh0_ptr + sbase, out0, mask=nmask)
-            tl.store(dh0_ptr + sbase + 1, out1, mask=nmask)
-        else:
-            _finish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, nmask, NT, nt, 2, out0, out1, AGG_ONLY)
-        lam0 = sc[6] * mu0[:, None] + sc[7] * mu1[:, None] + sc[10]
-        lam1 = sc[8] * mu0[:, None] + sc[9] * mu1[:, None] + sc[11]
-        hp0 = tl.load(hb + (tok - N) * 2, mask=hmask, other=0.0).to(tl.float32)
-        hp1 = tl.load(hb + (tok - N) * 2 + 1, mask=hmask, other=0.0).to(tl.float32)
-        if k == 0:
-            hp0 = tl.where(first, tl.load(h0_ptr + sbase, mask=nmask, other=0.0)[:, None], hp0)
-            hp1 = tl.where(first, tl.load(h0_ptr + sbase + 1, mask=nmask, other=0.0)[:, None], hp1)
-        v0 = tl.load(vb + tok * 2, mask=mask, other=0.0).to(tl.float32)
-        v1 = tl.load(vb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
-        d00 = lam0 * hp0
-        d01 = lam0 * hp1
-        d02 = lam0 * v0
-        d10 = lam1 * hp0
-        d11 = lam1 * hp1
-        d12 = lam1 * v1
-        dot0 = p00 * d00 + p01 * d01 + q0 * d02
-        dot1 = p10 * d10 + p11 * d11 + q1 * d12
-        dzp = dzb + tok * 6
-        ty = dz_ptr.dtype.element_ty
-        tl.store(dzp, _dphi(z00, p00, d00, dot0, inv0, NORM, False).to(ty), mask=mask)
-        tl.store(dzp + 1, _dphi(z01, p01, d01, dot0, inv0, NORM, False).to(ty), mask=mask)
-        tl.store(dzp + 2, _dphi(z02, q0, d02, dot0, inv0, NORM, False).to(ty), mask=mask)
-        tl.store(dzp + 3, _dphi(z10, p10, d10, dot1, inv1, NORM, False).to(ty), mask=mask)
-        tl.store(dzp + 4, _dphi(z11, p11, d11, dot1, inv1, NORM, False).to(ty), mask=mask)
-        tl.store(dzp + 5, _dphi(z12, q1, d12, dot1, inv1, NORM, False).to(ty), mask=mask)
-        tl.store(dvb + tok * 2, (lam0 * q0).to(dv_ptr.dtype.element_ty), mask=mask)
-        tl.store(dvb + tok * 2 + 1, (lam1 * q1).to(dv_ptr.dtype.element_ty), mask=mask)
+        g0 = tl.zeros([BN, BT], dtype=tl.float32)
+        g1 = tl.zeros([BN, BT], dtype=tl.float32)
+    # a step: carry map u = A_t^T (g_t + x), lam map lam = g_t + x; identity past T
+    u00 = tl.where(mask, p00, 1.0)
+    u01 = tl.where(mask, p10, 0.0)
+    u10 = tl.where(mask, p01, 0.0)
+    u11 = tl.where(mask, p11, 1.0)
+    one = u00 * 0.0 + 1.0
+    zero = u00 * 0.0
+    sc = tl.associative_scan(
+        (u00, u01, u10, u11, u00 * g0 + u01 * g1, u10 * g0 + u11 * g1, one, zero, zero, one, g0, g1),
+        1,
+        _comb_adj2,
+    )
+    m00 = _row(sc[0], first)
+    m01 = _row(sc[1], first)
+    m10 = _row(sc[2], first)
+    m11 = _row(sc[3], first)
+    me0 = _row(sc[4], first)
+    me1 = _row(sc[5], first)
+    if k == NTT - 1:
+        mu0 = tl.load(dfinal_ptr + sbase, mask=nmask, other=0.0)
+        mu1 = tl.load(dfinal_ptr + sbase + 1, mask=nmask, other=0.0)
+    else:
+        mu0, mu1 = _lookback2(flag_ptr, agg_ptr, inc_ptr, k, 1, B, b, N, n, nmask, NT, nt, m00, m01, m10, m11, me0, me1)
+    out0 = m00 * mu0 + m01 * mu1 + me0
+    out1 = m10 * mu0 + m11 * mu1 + me1
+    if k == 0:
+        tl.store(dh0_ptr + sbase, out0, mask=nmask)
+        tl.store(dh0_ptr + sbase + 1, out1, mask=nmask)
+    else:
+        _finish(flag_ptr, inc_ptr, k, NTT - 1, B, b, N, n, nmask, NT, nt, 2, out0, out1, AGG_ONLY)
+    lam0 = sc[6] * mu0[:, None] + sc[7] * mu1[:, None] + sc[10]
+    lam1 = sc[8] * mu0[:, None] + sc[9] * mu1[:, None] + sc[11]
+    hp0 = tl.load(hb + (tok - N) * 2, mask=hmask, other=0.0).to(tl.float32)
+    hp1 = tl.load(hb + (tok - N) * 2 + 1, mask=hmask, other=0.0).to(tl.float32)
+    if k == 0:
+        hp0 = tl.where(first, tl.load(h0_ptr + sbase, mask=nmask, other=0.0)[:, None], hp0)
+        hp1 = tl.where(first, tl.load(h0_ptr + sbase + 1, mask=nmask, other=0.0)[:, None], hp1)
+    v0 = tl.load(vb + tok * 2, mask=mask, other=0.0).to(tl.float32)
+    v1 = tl.load(vb + tok * 2 + 1, mask=mask, other=0.0).to(tl.float32)
+    d00 = lam0 * hp0
+    d01 = lam0 * hp1
+    d02 = lam0 * v0
+    d10 = lam1 * hp0
+    d11 = lam1 * hp1
+    d12 = lam1 * v1
+    dot0 = p00 * d00 + p01 * d01 + q0 * d02
+    dot1 = p10 * d10 + p11 * d11 + q1 * d12
+    dzp = dzb + tok * 6
+    ty = dz_ptr.dtype.element_ty
+    tl.store(dzp, _dphi(z00, p00, d00, dot0, inv0, NORM, False).to(ty), mask=mask)
+    tl.store(dzp + 1, _dphi(z01, p01, d01, dot0, inv0, NORM, False).to(ty), mask=mask)
+    tl.store(dzp + 2, _dphi(z02, q0, d02, dot0, inv0, NORM, False).to(ty), mask=mask)
+    tl.store(dzp + 3, _dphi(z10, p10, d10, dot1, inv1, NORM, False).to(ty), mask=mask)
+    tl.store(dzp + 4, _dphi(z11, p11, d11, dot1, inv1, NORM, False).to(ty), mask=mask)
+    tl.store(dzp + 5, _dphi(z12, q1, d12, dot1, inv1, NORM, False).to(ty), mask=mask)
+    tl.store(dvb + tok * 2, (lam0 * q0).to(dv_ptr.dtype.element_ty), mask=mask)
+    tl.store(dvb + tok * 2 + 1, (lam1 * q1).to(dv_ptr.dtype.element_ty), mask=mask)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # launch
 
 
-def use_chain(m: int, bwd: bool = False) -> bool:
-    """m in CHAIN_M takes the chained forward unless HLRU_CHAIN=0. bwd=True: HLRU_CHAIN_BWD=1 asks for the chained
-    backward; by default the two-phase tile backward (bdlru_tile.py) runs, faster at m = 1, 2 (NOTES v11), and the
-    chained one only where the tile kernel cannot read the logits as words."""
-    if bwd:
-        return m in CHAIN_M and _env_int("HLRU_CHAIN_BWD", 0) == 1
-    return m in CHAIN_M and _env_int("HLRU_CHAIN", 1) == 1
-
-
 def _chain_config(seqlen: int, nblocks: int, m: int, bwd: bool) -> tuple[int, int, int, int, int]:
     """Time tile BT (kept in registers, so short: the best spill-free sizes measured, benchmarks/NOTES.md) and block
     tile BN = 32 lanes x warps, every warp on its own blocks."""
-    if bwd:
-        bt = _env_int("HLRU_CHAIN_BT_BWD", 4)
-    else:
-        bt = _env_int("HLRU_CHAIN_BT", 32 if m == 1 else 16)
-    bt = min(bt, max(4, triton.next_power_of_2(seqlen)))
-    warps = _env_int("HLRU_CHAIN_WARPS", 4 if m == 1 else 2)
-    warps = max(1, min(warps, triton.next_power_of_2(nblocks) // 32))
+    cfg = settings("chain", m, "bwd" if bwd else "fwd")
+    bt = min(cfg.bt, max(4, triton.next_power_of_2(seqlen)))
+    warps = max(1, min(cfg.warps, triton.next_power_of_2(nblocks) // 32))
     bn = 32 * warps
     return bt, bn, triton.cdiv(nblocks, bn), triton.cdiv(seqlen, bt), warps
 
 
-def _agg_only() -> bool:
-    return _env_int("HLRU_DEBUG_AGG_ONLY", 0) == 1
-
-
-def _lookback_buffers(bsz: int, ntt: int, nblocks: int, nt: int, m: int, device) -> tuple[torch.Tensor, ...]:
-    """Flags (zeroed, one int32 per tile), tile maps and tile end states (each written before it is read)."""
-    flags = torch.zeros(ntt * bsz * nt, dtype=torch.int32, device=device)
-    agg = torch.empty(ntt * bsz * nblocks * (m * m + m), dtype=torch.float32, device=device)
-    inc = torch.empty(ntt * bsz * nblocks * m, dtype=torch.float32, device=device)
-    return flags, agg, inc
-
-
 def _fwd_words(z: torch.Tensor, v: torch.Tensor, m: int) -> dict:
-    """WORDS, DT and the register cap of the forward. HLRU_CHAIN_WORDS (default 2; m = 2 with 2-byte, 4-byte aligned
-    logits only, else 0; 2 needs v of the logits' dtype, aligned, else 1) and HLRU_CHAIN_MAXNREG (0: no cap; default
-    128 at WORDS 2). v17b/c (B=8 T=8192 D=1536 bf16): 0.424 ms with element loads, 0.447 (WORDS 1), 0.418 (WORDS 2),
-    0.388 (WORDS 2 with the cap: 8 programs per SM instead of 5, for 72 B of spills); the cap alone 0.451; with the
-    look-back planar (v17d) 0.384."""
-    words = _env_int("HLRU_CHAIN_WORDS", 2)
-    if words not in (0, 1, 2):
-        raise ValueError(f"HLRU_CHAIN_WORDS={words} must be 0, 1 or 2")
-    if m != 2 or z.element_size() != 2 or z.data_ptr() % 4 != 0:
+    """WORDS, DT and the register cap of the forward. The words setting (default 2) applies with 2-byte, 4-byte
+    aligned logits only, else 0; 2 needs v of the logits' dtype, aligned, else 1. The cap (maxnreg None)
+    defaults to 128 where 2 words are read. v17b/c (B=8 T=8192 D=1536 bf16): 0.424 ms with element loads, 0.447
+    (words 1), 0.418 (words 2), 0.388 (words 2 with the cap: 8 programs per SM instead of 5, for 72 B of spills);
+    the cap alone 0.451; with the look-back planar (v17d) 0.384."""
+    cfg = settings("chain", m, "fwd")
+    words = cfg.words
+    if z.element_size() != 2 or z.data_ptr() % 4 != 0:
         words = 0
     elif words == 2 and (v.dtype != z.dtype or v.data_ptr() % 4 != 0):
         words = 1
-    maxnreg = _env_int("HLRU_CHAIN_MAXNREG", 128 if words == 2 else 0)
-    if maxnreg != 0 and not 32 <= maxnreg <= 255:
-        raise ValueError(f"HLRU_CHAIN_MAXNREG={maxnreg} must be 0 (no cap) or a register count from 32 to 255")
+    maxnreg = (128 if words == 2 else 0) if cfg.maxnreg is None else cfg.maxnreg
     kw = dict(WORDS=words, DT=_DTYPE_IDS.get(z.dtype, 2))
     if maxnreg:
         kw["maxnreg"] = maxnreg
     return kw
 
 
-def bdlru_chain_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str):
+def bdlru_chain_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
     bsz, seqlen, nblocks, m = v.shape
     bt, bn, nt, ntt, warps = _chain_config(seqlen, nblocks, m, bwd=False)
+    agg_only = int(settings("chain", m, "fwd").agg_only)
     h = torch.empty_like(v)
     final = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
-    flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
+    flags, agg, inc = lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
     _bdlru_chain_fwd_kernel[(ntt * bsz * nt,)](
         z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt,
-        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], AGG_ONLY=int(_agg_only()), num_warps=warps, **_fwd_words(z, v, m),
+        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], AGG_ONLY=agg_only, num_warps=warps, **_fwd_words(z, v, m),
     )  # fmt: skip
     return h, final
 
 
-def bdlru_chain_bwd(z, v, h0, h, dh, dfinal, norm: str):
+def bdlru_chain_bwd(z, v, h0, h, dh, dfinal, norm: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     bsz, seqlen, nblocks, m = v.shape
     bt, bn, nt, ntt, warps = _chain_config(seqlen, nblocks, m, bwd=True)
+    agg_only = int(settings("chain", m, "bwd").agg_only)
     has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dh, dfinal, (bsz, nblocks, m))
-    flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
+    flags, agg, inc = lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
     _bdlru_chain_bwd_kernel[(ntt * bsz * nt,)](
         z, v, h, h0, g, dfinal, dz, dv, dh0, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt,
-        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], HAS_G=has_g, AGG_ONLY=int(_agg_only()), num_warps=warps,
+        M=m, BT=bt, BN=bn, NORM=NORM_IDS[norm], HAS_G=has_g, AGG_ONLY=agg_only, num_warps=warps,
     )  # fmt: skip
     return dz, dv, dh0

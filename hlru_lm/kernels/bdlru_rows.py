@@ -23,43 +23,17 @@ import triton.language as tl
 from .common import (
     _DTYPE_IDS,
     NORM_IDS,
-    _env_int,
+    RELU_EPS,
+    _butterfly,
     _exp_shift,
+    _half,
+    _pf,
     _rcp,
     _sig_l1,
     _sig_l1_dz,
     bwd_buffers,
-    interpret_mode,
-    walk_knobs,
 )
-
-ROWS_M = (4, 8, 16)
-_ASM = tl.constexpr(not interpret_mode())  # L2 prefetches are inline PTX, which the interpreter does not run
-# the forward's steps per loaded group (the next group's loads are in flight while a group is computed), per m
-_UNROLL = {4: 16, 8: 8, 16: 8}
-_UNROLL_BWD = {4: 8, 8: 4, 16: 2}  # v16b: m = 16 7.14 ms at U = 2, 7.39 at 4 (P = 2, v16e: 4.54, 4.56); m = 8 2.64 at 4
-# L2 prefetch distance in steps beyond the group being loaded (0: none)
-_PF = 32
-# the forward's lanes per row (P: each lane takes m / P columns; more warps for the same rows). v16c, B=8 T=8192
-# D=1536: m = 16 1.72 ms at P = 2 against 1.91 at P = 1 (B=1 T=32768 D=2048: 3.82 against 6.61); m = 8 1.24 / 1.35
-# at P = 2 / 4 against 0.96; m = 4 0.89 at P = 2 against the tile kernel's 0.79
-_PARTS = {4: 1, 8: 1, 16: 2}
-# v16e: m = 16 backward 4.54 ms at P = 2 against 7.15 at P = 1 (B=1 T=32768 D=2048: 10.0 against 15.2); m = 8 2.67
-# against 2.62
-_PARTS_BWD = {4: 1, 8: 1, 16: 2}
-
-
-def use_rows(m: int, lanes: int, bwd: bool = False) -> bool:
-    """The BD-LRU forward at m in ROWS_M, m >= HLRU_ROWS_MIN_M (8) runs here unless HLRU_ROWS=0; at m < 16 only with
-    lanes = B N m >= HLRU_ROWS_MIN_LANES (8192): below that, too few warps are resident to beat the time-parallel tile
-    kernel (v15a, B=1 T=32768 D=2048: m = 8 5.4 ms here against 1.5 ms). At m = 16 the alternative (bdlru.py) is
-    not time-parallel either. The backward runs here on the same terms unless HLRU_ROWS_BWD=0 (v16b, B=8 T=8192
-    D=1536: m = 16 7.14 ms against the generic kernel's 9.61, m = 8 2.64 against the tile kernel's 3.07)."""
-    if m not in ROWS_M or m < _env_int("HLRU_ROWS_MIN_M", 8) or _env_int("HLRU_ROWS", 1) != 1:
-        return False
-    if bwd and _env_int("HLRU_ROWS_BWD", 1) != 1:
-        return False
-    return m == 16 or lanes >= _env_int("HLRU_ROWS_MIN_LANES", 8192)
+from .config import settings
 
 
 @triton.jit
@@ -107,40 +81,12 @@ def _load_group(zq, vq, SZ, SV, t0, T, ok, W: tl.constexpr, U: tl.constexpr, WOR
 
 
 @triton.jit
-def _pf(q, ok):
-    """prefetch.global.L2 of the addresses q where ok (inline PTX; nothing in the interpreter). Prefetches cost no
-    registers, so they can run far ahead of the loads, which then wait on L2 instead of DRAM: ptxas schedules a
-    group's register loads late in the loop body (after the gates, to save registers), too late to hide DRAM latency
-    with one warp per scheduler (v15b: half of each warp's stall cycles on them; v15c: PF 32 took 24-35% off)."""
-    if _ASM:
-        tl.inline_asm_elementwise(
-            "{ .reg .pred q; setp.ne.b32 q, $2, 0; @q prefetch.global.L2 [$1]; mov.u32 $0, 0; }",
-            "=r,l,r", [q.to(tl.int64), ok.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=1,
-        )  # fmt: skip
-
-
-@triton.jit
 def _pf_step(zt, vt, okt, W: tl.constexpr, WORDS: tl.constexpr):
     """L2 prefetches of one step of the lane: its first and last logit word (W logits span one or two 32-byte
     sectors) and v."""
     _pf(zt, okt)
     _pf(zt + ((W + 1) // 2 if WORDS else W) - 1, okt)
     _pf(vt, okt)
-
-
-@triton.jit
-def _half(w, HI: tl.constexpr, DT: tl.constexpr):
-    """The low (HI = 0) or high 16 bits of the int32 words w as fp32 (DT 0: bf16, 1: fp16)."""
-    if DT == 0:  # bf16: the top 16 bits of an fp32
-        if HI:
-            return (w & -65536).to(tl.float32, bitcast=True)
-        else:
-            return (w << 16).to(tl.float32, bitcast=True)
-    if HI:
-        bits = (w >> 16) & 65535
-    else:
-        bits = w & 65535
-    return bits.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
 
 
 @triton.jit
@@ -174,20 +120,6 @@ def _tree(xs, LO: tl.constexpr, K: tl.constexpr, MAX: tl.constexpr):
 
 
 @triton.jit
-def _butterfly(x, r, S: tl.constexpr, K: tl.constexpr, MAX: tl.constexpr):
-    """max (MAX) or sum of x over K lanes r ^ S, r ^ 2 S, ... (log2 K shuffles)."""
-    if K == 1:
-        return x
-    else:
-        y = _butterfly(x, r, S, K // 2, MAX)
-        o = tl.gather(y, r ^ (S * (K // 2)), 0)
-        if MAX:
-            return tl.maximum(y, o)
-        else:
-            return y + o
-
-
-@triton.jit
 def _over_parts(x, r, P: tl.constexpr, MAX: tl.constexpr):
     """max (MAX) or sum of x over the P lanes of each row."""
     return _butterfly(x, r, 1, P, MAX)
@@ -214,7 +146,7 @@ def _row_phi(zs, r, k, C: tl.constexpr, P: tl.constexpr, NORM: tl.constexpr, FAS
     if NORM == 3:
         inv = tl.full(zs[0].shape, 1.0, tl.float32)
     elif NORM == 2:
-        inv = _rcp(_over_parts(_tree(es, 0, C + 1, False), r, P, False) + 1e-6, FAST)
+        inv = _rcp(_over_parts(_tree(es, 0, C + 1, False), r, P, False) + RELU_EPS, FAST)
     else:
         inv = _rcp(_over_parts(_tree(es, 0, C + 1, False), r, P, False), FAST)
     return es, inv
@@ -439,17 +371,13 @@ def _rows_bwd_kernel(
 
 
 def _launch_args(z: torch.Tensor, seqlen: int, m: int, bwd: bool) -> dict:
-    """Constexprs and launch options shared by both kernels; bad knob values raise a ValueError naming the knob."""
-    unroll, pf = walk_knobs("HLRU_ROWS", (_UNROLL_BWD if bwd else _UNROLL)[m], _PF, seqlen, bwd)
+    """Constexprs and launch options shared by both kernels, from config.RowsSettings: the measured unroll (v16b)
+    and lanes per row (v16c: m = 16 forward 1.72 ms at 2 against 1.91 at 1; v16e: backward 4.54 against 7.15)."""
+    cfg = settings("rows", m, "bwd" if bwd else "fwd")
     dt = _DTYPE_IDS.get(z.dtype, 2)
-    words = dt != 2 and z.data_ptr() % 4 == 0 and _env_int("HLRU_ROWS_WORDS", 1) == 1
-    kw = dict(M=m, U=unroll, PF=pf, WORDS=words, DT=dt, FAST=_env_int("HLRU_ROWS_FAST", 1) == 1, num_warps=1)
-    name = "HLRU_ROWS_PARTS_BWD" if bwd else "HLRU_ROWS_PARTS"
-    parts = _env_int(name, (_PARTS_BWD if bwd else _PARTS)[m])
-    if parts < 1 or parts & (parts - 1) or m * parts > 32 or m // parts < 2:
-        raise ValueError(f"{name}={parts} at m = {m}: needs a power of two with m P <= 32 and m / P >= 2")
-    kw["P"] = parts
-    return kw
+    words = dt != 2 and z.data_ptr() % 4 == 0 and cfg.words
+    unroll = min(cfg.unroll, triton.next_power_of_2(seqlen))
+    return dict(M=m, U=unroll, PF=cfg.pf, WORDS=words, DT=dt, FAST=cfg.fast, num_warps=1, P=cfg.parts)
 
 
 def _words(z: torch.Tensor, kw: dict) -> torch.Tensor:
@@ -459,10 +387,7 @@ def _words(z: torch.Tensor, kw: dict) -> torch.Tensor:
 
 def rows_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
     """z (B, T, N, m, m + 1), v (B, T, N, m), h0 (B, N, m) fp32 -> (h (B, T, N, m), final state (B, N, m) fp32).
-
-    Knobs: HLRU_ROWS_UNROLL (steps per loaded group, a power of two), HLRU_ROWS_PARTS (lanes per row), HLRU_ROWS_PF
-    (L2 prefetch distance in steps; 0: none), HLRU_ROWS_WORDS (0: element loads of the logits), HLRU_ROWS_FAST (0:
-    exact reciprocal and exp2 shift)."""
+    Launch settings: config.RowsSettings."""
     bsz, seqlen, nblocks, m = v.shape
     kw = _launch_args(z, seqlen, m, bwd=False)
     h = torch.empty_like(v)
@@ -473,8 +398,7 @@ def rows_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> t
 
 
 def rows_bwd(z, v, h0, h, dh, dfinal, norm: str):
-    """Gradients (dz, dv, dh0) of rows_fwd from dh (or None) and d final state (or None); knobs as rows_fwd, with
-    HLRU_ROWS_UNROLL_BWD and HLRU_ROWS_PARTS_BWD for the unroll and lanes per row."""
+    """Gradients (dz, dv, dh0) of rows_fwd from dh (or None) and d final state (or None); settings as rows_fwd."""
     bsz, seqlen, nblocks, m = v.shape
     has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dh, dfinal, (bsz, nblocks, m))
     kw = _launch_args(z, seqlen, m, bwd=True)

@@ -1,6 +1,7 @@
-"""Two-phase look-back tile scan for BD-LRU (m = 4, 8 forward and backward, the m = 2 backward; at m = 1 with
-HLRU_DIAG_FWD=0 / HLRU_DIAG_BWD=0, diag_tile.py being the default) and for H-LRU of order 2, 4, 8 (HLRU=True: the
-companion matrix as a BD-LRU block, see _step).
+"""Two-phase look-back tile scan for BD-LRU (m = 4, 8 forward and backward, the m = 2 backward; at m = 1 only when
+the route is forced, diag_tile.py being the default) and for H-LRU of order 2, 4, 8 (HLRU=True: the companion
+matrix as a BD-LRU block, see _step). Launch settings: config.TileSettings (the measured ones per m, direction and
+variant: NOTES v11, v13).
 
 One program owns one tile: BN = 32 x warps blocks x BT time steps of one batch row, one lane per block (the scalar
 layout of common._tile_offsets: a block's m x (m+1) gate logits sit in one thread's registers, so the row
@@ -13,9 +14,9 @@ Only one map is live across a tile (the associative scan of bdlru_chain.py keeps
 and there is no chunk-map kernel. The chain's first tile knows its start state and runs phase 2 only. The backward
 runs the same two phases in reverse on the adjoint carry (see _bdlru_tile_bwd_kernel).
 Phase 2 re-reads what phase 1 read, a whole tile later; with ~1000 tiles in flight most re-reads missed L2 (NOTES
-v13a). Where it measured faster (_CACHE_ORDER), phase 1 therefore runs the steps in the opposite order (REV: the
-maps composed from the other side), so phase 2 first re-reads the steps phase 1 read last, and the loads carry L2
-eviction priorities (EV1, EV2, EVS).
+v13a). Where it measured faster (TileSettings rev, evict), phase 1 therefore runs the steps in the opposite order
+(REV: the maps composed from the other side), so phase 2 first re-reads the steps phase 1 read last, and the loads
+carry L2 eviction priorities (EV1, EV2, EVS).
 
 Both phases loop over the tile at run time, UNROLL steps per iteration, so registers do not grow with BT (fully
 unrolled, ptxas hoisted every step's loads: 255 registers at m = 4, BT = 8).
@@ -25,42 +26,29 @@ fill whole words (m = 4, 8; fp32), else 32-bit (bf16 / fp16 at m = 1, 2). Narrow
 lane stride touch ~10 cache lines per warp each: as loads they cost 1.7x (v10), as the backward's stores 4x (v11b).
 At m = 8 a warp reads and writes the words of its blocks coalesced and moves them between lanes through shared memory
 (_word_axes, _columns), instead of one word per lane and instruction (v12b).
-Words need aligned logits: use_tile checks, other calls take bdlru_chain.py (m = 1, 2) or bdlru.py.
+Words need aligned logits: tile_words checks, other calls take bdlru_chain.py (m = 2) or bdlru_generic.py.
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from .bdlru_chain import _lookback_buffers, _poll, _signal, _tile
 from .common import (
     _DTYPE_IDS,
     NORM_IDS,
     _as_words,
     _bits,
-    _env_int,
     _norm_rows,
     _norm_rows_bwd,
     _phi_terms,
+    _poll,
+    _signal,
+    _tile,
     _unpack,
     bwd_buffers,
+    lookback_buffers,
 )
-
-TILE_M = (1, 2, 4, 8)
-HLRU_TILE_M = (2, 4, 8)  # H-LRU orders run in companion form (order 1 is the m = 1 BD-LRU)
-# m: (forward BT, backward BT, warps per program, steps unrolled), the best measured (H200, B=8 T=8192 D=1536:
-# NOTES v11; v13: the m = 1, 2 backward's BT 16, UNROLL 1 at m = 4). At m = 2 only the backward runs here by
-# default (bdlru_chain.py's single-pass forward is faster), at m = 1 neither (diag_tile.py, v14). m = 8 spills
-# (208-352 B per thread at UNROLL = 1) and is still faster than the generic kernels. H-LRU orders have their own
-# (order 4: UNROLL 4, v13g).
-_DEFAULTS = {1: (32, 16, 8, 2), 2: (32, 16, 2, 2), 4: (64, 32, 2, 1), 8: (64, 32, 1, 1)}
-_HLRU_DEFAULTS = {2: (32, 32, 2, 2), 4: (64, 32, 2, 4), 8: (64, 32, 1, 1)}
-# (m, backward, H-LRU): (HLRU_TILE_REV, HLRU_TILE_EVICT) where they measured faster (H200, NOTES v13b-g), else (0, 0).
-# REV: phase 1 runs the steps in the opposite order to phase 2, so the steps it reads last are re-read first (from
-# L2); EVICT 1: phase 2's loads and the outputs are marked evict_first (their last use), 2: and phase 1's loads
-# evict_last. They help where phase 2's re-reads miss L2 (v13a: the m = 4 forward moves 1.9x its byte floor).
-_CACHE_ORDER = {(4, False, False): (1, 2), (1, True, False): (1, 1), (2, True, False): (1, 1)}
-_CACHE_ORDER.update({(2, False, True): (1, 2), (2, True, True): (1, 2), (4, True, True): (1, 2)})
+from .config import settings
 
 
 @triton.jit
@@ -530,21 +518,19 @@ def _word_bytes(m: int, dtype: torch.dtype) -> int:
     return 8 if (m * (m + 1) * dtype.itemsize) % 8 == 0 else 4
 
 
-def use_tile(z: torch.Tensor, m: int) -> bool:
-    """m in TILE_M takes this kernel unless HLRU_TILE=0, if the logits can be read as aligned words."""
-    if m not in TILE_M or _env_int("HLRU_TILE", 1) != 1 or z.dtype not in _DTYPE_IDS:
-        return False
-    return z.data_ptr() % _word_bytes(m, z.dtype) == 0
+def tile_words(z: torch.Tensor, m: int) -> bool:
+    """Whether the BD-LRU tile kernels can read the logits as aligned words (of a dtype they unpack); the router
+    sends other calls to bdlru_chain.py (m = 2) or bdlru_generic.py."""
+    return z.dtype in _DTYPE_IDS and z.data_ptr() % _word_bytes(m, z.dtype) == 0
 
 
 def _launch_args(
     z: torch.Tensor, seqlen: int, nblocks: int, m: int, bwd: bool, hlru: bool = False
 ) -> tuple[dict, int, int, int]:
     """Constexprs and launch options shared by both kernels; also (BN tiles, time tiles, grid size / (B))."""
-    bt_fwd, bt_bwd, warps, unroll = (_HLRU_DEFAULTS if hlru else _DEFAULTS)[m]
-    bt = _env_int("HLRU_TILE_BT_BWD", bt_bwd) if bwd else _env_int("HLRU_TILE_BT", bt_fwd)
-    bt = min(bt, max(2, triton.next_power_of_2(seqlen)))
-    warps = max(1, min(_env_int("HLRU_TILE_WARPS", warps), triton.next_power_of_2(nblocks) // 32))
+    cfg = settings("tile", m, "bwd" if bwd else "fwd", "hlru" if hlru else "bdlru")
+    bt = min(cfg.bt, max(2, triton.next_power_of_2(seqlen)))
+    warps = max(1, min(cfg.warps, triton.next_power_of_2(nblocks) // 32))
     bn = 32 * warps
     nt, ntt = triton.cdiv(nblocks, bn), triton.cdiv(seqlen, bt)
     if hlru:  # element loads of the (m + 1) logits per channel
@@ -554,20 +540,13 @@ def _launch_args(
         wb = m * (m + 1) * z.element_size() // word  # words per block
         wl = 1 << (wb.bit_length() - 1)
         kw = dict(WB=wb, WL=wl, WH=triton.next_power_of_2(max(1, wb - wl)), EPW=word // z.element_size(), WORD=8 * word)
-        kw["COAL"] = m >= _env_int("HLRU_TILE_COAL_M", 8)  # _word_axes
-    kw.update(M=m, BT=bt, BN=bn, DT=_DTYPE_IDS[z.dtype], UNROLL=min(bt, _env_int("HLRU_TILE_UNROLL", unroll)))
-    kw.update(AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), HLRU=hlru, num_warps=warps)
-    rev, evict = _CACHE_ORDER.get((m, bwd, hlru), (0, 0))
-    rev, evict = _env_int("HLRU_TILE_REV", rev), _env_int("HLRU_TILE_EVICT", evict)
-    if rev not in (0, 1) or evict not in (0, 1, 2):
-        raise ValueError(f"HLRU_TILE_REV={rev} must be 0 or 1 and HLRU_TILE_EVICT={evict} 0, 1 or 2")
-    kw["REV"] = rev == 1
-    kw.update(
-        EV1="evict_last" if evict == 2 else "", EV2="evict_first" if evict else "", EVS="evict_first" if evict else ""
-    )
-    maxnreg = _env_int("HLRU_TILE_MAXNREG", 0)
-    if maxnreg:
-        kw["maxnreg"] = maxnreg
+        kw["COAL"] = cfg.coal  # _word_axes
+    kw.update(M=m, BT=bt, BN=bn, DT=_DTYPE_IDS[z.dtype], UNROLL=min(bt, cfg.unroll))
+    kw.update(AGG_ONLY=int(cfg.agg_only), HLRU=hlru, num_warps=warps, REV=cfg.rev)
+    ev = "evict_first" if cfg.evict else ""
+    kw.update(EV1="evict_last" if cfg.evict == 2 else "", EV2=ev, EVS=ev)
+    if cfg.maxnreg:
+        kw["maxnreg"] = cfg.maxnreg
     return kw, nt, ntt, bn
 
 
@@ -576,7 +555,7 @@ def bdlru_tile_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str
     h = torch.empty_like(v)
     kw, nt, ntt, _ = _launch_args(z, seqlen, nblocks, m, bwd=False)
     final = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
-    flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
+    flags, agg, inc = lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
     _bdlru_tile_fwd_kernel[(ntt * bsz * nt,)](
         z, v, h0, h, final, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt, 1, NORM=NORM_IDS[norm], **kw
     )
@@ -587,17 +566,12 @@ def bdlru_tile_bwd(z, v, h0, h, dh, dfinal, norm: str):
     bsz, seqlen, nblocks, m = v.shape
     has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dh, dfinal, (bsz, nblocks, m))
     kw, nt, ntt, _ = _launch_args(z, seqlen, nblocks, m, bwd=True)
-    flags, agg, inc = _lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
+    flags, agg, inc = lookback_buffers(bsz, ntt, nblocks, nt, m, v.device)
     _bdlru_tile_bwd_kernel[(ntt * bsz * nt,)](
         z, v, h, h0, g, dfinal, dz, dv, dh0, flags, agg, inc, bsz, seqlen, nblocks, nt, ntt, 1,
         NORM=NORM_IDS[norm], HAS_G=has_g, **kw,
     )  # fmt: skip
     return dz, dv, dh0
-
-
-def use_tile_hlru(z: torch.Tensor, m: int) -> bool:
-    """H-LRU of order m in HLRU_TILE_M runs the tile kernels in companion form unless HLRU_TILE=0."""
-    return m in HLRU_TILE_M and _env_int("HLRU_TILE", 1) == 1 and z.dtype in _DTYPE_IDS
 
 
 def hlru_tile_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str):
@@ -606,7 +580,7 @@ def hlru_tile_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str)
     kw, nt, ntt, _ = _launch_args(z, seqlen, nch, m, bwd=False, hlru=True)
     y = torch.empty(bsz, seqlen, nch, m, dtype=v.dtype, device=v.device)
     final = torch.empty(bsz, nch, m, dtype=torch.float32, device=v.device)
-    flags, agg, inc = _lookback_buffers(bsz, ntt, nch, nt, m, v.device)
+    flags, agg, inc = lookback_buffers(bsz, ntt, nch, nt, m, v.device)
     _bdlru_tile_fwd_kernel[(ntt * bsz * nt,)](
         z, v, h0, y, final, flags, agg, inc, bsz, seqlen, nch, nt, ntt, 1, NORM=NORM_IDS[norm], **kw
     )
@@ -618,7 +592,7 @@ def hlru_tile_bwd(z, v, h0, y, dy, dfinal, norm: str):
     m = h0.shape[-1]
     kw, nt, ntt, _ = _launch_args(z, seqlen, nch, m, bwd=True, hlru=True)
     has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dy, dfinal, (bsz, nch, m))
-    flags, agg, inc = _lookback_buffers(bsz, ntt, nch, nt, m, v.device)
+    flags, agg, inc = lookback_buffers(bsz, ntt, nch, nt, m, v.device)
     _bdlru_tile_bwd_kernel[(ntt * bsz * nt,)](
         z, v, y, h0, g, dfinal, dz, dv, dh0, flags, agg, inc, bsz, seqlen, nch, nt, ntt, 1,
         NORM=NORM_IDS[norm], HAS_G=has_g, **kw,

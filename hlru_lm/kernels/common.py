@@ -1,7 +1,6 @@
-"""Shared Triton helpers: in-register gate normalisation and its closed-form adjoint, launch heuristics, fallbacks."""
-
-import os
-import warnings
+"""Shared Triton helpers: word packing, in-register gate normalisation and its closed-form adjoint, the decoupled
+look-back of the tile scans (tile order, flags, the m = 1 maps), warp shuffles and L2 prefetches, and the generic
+kernels' chunk carry. Every kernel family imports its shared pieces from here, none from another family."""
 
 import torch
 import triton
@@ -9,8 +8,8 @@ import triton.language as tl
 
 SUPPORTED_M = (1, 2, 4, 8, 16)
 NORM_IDS = {"softmax": 0, "sigmoid_l1": 1, "relu_l1": 2, "none": 3}
-LOG2E = 1.4426950408889634
-RELU_EPS = 1e-6  # must equal hlru_lm.ops.RELU_L1_EPS
+LOG2E = tl.constexpr(1.4426950408889634)
+RELU_EPS = tl.constexpr(1e-6)  # relu_l1's eps in the row sum: must equal hlru_lm.ops.RELU_L1_EPS
 
 _DTYPE_IDS = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}
 
@@ -75,22 +74,10 @@ def _pack(lo, hi, DT: tl.constexpr):
     return _bits(lo, DT, 32) | (_bits(hi, DT, 32) << 16)
 
 
-_warned: set = set()
-
-
-def warn_once(key: str, msg: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        warnings.warn(msg, stacklevel=3)
-
-
-def interpret_mode() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-# Inline asm on the GPU only: the interpreter (CPU tests) runs none. Triton reads TRITON_INTERPRET once, when the
-# kernels are defined, and so does this flag.
-_ASM = tl.constexpr(not interpret_mode())
+# Inline asm on the GPU only: the interpreter (CPU tests) runs none. Triton fixes interpreter mode when the kernels
+# are defined, and this flag is read then too (through Triton's own setting, TRITON_INTERPRET).
+INTERPRETED = bool(triton.knobs.runtime.interpret)
+_ASM = tl.constexpr(not INTERPRETED)
 
 
 @triton.jit
@@ -109,14 +96,14 @@ def _exp_shift(z, mx, FAST: tl.constexpr):
     """exp(z - mx). FAST: exp2(z log2e - mx log2e), one FFMA per entry (mx log2e is shared by the row) instead of an
     FADD and an FMUL."""
     if FAST:
-        return tl.exp2(z * 1.4426950408889634 - mx * 1.4426950408889634)
+        return tl.exp2(z * LOG2E - mx * LOG2E)
     else:
-        return tl.exp2((z - mx) * 1.4426950408889634)
+        return tl.exp2((z - mx) * LOG2E)
 
 
 @triton.jit
 def _sigmoid(z, FAST: tl.constexpr):
-    return _rcp(1.0 + tl.exp2(-z * 1.4426950408889634), FAST)
+    return _rcp(1.0 + tl.exp2(-z * LOG2E), FAST)
 
 
 @triton.jit
@@ -149,20 +136,6 @@ def _opaque(x):
         return x
 
 
-def triton_usable(v: torch.Tensor, m: int, op: str) -> bool:
-    """True if the Triton kernel handles this call; otherwise warns once and the caller uses the torch path."""
-    if m not in SUPPORTED_M:
-        warn_once(f"{op}-m{m}", f"hlru_lm Triton {op}: m={m} not in {SUPPORTED_M}; falling back to the torch scan")
-        return False
-    if v.dtype == torch.float64:
-        warn_once(f"{op}-f64", f"hlru_lm Triton {op}: float64 inputs use the torch scan (kernels accumulate in fp32)")
-        return False
-    if not v.is_cuda and not interpret_mode():
-        warn_once(f"{op}-cpu", f"hlru_lm Triton {op}: CPU tensor without TRITON_INTERPRET=1; using the torch scan")
-        return False
-    return True
-
-
 def num_sms(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
@@ -188,7 +161,7 @@ def _phi_terms(zA, za, NORM: tl.constexpr, AX: tl.constexpr, FAST: tl.constexpr)
     elif NORM == 2:  # relu_l1
         eA = tl.maximum(zA, 0.0)
         ea = tl.maximum(za, 0.0)
-        inv = _rcp(tl.sum(eA, axis=AX) + ea + 1e-6, FAST)
+        inv = _rcp(tl.sum(eA, axis=AX) + ea + RELU_EPS, FAST)
     else:
         eA = zA
         ea = za
@@ -238,36 +211,6 @@ def bwd_buffers(z: torch.Tensor, v: torch.Tensor, dout, dfinal, state_shape: tup
     dfinal = dfinal.float().contiguous()
     dh0 = torch.empty(state_shape, dtype=torch.float32, device=v.device)
     return has_g, g, dfinal, torch.empty_like(z), torch.empty_like(v), dh0
-
-
-def scalar_layout(m: int) -> bool:
-    """Launch flag SCALAR of the generic kernels (see _tile_offsets); HLRU_SCALAR_MAX_M moves the cut-off."""
-    return m <= _env_int("HLRU_SCALAR_MAX_M", 8)
-
-
-def _env_int(name: str, default: int) -> int:
-    """An integer launch knob from the environment (HLRU_*), or default when unset or empty."""
-    val = os.environ.get(name)
-    if not val:
-        return default
-    try:
-        return int(val)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={val!r} must be an integer") from None
-
-
-def walk_knobs(prefix: str, unroll: int, pf: int, seqlen: int, bwd: bool) -> tuple[int, int]:
-    """The unroll U (steps per loaded group, a power of two, at most T's next power of two) and the L2 prefetch
-    distance PF (steps; 0: none) of the sequential kernels (bdlru_rows.py, hlru_lags.py), from PREFIX_UNROLL[_BWD]
-    and PREFIX_PF or the given defaults; bad values raise a ValueError naming the knob."""
-    name = f"{prefix}_UNROLL_BWD" if bwd else f"{prefix}_UNROLL"
-    unroll = _env_int(name, unroll)
-    if unroll < 1 or unroll & (unroll - 1):
-        raise ValueError(f"{name}={unroll} must be a power of two")
-    pf = _env_int(f"{prefix}_PF", pf)
-    if pf < 0:
-        raise ValueError(f"{prefix}_PF={pf} must be 0 (no L2 prefetch) or a positive number of steps")
-    return min(unroll, triton.next_power_of_2(seqlen)), pf
 
 
 @triton.jit
@@ -328,3 +271,171 @@ def _chunk_carry_kernel(
             mat = tl.load(mat_ptr + base * M + (offv * M)[:, :, None] + jj[None, None, :], mask=mask3, other=0.0)
             e = tl.load(e_ptr + base + offv, mask=mask2, other=0.0)
             s = tl.sum(mat * s[:, None, :], axis=2) + e
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# gate rows as separate tensors (diag_tile.py): phi over (z0, z1) for m = 1 and its adjoint
+
+
+@triton.jit
+def _phi2(z0, z1, NORM: tl.constexpr, FAST: tl.constexpr):
+    """FAST: common._rcp / _exp_shift's short forms (diag_tile.py's kernels; the chained ones keep the exact forms)."""
+    if NORM == 0:
+        mx = tl.maximum(z0, z1)
+        e0 = _exp_shift(z0, mx, FAST)
+        e1 = _exp_shift(z1, mx, FAST)
+    elif NORM == 1:
+        mx = tl.maximum(z0, z1)
+        e0 = _sig_l1(z0, mx, FAST)
+        e1 = _sig_l1(z1, mx, FAST)
+    elif NORM == 2:
+        e0 = tl.maximum(z0, 0.0)
+        e1 = tl.maximum(z1, 0.0)
+    if NORM == 3:
+        inv = z0 * 0.0 + 1.0
+        p0 = z0
+        p1 = z1
+    else:
+        if NORM == 2:
+            inv = _rcp(e0 + e1 + RELU_EPS, FAST)
+        else:
+            inv = _rcp(e0 + e1, FAST)
+        p0 = e0 * inv
+        p1 = e1 * inv
+    return p0, p1, inv
+
+
+@triton.jit
+def _dphi(z, p, dp, dot, inv, NORM: tl.constexpr, FAST: tl.constexpr):
+    """One entry of the closed-form adjoint of phi; dot = sum_k p_k dp_k over the row."""
+    if NORM == 0:
+        dz = p * (dp - dot)
+    elif NORM == 1:
+        dz = _sig_l1_dz(z, p, dp, dot, FAST)
+    elif NORM == 2:
+        dz = tl.where(z > 0.0, (dp - dot) * inv, 0.0)
+    else:
+        dz = dp
+    return dz
+
+
+@triton.jit
+def _dphi2(z0, z1, a, w, inv, lam, hp, v, NORM: tl.constexpr, FAST: tl.constexpr):
+    """m = 1: the gradients of one step's two logits, whose row is (a, w) = phi(z0, z1) (inv from _phi2), from lam,
+    h_{t-1} and v: dP = (lam h_{t-1}, lam v)."""
+    da = lam * hp
+    dw = lam * v
+    dot = a * da + w * dw
+    return _dphi(z0, a, da, dot, inv, NORM, FAST), _dphi(z1, w, dw, dot, inv, NORM, FAST)
+
+
+@triton.jit
+def _comb1(a1, b1, a2, b2):
+    return a1 * a2, a2 * b1 + b2
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# tile order and decoupled look-back (bdlru_chain.py, bdlru_tile.py, diag_tile.py): flag[tile] = 1 once the tile's own
+# map (M, e) is in agg, 2 once the state leaving it is in inc. A waiting tile composes the maps of the tiles in between
+# until it meets a finished one, so no tile waits for a serial chain through all its predecessors.
+
+
+@triton.jit
+def _tile(B, NT, NTT, REVERSE: tl.constexpr):
+    """(tile k, batch b, block tile nt) of this program. Program ids run time-major, so a tile's predecessors in its
+    chain (b, nt) have lower ids; the GPU launches programs in increasing id order (the assumption CUB's single-pass
+    scan makes too), so every tile a look-back waits on has started and the spin-wait cannot deadlock."""
+    pid = tl.program_id(0)
+    per = B * NT
+    k = pid // per
+    if REVERSE:
+        k = NTT - 1 - k
+    chain = pid % per
+    return k, chain // NT, chain % NT
+
+
+@triton.jit
+def _signal(flag_ptr, val):
+    tl.debug_barrier()  # every lane's values are stored before the flag is raised (release orders them)
+    tl.atomic_xchg(flag_ptr, val, sem="release", scope="gpu")
+
+
+@triton.jit
+def _poll(flag_ptr):
+    return tl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu")
+
+
+@triton.jit
+def _lookback1(flag_ptr, agg_ptr, inc_ptr, k, STEP: tl.constexpr, B, b, N, n, nmask, NT, nt, ma, me):
+    """m = 1: publish this tile's map x -> ma x + me, return the state entering it (tiles k+STEP, k+2 STEP, ...)."""
+    row = (k * B + b).to(tl.int64) * N + n
+    tl.store(agg_ptr + row * 2, ma, mask=nmask)
+    tl.store(agg_ptr + row * 2 + 1, me, mask=nmask)
+    _signal(flag_ptr + (k * B + b) * NT + nt, 1)
+    acc_a = ma * 0.0 + 1.0
+    acc_e = ma * 0.0
+    s = ma * 0.0
+    j = k + STEP
+    done = k * 0
+    while done == 0:
+        f = _poll(flag_ptr + (j * B + b) * NT + nt)
+        rj = (j * B + b).to(tl.int64) * N + n
+        if f == 2:
+            s = acc_a * tl.load(inc_ptr + rj, mask=nmask, other=0.0, volatile=True) + acc_e
+            done = k * 0 + 1
+        elif f == 1:
+            acc_e = acc_a * tl.load(agg_ptr + rj * 2 + 1, mask=nmask, other=0.0, volatile=True) + acc_e
+            acc_a = acc_a * tl.load(agg_ptr + rj * 2, mask=nmask, other=0.0, volatile=True)
+            j += STEP
+    return s
+
+
+@triton.jit
+def _finish(flag_ptr, inc_ptr, k, K0, B, b, N, n, nmask, NT, nt, M: tl.constexpr, x0, x1, AGG_ONLY: tl.constexpr):
+    """Publish the state leaving tile k (x1 unused for m = 1). AGG_ONLY (tests): only the chain's first tile K0
+    publishes it, so every look-back composes maps back to K0, a path a sequential interpreter never takes."""
+    if (k == K0).to(tl.int32) + (1 - AGG_ONLY) > 0:
+        q = inc_ptr + (k * B + b).to(tl.int64) * N * M + n  # planar at m = 2 (_lookback2)
+        tl.store(q, x0, mask=nmask)
+        if M == 2:
+            tl.store(q + N, x1, mask=nmask)
+        _signal(flag_ptr + (k * B + b) * NT + nt, 2)
+
+
+def lookback_buffers(bsz: int, ntt: int, nblocks: int, nt: int, m: int, device) -> tuple[torch.Tensor, ...]:
+    """Flags (zeroed, one int32 per tile), tile maps and tile end states (each written before it is read)."""
+    flags = torch.zeros(ntt * bsz * nt, dtype=torch.int32, device=device)
+    agg = torch.empty(ntt * bsz * nblocks * (m * m + m), dtype=torch.float32, device=device)
+    inc = torch.empty(ntt * bsz * nblocks * m, dtype=torch.float32, device=device)
+    return flags, agg, inc
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# lanes that share a row or channel (bdlru_rows.py, hlru_lags.py)
+
+
+@triton.jit
+def _butterfly(x, r, S: tl.constexpr, K: tl.constexpr, MAX: tl.constexpr):
+    """max (MAX) or sum of x over K lanes r ^ S, r ^ 2 S, ... (log2 K shuffles)."""
+    if K == 1:
+        return x
+    else:
+        y = _butterfly(x, r, S, K // 2, MAX)
+        o = tl.gather(y, r ^ (S * (K // 2)), 0)
+        if MAX:
+            return tl.maximum(y, o)
+        else:
+            return y + o
+
+
+@triton.jit
+def _pf(q, ok):
+    """prefetch.global.L2 of the addresses q where ok (inline PTX; nothing in the interpreter). Prefetches cost no
+    registers, so they can run far ahead of the loads, which then wait on L2 instead of DRAM: ptxas schedules a
+    group's register loads late in the loop body (after the gates, to save registers), too late to hide DRAM latency
+    with one warp per scheduler (v15b: half of each warp's stall cycles on them; v15c: PF 32 took 24-35% off)."""
+    if _ASM:
+        tl.inline_asm_elementwise(
+            "{ .reg .pred q; setp.ne.b32 q, $2, 0; @q prefetch.global.L2 [$1]; mov.u32 $0, 0; }",
+            "=r,l,r", [q.to(tl.int64), ok.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=1,
+        )  # fmt: skip

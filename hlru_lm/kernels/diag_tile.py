@@ -5,14 +5,14 @@ bdlru_chain.py and bdlru_tile.py give each lane one channel, so a lane moves 2 B
 logits: the m = 1 backward there was latency-bound at full occupancy (NOTES v13a, 77% of stall samples on loads).
 Here a lane owns VEC adjacent channels and reads a step's VEC values of v, h, dh (2 VEC bytes) and 2 VEC logits
 (4 VEC bytes) as one vector load each. One program owns BC = 32 x warps x VEC channels x BT steps of one batch row;
-the tiles of a (batch row, channel tile) chain hand their carries over by the decoupled look-back of bdlru_chain.py
-(its flags and tile order; the maps travel as vectors of (a, e) pairs, _lookback).
+the tiles of a (batch row, channel tile) chain hand their carries over by the decoupled look-back of common.py (its
+flags and tile order; the maps travel as vectors of (a, e) pairs, _lookback).
   Forward (_diag_raw_fwd_kernel, the default for 2-byte logits and v of one dtype and N even): a lane owns a pair
   of channels and keeps only their raw words in registers across the look-back (1.5 registers per channel-step),
   folds the tile's map, and after the look-back reruns the steps, normalising again. Half the registers of the
   prefixes allow twice the tile length (BT 32), so half the tiles pay the look-back's stores, fences and waits,
   which cost the single-pass forward a third of its time (NOTES v18b-e).
-  Forward (_diag_fwd_kernel, every other call, or HLRU_DIAG_RAW=0): single pass, as bdlru_chain.py at m = 1. The
+  Forward (_diag_fwd_kernel, every other call, or route "diag_tile"): single pass, as bdlru_chain.py at m = 2. The
   tile's [BT, BC] logits and v sit in registers, time on axis 0 in each thread (_runs keeps lanes and warps on
   channels) and tl.associative_scan over time gives each step's map from the tile's start.
   Backward (_diag_raw_bwd_kernel, the default for 2-byte logits, v, h and dh of one dtype and N even): one pass over
@@ -20,7 +20,7 @@ the tiles of a (batch row, channel tile) chain hand their carries over by the de
   before the look-back (5 registers per pair-step), folds the carry map, and after the look-back reruns the steps
   in reverse from its registers, writing dz and dv as words. 0.483 against 0.540 ms (NOTES v19a): every byte is
   read once, and a tile's loads are all in flight while it waits. BT 16: at BT 32 (200-255 registers) it is slower.
-  Backward (_diag_bwd_kernel, every other call, or HLRU_DIAG_RAW_BWD=0): two phases, as bdlru_tile.py at m = 1.
+  Backward (_diag_bwd_kernel, every other call, or route "diag_tile"): two phases, as bdlru_tile.py at m = 1.
   Phase 1 composes the tile's carry map over its steps in time order; phase 2 reruns them in reverse (first
   re-reading what phase 1 read last) and writes dz, dv. A single-pass backward with prefixes (bdlru_chain.py's
   adjoint scan with VEC channels) was slower at every tile shape, and a two-phase forward slower than the single
@@ -33,33 +33,34 @@ import torch
 import triton
 import triton.language as tl
 
-from .bdlru_chain import _comb1, _dphi2, _finish, _lookback1, _lookback_buffers, _phi2, _poll, _signal, _tile
-from .common import _DTYPE_IDS, NORM_IDS, _at, _env_int, _half, _opaque, _pack, bwd_buffers
+from .common import (
+    _DTYPE_IDS,
+    NORM_IDS,
+    _at,
+    _comb1,
+    _dphi2,
+    _finish,
+    _half,
+    _lookback1,
+    _opaque,
+    _pack,
+    _phi2,
+    _poll,
+    _signal,
+    _tile,
+    bwd_buffers,
+    lookback_buffers,
+)
+from .config import settings
 
-# {bwd, or "raw" / "raw_bwd" for the raw-word kernels: (BT, VEC, warps, UNROLL)}, the best measured (H200, B=8
-# T=8192 D=1536, NOTES v14, v18e, v19a-b); UNROLL is the tile backward's steps per loop iteration (the other kernels
-# keep their steps in registers); the raw-word kernels' lanes always own VEC = 2 channels
-_DEFAULTS = {False: (16, 2, 4, 1), True: (16, 2, 4, 2), "raw": (32, 2, 4, 1), "raw_bwd": (16, 2, 4, 1)}
-# {raw: the forward's register cap (0: none)}. The prefix forward: 96 leaves 5 programs per SM instead of 3 (156
-# registers) for 64 B of spills per thread, with FAST (HLRU_DIAG_FAST) normalisation, which spills less (v14d). The
-# raw-word forward at BT 32: 128 leaves 4 programs of 4 warps per SM (164 registers: 3) for 40 B of spills (v18e).
-_FWD_MAXNREG = {False: 96, True: 128}
 
-
-def use_raw(z: torch.Tensor, *more: torch.Tensor, bwd: bool = False) -> bool:
-    """The m = 1 forward (backward) runs on raw words (_diag_raw_fwd_kernel, _diag_raw_bwd_kernel) unless
-    HLRU_DIAG_RAW=0 (HLRU_DIAG_RAW_BWD=0), for inputs it can read as 32-bit words: 2-byte logits and v (backward:
-    also h, dh) of one dtype, 4-byte aligned (contiguous, as BDLRUScanFn passes them), N even (a lane owns a pair
-    of channels)."""
-    if _env_int("HLRU_DIAG_RAW_BWD" if bwd else "HLRU_DIAG_RAW", 1) != 1 or z.shape[2] % 2 != 0:
+def raw_words(z: torch.Tensor, *more: torch.Tensor) -> bool:
+    """Whether the raw-word kernels (_diag_raw_fwd_kernel, _diag_raw_bwd_kernel) can read the call: 2-byte logits
+    and v (backward: also h, dh) of one dtype, 4-byte aligned (contiguous, as the scans pass them), N even (a lane
+    owns a pair of channels). The router sends such calls there (route "diag_raw")."""
+    if z.shape[2] % 2 != 0:
         return False
     return z.element_size() == 2 and all(x.dtype == z.dtype and x.data_ptr() % 4 == 0 for x in (z, *more))
-
-
-def use_diag(m: int, bwd: bool) -> bool:
-    """m = 1 runs here unless HLRU_DIAG_FWD=0 / HLRU_DIAG_BWD=0 (then bdlru_chain.py's forward, bdlru_tile.py's
-    backward, the kernels v14 measured against)."""
-    return m == 1 and _env_int("HLRU_DIAG_BWD" if bwd else "HLRU_DIAG_FWD", 1) == 1
 
 
 @triton.jit
@@ -130,8 +131,8 @@ def _diag_fwd_kernel(
     AGG_ONLY: tl.constexpr,
     FAST: tl.constexpr,
 ):
-    """Single pass (as bdlru_chain.py at m = 1, with VEC channels per lane): the tile's [BT, BC] logits and v are
-    loaded once, time on axis 0 in each thread's registers (lanes and warps on the contiguous channel axis), and
+    """Single pass (as bdlru_chain.py, with VEC channels per lane): the tile's [BT, BC] logits and v are loaded once,
+    time on axis 0 in each thread's registers (lanes and warps on the contiguous channel axis), and
     tl.associative_scan over time gives every step's map from the tile's start; the look-back gives the start."""
     k, b, nt = _tile(B, NT, NTT, False)
     c0 = nt * BC
@@ -200,7 +201,7 @@ def _diag_raw_fwd_kernel(
     look-back: per step the two channels' logit words and one word of v (1.5 registers per channel-step, against
     2 fp32 prefixes), so a tile can be twice as long. Pass 1 folds the tile's map step by step; pass 2 runs the
     recurrence from the look-back's state, normalising again, and stores h as one word per pair and step
-    (use_raw says which inputs it takes)."""
+    (raw_words says which inputs it takes)."""
     k, b, nt = _tile(B, NT, NTT, False)
     tt = tl.arange(0, BT)
     jj = tl.arange(0, 2)
@@ -477,50 +478,39 @@ def _diag_raw_bwd_kernel(
 
 
 def _launch_args(seqlen: int, nch: int, bwd: bool, raw: bool = False) -> tuple[dict, int, int]:
-    """Constexprs and launch options of the forward or backward kernel (raw: the raw-word one); also (channel tiles,
-    time tiles)."""
-    bt, vec, warps, unroll = _DEFAULTS[("raw_bwd" if bwd else "raw") if raw else bwd]
-    bt = _env_int("HLRU_DIAG_BT_BWD" if bwd else "HLRU_DIAG_BT", bt)
-    vec = _env_int("HLRU_DIAG_VEC", vec)
-    warps = _env_int("HLRU_DIAG_WARPS", warps)
-    unroll = _env_int("HLRU_DIAG_UNROLL", unroll)
-    evict = _env_int("HLRU_DIAG_EVICT", 2)
-    for name, val in dict(BT=bt, VEC=vec, WARPS=warps, UNROLL=unroll).items():
-        if val < 1 or val & (val - 1):
-            raise ValueError(f"HLRU_DIAG_{name}={val} must be a power of two")
-    if evict not in (0, 1, 2):
-        raise ValueError(f"HLRU_DIAG_EVICT={evict} must be 0, 1 or 2")
-    bt = min(bt, max(2, triton.next_power_of_2(seqlen)))
-    # shrink the channel tile to the channels there are: lanes first, then VEC (the raw-word forward's is 2)
-    vec = 2 if raw else vec
-    warps = max(1, min(warps, triton.next_power_of_2(nch) // (32 * vec)))
+    """Constexprs and launch options of the forward or backward kernel (raw: the raw-word one) from config's diag
+    settings; also (channel tiles, time tiles)."""
+    cfg = settings("diag", 1, "bwd" if bwd else "fwd", "raw" if raw else "prefix")
+    bt = min(cfg.bt, max(2, triton.next_power_of_2(seqlen)))
+    # shrink the channel tile to the channels there are: lanes first, then VEC (the raw-word kernels' is 2)
+    vec = 2 if raw else cfg.vec
+    warps = max(1, min(cfg.warps, triton.next_power_of_2(nch) // (32 * vec)))
     vec = vec if raw else max(1, min(vec, triton.next_power_of_2(nch) // 32))
-    kw = dict(BT=bt, AGG_ONLY=_env_int("HLRU_DEBUG_AGG_ONLY", 0), num_warps=warps)
+    kw = dict(BT=bt, AGG_ONLY=int(cfg.agg_only), num_warps=warps)
     kw["BP" if raw else "BC"] = 32 * warps * (1 if raw else vec)
     if bwd:
         if not raw:
-            kw.update(UNROLL=min(bt, unroll), EV1="evict_last" if evict == 2 else "")
-            kw.update(EV2="evict_first" if evict else "", EVS="evict_first" if evict else "")
+            kw.update(UNROLL=min(bt, cfg.unroll), EV1="evict_last" if cfg.evict == 2 else "")
+            kw.update(EV2="evict_first" if cfg.evict else "", EVS="evict_first" if cfg.evict else "")
     else:
-        kw["FAST"] = _env_int("HLRU_DIAG_FAST", 1) == 1
+        kw["FAST"] = cfg.fast
         if not raw:
             kw["VEC"] = vec
-        maxnreg = _env_int("HLRU_DIAG_MAXNREG", _FWD_MAXNREG[raw])
-        if maxnreg != 0 and not 32 <= maxnreg <= 255:
-            raise ValueError(f"HLRU_DIAG_MAXNREG={maxnreg} must be 0 (no cap) or a register count from 32 to 255")
-        if maxnreg:
-            kw["maxnreg"] = maxnreg
+        if cfg.maxnreg:
+            kw["maxnreg"] = cfg.maxnreg
     return kw, triton.cdiv(nch, 32 * warps * vec), triton.cdiv(seqlen, bt)
 
 
-def diag_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """z (B, T, N, 1, 2), v (B, T, N, 1), h0 (B, N, 1) fp32 -> (h (B, T, N, 1), final state (B, N, 1) fp32)."""
+def diag_fwd(
+    z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str, raw: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """z (B, T, N, 1, 2), v (B, T, N, 1), h0 (B, N, 1) fp32 -> (h (B, T, N, 1), final state (B, N, 1) fp32). raw:
+    the raw-word kernel (only where raw_words(z, v))."""
     bsz, seqlen, nch, _ = v.shape
-    raw = use_raw(z, v)
     kw, nt, ntt = _launch_args(seqlen, nch, bwd=False, raw=raw)
     h = torch.empty_like(v)
     final = torch.empty(bsz, nch, 1, dtype=torch.float32, device=v.device)
-    flags, agg, inc = _lookback_buffers(bsz, ntt, nch, nt, 1, v.device)
+    flags, agg, inc = lookback_buffers(bsz, ntt, nch, nt, 1, v.device)
     if raw:
         kw["DT"] = _DTYPE_IDS[z.dtype]
     kernel = _diag_raw_fwd_kernel if raw else _diag_fwd_kernel
@@ -528,13 +518,15 @@ def diag_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> t
     return h, final
 
 
-def diag_bwd(z, v, h0, h, dh, dfinal, norm: str):
-    """Gradients (dz, dv, dh0) of diag_fwd from dh (or None) and d final state (or None)."""
+def diag_bwd(
+    z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, h: torch.Tensor, dh, dfinal, norm: str, raw: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients (dz, dv, dh0) of diag_fwd from dh (or None) and d final state (or None). raw: the raw-word kernel
+    (only where raw_words(z, v, h, dh or v))."""
     bsz, seqlen, nch, _ = v.shape
     has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dh, dfinal, (bsz, nch, 1))
-    raw = use_raw(z, v, h, g, bwd=True)
     kw, nt, ntt = _launch_args(seqlen, nch, bwd=True, raw=raw)
-    flags, agg, inc = _lookback_buffers(bsz, ntt, nch, nt, 1, v.device)
+    flags, agg, inc = lookback_buffers(bsz, ntt, nch, nt, 1, v.device)
     if raw:
         kw["DT"] = _DTYPE_IDS[z.dtype]
     kernel = _diag_raw_bwd_kernel if raw else _diag_bwd_kernel

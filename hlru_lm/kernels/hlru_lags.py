@@ -1,7 +1,10 @@
 """Lane-per-lag kernels for the H-LRU of order m in companion form, forward (`_lags_fwd_kernel`) and backward
-(`_lags_bwd_kernel`); the default at order 16, and at order 8 from B N m = 8192 lanes (`use_lags`).
+(`_lags_bwd_kernel`); the default at order 16, and at order 8 from B N m = 8192 lanes (router.py). v17a (B=8
+T=8192 D=1536, fwd / fwd+bwd ms) measured order 16 at 1.07 / 2.18 against the sequential kernel's 6.41 / 22.3, order
+8 at 0.79 / 1.90 against the tile kernel's 1.08 / 2.51, but orders 4 and 2 at 0.76 / 1.82 and 0.87 / 1.79 against
+0.55 / 1.21 and 0.38 / 0.97; below 8192 lanes too few warps are resident to beat the time-parallel tile kernel.
 
-The other H-LRU kernels give a lane a whole channel: the sequential kernel (hlru.py) walks T with B N lanes (768 at
+The other H-LRU kernels give a lane a whole channel: the sequential kernel (hlru_seq.py) walks T with B N lanes (768 at
 B=8 N=96, so 24 warps on the GPU), and the tile kernels (bdlru_tile.py) treat the companion matrix as a dense block.
 Here lane j of a channel holds lag j of its state, s[j] = x_{t-1-j}, as bdlru_rows.py gives a lane a row:
   - it reads logit j of its channel (every lane also reads logit m and v_t, shared by the channel's lanes) and
@@ -19,25 +22,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .bdlru_rows import _butterfly, _pf
-from .common import NORM_IDS, _env_int, _exp_shift, _rcp, _sig_l1, _sig_l1_dz, bwd_buffers, walk_knobs
-
-LAGS_M = (2, 4, 8, 16)
-_UNROLL = {2: 8, 4: 8, 8: 8, 16: 8}  # v17a, order 16: U = 8 1.07 ms, U = 4 1.24; U = 16 needs 248 registers
-_UNROLL_BWD = {2: 4, 4: 4, 8: 4, 16: 4}
-_PF = 32
-
-
-def use_lags(m: int, lanes: int) -> bool:
-    """H-LRU of order m runs here at m = 16, and at m = 8 with lanes = B N m >= HLRU_LAGS_MIN_LANES (8192): v17a (B=8
-    T=8192 D=1536, fwd / fwd+bwd ms) measured order 16 at 1.07 / 2.18 against the sequential kernel's 6.41 / 22.3,
-    order 8 at 0.79 / 1.90 against the tile kernel's 1.08 / 2.51, but orders 4 and 2 at 0.76 / 1.82 and 0.87 / 1.79
-    against 0.55 / 1.21 and 0.38 / 0.97. Below 8192 lanes too few warps are resident to beat the time-parallel tile
-    kernel (as for bdlru_rows.use_rows). HLRU_LAGS=1 takes every order in LAGS_M here, HLRU_LAGS=0 none."""
-    force = _env_int("HLRU_LAGS", -1)
-    if m not in LAGS_M or force == 0:
-        return False
-    return force == 1 or m == 16 or (m == 8 and lanes >= _env_int("HLRU_LAGS_MIN_LANES", 8192))
+from .common import NORM_IDS, RELU_EPS, _butterfly, _exp_shift, _pf, _rcp, _sig_l1, _sig_l1_dz, bwd_buffers
+from .config import settings
 
 
 @triton.jit
@@ -73,7 +59,7 @@ def _lag_phi(zj, zm, r, M: tl.constexpr, NORM: tl.constexpr, FAST: tl.constexpr)
     if NORM == 3:
         inv = tl.full(zj.shape, 1.0, tl.float32)
     elif NORM == 2:
-        inv = _rcp(_butterfly(ej, r, 1, M, False) + em + 1e-6, FAST)
+        inv = _rcp(_butterfly(ej, r, 1, M, False) + em + RELU_EPS, FAST)
     else:
         inv = _rcp(_butterfly(ej, r, 1, M, False) + em, FAST)
     return ej, em, inv
@@ -270,16 +256,15 @@ def _lags_bwd_kernel(
 
 
 def _launch_args(m: int, seqlen: int, bwd: bool) -> dict:
-    """Constexprs and launch options of both kernels; bad knob values raise a ValueError naming the knob."""
-    unroll, pf = walk_knobs("HLRU_LAGS", (_UNROLL_BWD if bwd else _UNROLL)[m], _PF, seqlen, bwd)
-    return dict(M=m, U=unroll, PF=pf, FAST=_env_int("HLRU_LAGS_FAST", 1) == 1, num_warps=1)
+    """Constexprs and launch options of both kernels, from config.LagsSettings (v17a: order 16 forward 1.07 ms at
+    unroll 8, 1.24 at 4; 16 needs 248 registers)."""
+    cfg = settings("lags", m, "bwd" if bwd else "fwd")
+    return dict(M=m, U=min(cfg.unroll, triton.next_power_of_2(seqlen)), PF=cfg.pf, FAST=cfg.fast, num_warps=1)
 
 
 def lags_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
     """z (B, T, N, m + 1), v (B, T, N), h0 (B, N, m) fp32 -> (y (B, T, N, m), final state (B, N, m) fp32).
-
-    Knobs: HLRU_LAGS_UNROLL (steps per loaded group, a power of two), HLRU_LAGS_PF (L2 prefetch distance in steps;
-    0: none), HLRU_LAGS_FAST (0: exact reciprocal and exp2 shift)."""
+    Launch settings: config.LagsSettings."""
     bsz, seqlen, nch = v.shape
     m = h0.shape[-1]
     kw = _launch_args(m, seqlen, bwd=False)
@@ -291,8 +276,7 @@ def lags_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> t
 
 
 def lags_bwd(z, v, h0, y, dy, dfinal, norm: str):
-    """Gradients (dz, dv, dh0) of lags_fwd from dy (or None) and d final state (or None); knobs as lags_fwd, with
-    HLRU_LAGS_UNROLL_BWD for the unroll."""
+    """Gradients (dz, dv, dh0) of lags_fwd from dy (or None) and d final state (or None); settings as lags_fwd."""
     bsz, seqlen, nch = v.shape
     m = h0.shape[-1]
     has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dy, dfinal, (bsz, nch, m))

@@ -1,4 +1,5 @@
-"""Fused-gate BD-LRU scan: h_t = A_t h_{t-1} + a0_t * v_t with [A_t | a0_t] = phi(logits_t) row-wise.
+"""Generic fused-gate BD-LRU scan, any m: h_t = A_t h_{t-1} + a0_t * v_t with [A_t | a0_t] = phi(logits_t) row-wise.
+The route at m = 4 (and m = 8 below 8192 lanes) for logits the tile kernels cannot read as words (router.py).
 
 Time-parallel chunked scan (three launches, each reading only logits and v from HBM):
   1. `_bdlru_chunk_fwd_kernel`: per (batch, block tile, chunk) the chunk's affine map from a zero start: end state e_c
@@ -15,21 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .bdlru_chain import bdlru_chain_bwd, bdlru_chain_fwd, use_chain
-from .bdlru_rows import rows_bwd, rows_fwd, use_rows
-from .bdlru_tile import bdlru_tile_bwd, bdlru_tile_fwd, use_tile
-from .common import (
-    NORM_IDS,
-    _chunk_carry_kernel,
-    _env_int,
-    _norm_rows,
-    _norm_rows_bwd,
-    _tile_offsets,
-    bwd_buffers,
-    num_sms,
-    scalar_layout,
-)
-from .diag_tile import diag_bwd, diag_fwd, use_diag
+from .common import NORM_IDS, _chunk_carry_kernel, _norm_rows, _norm_rows_bwd, _tile_offsets, bwd_buffers, num_sms
+from .config import settings
 
 
 @triton.jit(do_not_specialize=["ONE"])
@@ -301,27 +289,26 @@ def _bdlru_bwd_kernel(
 
 
 def _config(bsz: int, seqlen: int, nblocks: int, m: int, device: torch.device, bwd: bool = False):
-    """Block tile (BN), chunk length (CL), chunk count (NC), unroll, warps, for the main (recompute) kernels."""
-    elems = _env_int(
-        "HLRU_TILE_ELEMS", 512 if (bwd or m >= 4) else 1024
-    )  # v3 sweep: m=4 512 < 1024  # m*m*BN elements of A per program and step
-    bn = max(1, min(triton.next_power_of_2(nblocks), elems // (m * m)))
-    unroll = _env_int("HLRU_UNROLL", 2)
+    """Block tile (BN), chunk length (CL), chunk count (NC), unroll, warps, for the main (recompute) kernels, from
+    config.GenericSettings."""
+    cfg = settings("generic", m, "bwd" if bwd else "fwd")
+    bn = max(1, min(triton.next_power_of_2(nblocks), cfg.tile_elems // (m * m)))
+    unroll = cfg.unroll
     nt = triton.cdiv(nblocks, bn)
-    # one-warp programs in the scalar layout: ask for more of them (the default stays v4's for the others)
-    target = _env_int("HLRU_TARGET_PROGRAMS", (16 if scalar_layout(m) else 4) * num_sms(device))
-    min_chunk = _env_int("HLRU_MIN_CHUNK", 64)
-    nc = max(1, min(triton.cdiv(target, bsz * nt), triton.cdiv(seqlen, min_chunk)))
-    if m > _env_int("HLRU_CHUNK_MAX_M", 4):  # the chunk map costs m^3 per step: measured far slower at m = 16
+    # one-warp programs in the scalar layout: ask for more of them
+    target = cfg.target_programs or (16 if cfg.scalar else 4) * num_sms(device)
+    nc = max(1, min(triton.cdiv(target, bsz * nt), triton.cdiv(seqlen, cfg.min_chunk)))
+    if m > cfg.chunk_max_m:  # the chunk map costs m^3 per step: measured far slower at m = 16
         nc = 1
-    forced = _env_int("HLRU_CHUNK", 0)
-    cl = forced if forced else triton.cdiv(seqlen, nc)
+    cl = cfg.chunk if cfg.chunk else triton.cdiv(seqlen, nc)
     cl = triton.cdiv(cl, unroll) * unroll
     nc = triton.cdiv(seqlen, cl)
-    if scalar_layout(m):
-        warps = _env_int("HLRU_WARPS", _lane_warps(bn))
+    if cfg.warps:
+        warps = cfg.warps
+    elif cfg.scalar:
+        warps = _lane_warps(bn)
     else:
-        warps = _env_int("HLRU_WARPS", 4 if bn * m * m >= 512 else (2 if bn * m * m >= 128 else 1))
+        warps = 4 if bn * m * m >= 512 else (2 if bn * m * m >= 128 else 1)
     return bn, nt, cl, nc, unroll, warps
 
 
@@ -330,18 +317,18 @@ def _lane_warps(bn: int) -> int:
     return max(1, bn // 32)
 
 
-def _aux_bn(nblocks: int, m: int) -> tuple[int, int]:
+def _aux_bn(nblocks: int, m: int, scalar: bool) -> tuple[int, int]:
     """Block tile and warps for the chunk-map kernels (they hold an m x m x m product per block)."""
     bn = max(1, min(triton.next_power_of_2(nblocks), 2048 // (m * m * m)))
-    warps = _lane_warps(bn) if scalar_layout(m) else (8 if bn * m**3 >= 2048 else 4)
+    warps = _lane_warps(bn) if scalar else (8 if bn * m**3 >= 2048 else 4)
     return bn, warps
 
 
-def bdlru_fwd(z, v, h0, norm: str):
+def generic_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
     bsz, seqlen, nblocks, m = v.shape
     bn, nt, cl, nc, unroll, warps = _config(bsz, seqlen, nblocks, m, v.device)
     norm_id = NORM_IDS[norm]
-    scalar = scalar_layout(m)
+    scalar = settings("generic", m, "fwd").scalar
     h = torch.empty_like(v)
     final = torch.empty(bsz, nblocks, m, dtype=torch.float32, device=v.device)
     if nc == 1:
@@ -349,7 +336,7 @@ def bdlru_fwd(z, v, h0, norm: str):
     else:
         e = torch.empty(bsz, nc, nblocks, m, dtype=torch.float32, device=v.device)
         mat = torch.empty(bsz, nc, nblocks, m, m, dtype=torch.float32, device=v.device)
-        bna, wa = _aux_bn(nblocks, m)
+        bna, wa = _aux_bn(nblocks, m, scalar)
         nta = triton.cdiv(nblocks, bna)
         _bdlru_chunk_fwd_kernel[(bsz * nta, nc - 1)](
             z, v, e, mat, seqlen, nblocks, nta, nc, cl, 1,
@@ -369,18 +356,18 @@ def bdlru_fwd(z, v, h0, norm: str):
     return h, final
 
 
-def bdlru_bwd(z, v, h0, h, dh, dfinal, norm: str):
+def generic_bwd(z, v, h0, h, dh, dfinal, norm: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     bsz, seqlen, nblocks, m = v.shape
     bn, nt, cl, nc, unroll, warps = _config(bsz, seqlen, nblocks, m, v.device, bwd=True)
     norm_id = NORM_IDS[norm]
-    scalar = scalar_layout(m)
+    scalar = settings("generic", m, "bwd").scalar
     has_g, g, dfinal, dz, dv, dh0 = bwd_buffers(z, v, dh, dfinal, (bsz, nblocks, m))
     if nc == 1:
         carry = dfinal
     else:
         f = torch.empty(bsz, nc, nblocks, m, dtype=torch.float32, device=v.device)
         mat = torch.empty(bsz, nc, nblocks, m, m, dtype=torch.float32, device=v.device)
-        bna, wa = _aux_bn(nblocks, m)
+        bna, wa = _aux_bn(nblocks, m, scalar)
         nta = triton.cdiv(nblocks, bna)
         _bdlru_chunk_bwd_kernel[(bsz * nta, nc - 1)](
             z,
@@ -433,32 +420,3 @@ def bdlru_bwd(z, v, h0, h, dh, dfinal, norm: str):
         num_warps=warps,
     )
     return dz, dv, dh0
-
-
-def bdlru_forward(z, v, h0, norm: str):
-    """(h, final) of the routed forward kernel; z, v, h0 contiguous."""
-    m = v.shape[-1]
-    if use_diag(m, bwd=False):
-        return diag_fwd(z, v, h0, norm)
-    if use_chain(m):
-        return bdlru_chain_fwd(z, v, h0, norm)
-    if use_rows(m, v.shape[0] * v.shape[2] * m):
-        return rows_fwd(z, v, h0, norm)
-    if use_tile(z, m):
-        return bdlru_tile_fwd(z, v, h0, norm)
-    return bdlru_fwd(z, v, h0, norm)
-
-
-def bdlru_backward(z, v, h0, h, dh, dfinal, norm: str):
-    """(dz, dv, dh0) of the routed backward kernel from the forward's inputs and output h (every backward kernel
-    takes these, whichever kernel ran forward); dh or dfinal may be None."""
-    m = v.shape[-1]
-    if use_diag(m, bwd=True) and not use_chain(m, bwd=True):
-        return diag_bwd(z, v, h0, h, dh, dfinal, norm)
-    if use_rows(m, v.shape[0] * v.shape[2] * m, bwd=True):
-        return rows_bwd(z, v, h0, h, dh, dfinal, norm)
-    if use_tile(z, m) and not use_chain(m, bwd=True):
-        return bdlru_tile_bwd(z, v, h0, h, dh, dfinal, norm)
-    if use_chain(m):  # m = 1, 2 with HLRU_CHAIN_BWD=1, or logits not aligned for the tile kernel's words
-        return bdlru_chain_bwd(z, v, h0, h, dh, dfinal, norm)
-    return bdlru_bwd(z, v, h0, h, dh, dfinal, norm)

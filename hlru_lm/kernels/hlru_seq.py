@@ -5,19 +5,17 @@ The lag window lives in registers in *time-slot order*: x_s sits in slot s mod m
 (no shift): the gate logits are loaded with permuted offsets so that the coefficient of each slot lines up, and y_t is
 stored with permuted offsets. The backward runs the transposed companion recurrence in the same slot order.
 One program per (batch, channel tile), sequential over T (no time parallelism: parallelism is B*N channels). Orders
-in bdlru_tile.HLRU_TILE_M run the two-phase tile scan of bdlru_tile.py instead (the companion matrix as a dense
-BD-LRU block), which is parallel over time too. Order 16, and order 8 from 8192 lanes, run the lane-per-lag kernels
-of hlru_lags.py (hlru_lags.use_lags). This kernel runs only where neither takes the call: with HLRU_TILE=0, and
-HLRU_LAGS=0 where use_lags would take it.
+2, 4, 8 run the two-phase tile scan of bdlru_tile.py instead (the companion matrix as a dense BD-LRU block), which is
+parallel over time too; order 16, and order 8 from 8192 lanes, the lane-per-lag kernels of hlru_lags.py; order 1 the
+m = 1 BD-LRU kernels. This kernel runs where none takes the call (logits of a dtype the tile kernels do not unpack),
+or when the route is forced (router.py).
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from .bdlru_tile import hlru_tile_bwd, hlru_tile_fwd, use_tile_hlru
 from .common import NORM_IDS, _norm_rows, _norm_rows_bwd, bwd_buffers
-from .hlru_lags import lags_bwd, lags_fwd, use_lags
 
 
 @triton.jit
@@ -151,7 +149,7 @@ def _cfg(nch: int, m: int, bwd: bool):
     return bn, triton.cdiv(nch, bn), warps
 
 
-def hlru_fwd(z, v, h0, norm: str):
+def seq_fwd(z: torch.Tensor, v: torch.Tensor, h0: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
     bsz, seqlen, nch = v.shape
     m = h0.shape[-1]
     bn, nt, warps = _cfg(nch, m, False)
@@ -163,7 +161,7 @@ def hlru_fwd(z, v, h0, norm: str):
     return y, final
 
 
-def hlru_bwd(z, v, h0, y, dy, dfinal, norm: str):
+def seq_bwd(z, v, h0, y, dy, dfinal, norm: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     bsz, seqlen, nch = v.shape
     m = h0.shape[-1]
     bn, nt, warps = _cfg(nch, m, True)
@@ -189,21 +187,3 @@ def hlru_bwd(z, v, h0, y, dy, dfinal, norm: str):
         num_warps=warps,
     )
     return dz, dv, dh0
-
-
-def _hlru_path(z, v, m: int):
-    if use_lags(m, v.shape[0] * v.shape[2] * m):
-        return lags_fwd, lags_bwd
-    if use_tile_hlru(z, m):
-        return hlru_tile_fwd, hlru_tile_bwd
-    return hlru_fwd, hlru_bwd
-
-
-def hlru_forward(z, v, h0, norm: str):
-    """(y, final) of the routed forward kernel; z, v, h0 contiguous."""
-    return _hlru_path(z, v, h0.shape[-1])[0](z, v, h0, norm)
-
-
-def hlru_backward(z, v, h0, y, dy, dfinal, norm: str):
-    """(dz, dv, dh0) of the routed backward kernel (the route depends only on the shapes and z's alignment)."""
-    return _hlru_path(z, v, h0.shape[-1])[1](z, v, h0, y, dy, dfinal, norm)
