@@ -59,6 +59,7 @@ def build(name: str, size: dict) -> torch.nn.Module:
             block_size=m,
             num_blocks=d // m if mixer == "bdlru" else d,
         )
+        cfg.fuse_cross_entropy = True  # as scripts/train.py trains (skip_logits=True)
         return hlru_lm.HLRUForCausalLM(cfg)
     if name == "llama":
         from transformers import LlamaConfig, LlamaForCausalLM

@@ -38,9 +38,10 @@ class HLRUConfig(PreTrainedConfig):
         initializer_range: std of the N(0, std) weight init (biases start at zero).
         max_position_embeddings: the training context length; the model itself has no positional limit, tools such as
             lm-eval use this as their window.
-        fuse_cross_entropy: in training mode, a forward with `labels` computes the loss from the last hidden states
-            chunk by chunk (`hlru_lm.loss`) and never holds the whole batch's logits, which then come back as None
-            (as with Liger-Kernel). In eval mode, or with False, the logits are computed and returned as usual.
+        fuse_cross_entropy: True: in training mode, a forward with `labels` computes the loss from the last hidden
+            states chunk by chunk (`hlru_lm.loss`) and never holds the whole batch's logits, which then come back as
+            None (as with Liger-Kernel; tools that read the training logits, e.g. TRL's token accuracy, need False).
+            False (default): logits as usual. A forward's `skip_logits=` argument decides per call.
         decode_cuda_graph: on CUDA, run each single-token step of `generate()` (eval mode, no grad) as one replayed
             CUDA graph of the whole model (embedding, every block, final norm, lm_head), captured once per batch size
             and dtype. Same outputs as the eager step; False runs every step eagerly (one launch per op).
@@ -61,7 +62,7 @@ class HLRUConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     max_position_embeddings: int = 2048
     use_cache: bool = True
-    fuse_cross_entropy: bool = True
+    fuse_cross_entropy: bool = False
     decode_cuda_graph: bool = True
     tie_word_embeddings: bool = False
     pad_token_id: int | None = None

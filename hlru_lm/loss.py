@@ -150,7 +150,18 @@ def linear_cross_entropy(
     elif weight.dtype != hidden.dtype:
         hidden = hidden.to(weight.dtype)
     with torch.autocast(dev, enabled=False):
-        return _apply(hidden, weight, target, scale, chunk_size)
+        if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+            return _apply(hidden, weight, target, scale, chunk_size)
+        return _loss_only(hidden, weight, target, scale, chunk_size)
+
+
+def _loss_only(hidden, weight, target, scale, chunk_size) -> torch.Tensor:
+    """Evaluation: the same chunks, no gradient matmuls."""
+    loss = torch.zeros((), dtype=scale.dtype, device=hidden.device)
+    for start in range(0, hidden.shape[0], chunk_size):
+        logits = hidden[start : start + chunk_size] @ weight.t()
+        loss += _chunk_fn(logits)(logits, target[start : start + chunk_size], scale)[0]
+    return loss * scale
 
 
 # Under torch.compile of a whole model the loss runs eagerly (its Python loop over chunks is not worth tracing).

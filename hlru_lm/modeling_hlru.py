@@ -510,10 +510,12 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
         return_dict: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         position_ids: torch.LongTensor | None = None,
+        skip_logits: bool | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
-        """Next-token logits; with `labels`, the shifted cross-entropy loss (-100 is ignored). In training mode with
-        labels the loss is computed without the logits, which are then None (`config.fuse_cross_entropy`).
+        """Next-token logits; with `labels`, the shifted cross-entropy loss (-100 is ignored). `skip_logits=True`
+        computes the loss chunk by chunk from the hidden states without the (B, T, vocab) logits, which are then None
+        (default: in training mode with labels when `config.fuse_cross_entropy`; scripts/train.py always does).
         Restarting `position_ids` mark packed documents (see HLRUModel.forward). Single-token decode steps on CUDA
         replay a captured CUDA graph (`config.decode_cuda_graph`; see _graph_decode)."""
         if self.config.decode_cuda_graph and input_ids is not None and input_ids.shape[-1:] == (1,):
@@ -542,9 +544,12 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
             position_ids=position_ids,
         )
         hidden = out.last_hidden_state
-        fuse = self.training and self.config.fuse_cross_entropy and type(self.lm_head) is nn.Linear  # not a LoRA head
-        if labels is not None and fuse and "shift_labels" not in kwargs:
-            # training: the loss straight from the hidden states, never the (B, T, vocab) logits
+        if skip_logits is None:
+            skip_logits = self.training and labels is not None and self.config.fuse_cross_entropy
+        if skip_logits and labels is None:
+            raise ValueError("skip_logits=True computes the loss instead of the logits: it needs labels")
+        # an adapted head (LoRA on lm_head) or shift_labels from sequence parallelism take the plain loss
+        if skip_logits and type(self.lm_head) is nn.Linear and "shift_labels" not in kwargs:
             loss = linear_cross_entropy(hidden, self.lm_head.weight, labels, kwargs.get("num_items_in_batch"))
             logits = None
         else:

@@ -242,7 +242,7 @@ def main(argv=None) -> int:
         for i in range(0, len(mine), b):
             x = torch.from_numpy(val_blocks.get(mine[i : i + b])).to(accelerator.device)
             with accelerator.autocast():
-                loss = model(input_ids=x, labels=x, use_cache=False, position_ids=positions(x)).loss
+                loss = model(input_ids=x, labels=x, use_cache=False, position_ids=positions(x), skip_logits=True).loss
             total += torch.stack(
                 [loss.double() * x.shape[0], torch.tensor(float(x.shape[0]), device=total.device, dtype=torch.float64)]
             )
@@ -285,7 +285,9 @@ def main(argv=None) -> int:
                 idx = schedule.indices(g * W * b + rank * b, b)
                 x = torch.from_numpy(train_blocks.get(idx)).to(accelerator.device)
                 with accelerator.accumulate(model):
-                    loss = model(input_ids=x, labels=x, use_cache=False, position_ids=positions(x)).loss
+                    loss = model(
+                        input_ids=x, labels=x, use_cache=False, position_ids=positions(x), skip_logits=True
+                    ).loss
                     loss_sum += loss.detach()
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:

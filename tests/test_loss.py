@@ -63,7 +63,26 @@ def test_model_training_loss_equals_the_unfused_loss_under_bf16_autocast():
     model.eval()
     model.config.fuse_cross_entropy = True
     with torch.no_grad():
-        assert model(input_ids=x, labels=x).logits is not None  # eval keeps the logits
+        plain = model(input_ids=x, labels=x)
+        assert plain.logits is not None  # eval keeps the logits
+        chunked = model(input_ids=x, labels=x, skip_logits=True)  # evaluation without the logits (no gradients)
+    assert chunked.logits is None
+    torch.testing.assert_close(chunked.loss, plain.loss, rtol=1e-5, atol=1e-6)
+
+
+def test_skip_logits_default_and_per_call():
+    """By default a training forward returns its logits (as any HF model: TRL reads them); skip_logits=True or
+    config.fuse_cross_entropy drops them; skip_logits without labels is refused."""
+    model = HLRUForCausalLM(HLRUConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, scan_backend="torch"))
+    model.train()
+    x = torch.randint(0, 50, (2, 8))
+    assert model(input_ids=x, labels=x).logits.shape == (2, 8, 50)
+    assert model(input_ids=x, labels=x, skip_logits=True).logits is None
+    model.config.fuse_cross_entropy = True
+    assert model(input_ids=x, labels=x).logits is None
+    assert model(input_ids=x, labels=x, skip_logits=False).logits is not None
+    with pytest.raises(ValueError, match="needs labels"):
+        model(input_ids=x, skip_logits=True)
 
 
 def test_bad_inputs_are_refused():
