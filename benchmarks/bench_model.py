@@ -24,6 +24,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -158,7 +159,7 @@ def run_training(name: str, args, device: torch.device) -> list[dict]:
                     rec["mfu"] = rec["tokens_per_s"] * rec["flops_per_token"] / args.matmul_flops
             if device.type == "cuda":
                 rec["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-            print(json.dumps(rec), flush=True)
+            emit(rec)
             out.append(rec)
             if args.profile and "step_s" in rec and mode == args.modes[-1] and seq_len == args.seq_lens[0]:
                 out.append(profile_step(model, opt, device, batch, seq_len, args.size["vocab_size"], name, mode))
@@ -179,7 +180,7 @@ def profile_step(model, opt, device, batch: int, seq_len: int, vocab: int, name:
     total = sum(e.device_time_total for e in events)
     top = [{"kernel": e.key[:120], "ms": e.device_time_total / 1e3, "calls": e.count} for e in events[:25]]
     rec = {"model": name, "mode": mode, "seq_len": seq_len, "kind": "profile", "gpu_ms": total / 1e3, "top": top}
-    print(json.dumps(rec), flush=True)
+    emit(rec)
     return rec
 
 
@@ -218,7 +219,7 @@ def run_decode(name: str, args, device: torch.device) -> list[dict]:
                 rec.update(prefill_s=one, ms_per_token=1e3 * (full - one) / args.new_tokens)
             except Exception as e:  # recorded, so one failing shape does not lose the others' numbers
                 rec["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-            print(json.dumps(rec), flush=True)
+            emit(rec)
             out.append(rec)
     return out
 
@@ -322,6 +323,12 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--no-train", dest="train", action="store_false", help="skip the training measurements")
     p.add_argument("--no-decode", dest="decode", action="store_false", help="skip the decoding measurements")
     p.add_argument("--profile", action="store_true", help="also record the costliest kernels of one step")
+    p.add_argument(
+        "--model_timeout",
+        type=float,
+        default=None,
+        help="seconds after which a model's worker is stopped (its records so far are kept)",
+    )
     p.add_argument("--append", action="store_true", help="add to the records already in --out")
     p.add_argument("--smoke", action="store_true", help="tiny shapes on any device: checks the plumbing only")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: measure one model in this process
@@ -351,6 +358,8 @@ def parse(argv=None) -> argparse.Namespace:
     for what in ("tokens_per_step", "new_tokens", "steps"):
         if getattr(args, what) < 1:
             p.error(f"--{what} must be >= 1")
+    if args.model_timeout is not None and args.model_timeout <= 0:
+        p.error("--model_timeout must be > 0")
     if args.warmup < 0:
         p.error("--warmup must be >= 0")
     if args.smoke:
@@ -360,17 +369,48 @@ def parse(argv=None) -> argparse.Namespace:
     return args
 
 
+def emit(rec: dict) -> None:
+    """A worker hands each measurement to the parent as soon as it has it (a worker killed later keeps them)."""
+    print("RECORD " + json.dumps(rec), flush=True)
+
+
 def worker(args) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = args.worker
-    records = run_training(name, args, device) if args.train and name in args.models else []
+    if args.train and name in args.models:
+        run_training(name, args, device)
     if args.decode and name in args.decode_models:
-        records += run_decode(name, args, device)
-    print("RESULT " + json.dumps(records), flush=True)
+        run_decode(name, args, device)
     return 0
 
 
-def write(out: Path, previous: list, records: list, skipped: dict, args, device, flops) -> None:
+def run_worker(cmd: list[str], timeout: float | None, on_record) -> tuple[int | None, list[str]]:
+    """Run one model's worker, passing its records on as they come; kill it after `timeout` seconds. Returns the
+    exit code (None when killed) and the last lines it printed otherwise."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    killed = threading.Event()
+
+    def kill() -> None:
+        killed.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, kill) if timeout else None
+    if timer:
+        timer.start()
+    tail: list[str] = []
+    for line in proc.stdout:
+        if line.startswith("RECORD "):
+            on_record(json.loads(line[len("RECORD ") :]))
+        else:
+            tail = (tail + [line.rstrip()])[-5:]
+    proc.wait()
+    if timer:
+        timer.cancel()
+    return (None if killed.is_set() else proc.returncode), tail
+
+
+def write(out: Path, previous: list, records: list, skipped: dict, args, device, flops, png: bool = True) -> None:
     keep = {(r["model"], r["kind"]) for r in records}
     merged = [r for r in previous if (r["model"], r["kind"]) not in keep] + records
     body = {
@@ -384,6 +424,8 @@ def write(out: Path, previous: list, records: list, skipped: dict, args, device,
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(body, indent=1, allow_nan=False) + "\n")
     tmp.replace(out)
+    if not png:
+        return
     try:
         plot(merged, out.with_suffix(".png"))
     except ImportError:
@@ -411,22 +453,19 @@ def main(argv=None) -> int:
         cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--worker", name]
         if flops:
             cmd += ["--matmul_flops", str(flops)]
-        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-            skipped[name] = f"exit {proc.returncode}: " + " | ".join(tail)
+
+        def on_record(rec: dict) -> None:
+            rec["run"] = started  # records merged from several invocations (--append) say which one measured them
+            print(json.dumps(rec), flush=True)
+            records.append(rec)
+            write(out, previous, records, skipped, args, device, flops, png=False)  # a killed run keeps its records
+
+        code, tail = run_worker(cmd, args.model_timeout, on_record)
+        if code != 0:
+            why = f"killed after {args.model_timeout:g} s" if code is None else f"exit {code}"
+            skipped[name] = f"{why}: " + " | ".join(tail)
             failed = True
             print(f"{name} failed: {skipped[name]}", flush=True)
-            continue
-        recs = json.loads(lines[-1][len("RESULT ") :])
-        for r in recs:
-            r["run"] = started  # records merged from several invocations (--append) say which one measured them
-        for r in recs:
-            print(json.dumps(r), flush=True)
-        records += recs
-        write(out, previous, records, skipped, args, device, flops)  # after every model: a killed run keeps the rest
     write(out, previous, records, skipped, args, device, flops)
     print(f"wrote {out}", flush=True)
     return 1 if failed else 0

@@ -25,6 +25,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
         (["--decode_batches", "0"], "--decode_batches must list positive integers"),
         (["--modes", "fast"], "--modes must list eager and/or compiled"),
         (["--steps", "0"], "--steps must be >= 1"),
+        (["--model_timeout", "0"], "--model_timeout must be > 0"),
     ],
 )
 def test_bad_arguments_are_refused(tmp_path, args, message):
@@ -55,3 +56,11 @@ def test_smoke_run_writes_every_measurement(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     models = {(r["model"], r["kind"]) for r in json.loads(out.read_text())["records"]}
     assert models == {("bdlru1", "train"), ("hlru2", "train"), ("llama", "train"), ("bdlru1", "decode")}
+
+
+def test_a_model_past_its_time_is_stopped_and_named(tmp_path):
+    out = tmp_path / "r.json"
+    proc = _run("--out", str(out), "--smoke", "--models", "bdlru1", "--no-decode", "--model_timeout", "0.5")
+    assert proc.returncode == 1
+    body = json.loads(out.read_text())
+    assert body["skipped"]["bdlru1"].startswith("killed after 0.5 s")
