@@ -9,7 +9,6 @@ one write of the chunk's logits, the gradient written over them).
 """
 
 import math
-import os
 
 import torch
 
@@ -33,8 +32,10 @@ def _chunk_loss_grad(logits: torch.Tensor, target: torch.Tensor, scale: torch.Te
 try:
     import triton
     import triton.language as tl
-except ImportError:  # a checkpoint's copy of this file runs without Triton (CPU): the torch path above
-    triton = None
+
+    _INTERPRETED = bool(triton.knobs.runtime.interpret)  # Triton's own reading of TRITON_INTERPRET, as the kernels'
+except (ImportError, AttributeError):  # a checkpoint's copy of this file runs without (a recent) Triton: torch path
+    triton, _INTERPRETED = None, False
 
 if triton is not None:
 
@@ -83,7 +84,7 @@ def _chunk_loss_grad_triton(logits: torch.Tensor, target: torch.Tensor, scale: t
 def _chunk_fn(logits: torch.Tensor):
     """The Triton kernel for CUDA (or interpreted) half/float inputs; the torch version elsewhere."""
     usable = triton is not None and logits.dtype != torch.float64
-    if usable and (logits.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+    if usable and (logits.is_cuda or _INTERPRETED):
         return _chunk_loss_grad_triton
     return _chunk_loss_grad
 
