@@ -17,8 +17,9 @@ Routes (lanes = B N m, the parallel lanes of the sequential kernels; the thresho
     hlru   8   both       hlru_lags from 8192 lanes; below: as order 2
     hlru   16  both       hlru_lags
 
-The measurements behind it (H200, B=8 T=8192 D=1536, benchmarks/NOTES.md): diag_tile's two channels per lane beat
-the one-channel chain and tile kernels at m = 1 (v14, v18, v19); the single-pass chain forward is fastest at m = 2
+The measurements behind it (H200, B=8 T=8192 D=1536; the vNN are experiments in
+`git show d6a9ac2:benchmarks/NOTES.md`): diag_tile's two channels per lane beat the one-channel chain and tile
+kernels at m = 1 (v14, v18, v19); the single-pass chain forward is fastest at m = 2
 but its backward needs tiles of 4 steps, slower than the two-phase tile backward (v11); the tile kernels' m^3 carry
 maps spill at m = 8 and do not fit at 16, where a row per lane in time order wins once 8192 lanes fill the GPU
 (v15a, v16b); for H-LRU the same holds for a lane per lag at order 8 and 16 (v17a).
