@@ -24,7 +24,7 @@ from hlru_lm.synthetic import (
     train_test,
 )
 from hlru_lm.synthetic.models import SyntheticModel, chunked_gated_delta_rule
-from hlru_lm.synthetic.protocol import macro_accuracy, plan, replace_suite, run_suite
+from hlru_lm.synthetic.protocol import accumulate_grads, macro_accuracy, plan, replace_suite, run_suite
 from hlru_lm.synthetic.tasks import memory_map
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,6 +238,33 @@ def test_chunked_gated_delta_rule_matches_float64_loop():
         torch.testing.assert_close(s, ref_s, rtol=1e-10, atol=1e-12)
     args = [t[:1, :6, :1, ...].clone().requires_grad_() for t in (q, k, v, alpha.log(), beta)]
     assert torch.autograd.gradcheck(lambda *a: chunked_gated_delta_rule(*a, chunk=4)[0], args)
+
+
+def test_micro_batches_give_the_full_batch_gradient():
+    """Mamba2 trains in micro-batches (memory); the step must equal one pass over the batch: the mean over all scored
+    positions, not a mean of per-micro-batch means (micro-batches score different numbers of positions)."""
+    torch.manual_seed(0)
+    model = SyntheticModel("lstm", 12, 12, 16, 1, 8, 10, False)
+    x = torch.randint(0, 12, (5, 10))
+    y = torch.randint(0, 12, (5, 10))
+    y[0, :7] = IGNORE  # unequal scored counts per example
+    y[3, 2:] = IGNORE
+    ref = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten(), ignore_index=IGNORE)
+    ref.backward()
+    want = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    loss = accumulate_grads(model, x, y, micro=2)
+    assert torch.allclose(loss, ref.detach(), rtol=1e-5)
+    for p, g in zip(model.parameters(), want, strict=True):
+        assert torch.allclose(p.grad, g, rtol=1e-4, atol=1e-7)
+    model.zero_grad(set_to_none=True)
+    accumulate_grads(model, x[:4], y[:4], micro=2)  # a mean of per-micro-batch means would differ here
+    per_half = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    accumulate_grads(model, x[:4], y[:4], micro=4)
+    assert all(
+        torch.allclose(p.grad, g, rtol=1e-4, atol=1e-7) for p, g in zip(model.parameters(), per_half, strict=True)
+    )
 
 
 def test_bad_arguments_raise_clear_errors():

@@ -302,8 +302,8 @@ def test_bdlru_generic(routes, m, norm):
 @pytest.mark.parametrize("m", [4, 8])
 def test_bdlru_unaligned_logits(routes, m):
     """Logits not aligned to the tile kernels' 64-bit words (fp32) take the generic kernels, by default."""
-    z, v, h0 = _bd(1, 9, 3, m, seed=14)
-    shifted = torch.empty(z.numel() + 1)[1:].view(z.shape)  # 4 bytes past an aligned allocation
+    z, v, h0 = (x.to(DEV) for x in _bd(1, 9, 3, m, seed=14))
+    shifted = torch.empty(z.numel() + 1, device=z.device)[1:].view(z.shape)  # 4 bytes past an aligned allocation
     shifted.copy_(z)
     zt = shifted.requires_grad_()
     zr, vr, hr = (x.double().requires_grad_() for x in (z, v, h0))
@@ -582,9 +582,9 @@ def test_rows_unaligned_logits():
     """bf16 logits 2 bytes past a 4-byte boundary cannot be read as 32-bit words: element loads, same result."""
     from hlru_lm.kernels.bdlru_rows import rows_fwd
 
-    z, v, h0 = _bd(1, 7, 3, 16, seed=19)
+    z, v, h0 = (x.to(DEV) for x in _bd(1, 7, 3, 16, seed=19))
     z, v = z.bfloat16(), v.bfloat16()
-    shifted = torch.empty(z.numel() + 1, dtype=z.dtype)[1:].view(z.shape)
+    shifted = torch.empty(z.numel() + 1, dtype=z.dtype, device=z.device)[1:].view(z.shape)
     shifted.copy_(z)
     assert shifted.data_ptr() % 4 == 2
     h, f = rows_fwd(shifted, v, h0, "softmax")

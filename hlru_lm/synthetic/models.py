@@ -12,6 +12,9 @@ from hlru_lm.configuration_hlru import HLRUConfig
 from hlru_lm.modeling_hlru import HLRUMixer
 
 MODELS = ("bdlru1", "bdlru2", "bdlru3", "bdlru4", "bdlru8", "hlru2", "hlru4", "hlru8", "lstm", "mamba2", "gdn")
+# Examples per forward pass, where a model's transient memory needs it: transformers' torch Mamba2 path materialises
+# (batch, chunks, chunk, chunk, heads, head_dim) products, 4-16 GiB at batch 256 and length 256 (12 workers share a GPU)
+MICRO_BATCH = {"mamba2": 32}
 
 
 def gated_delta_rule(q, k, v, alpha, beta, state=None):

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from . import tasks as _tasks
-from .models import MODELS, SyntheticModel, count_params, solve_width
+from .models import MICRO_BATCH, MODELS, SyntheticModel, count_params, solve_width
 from .tasks import IGNORE, TaskSpec, generate, group_tasks, mad_tasks, train_test
 
 STOP_ACC = 0.999
@@ -222,6 +222,19 @@ def macro_accuracy(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -
     return float(recall[present].mean())
 
 
+def accumulate_grads(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, micro: int) -> torch.Tensor:
+    """Backward of the batch's mean cross-entropy over its scored positions, `micro` examples per pass (the same
+    gradients as one pass, up to rounding). Returns the loss, detached (no host sync)."""
+    scored = (y != IGNORE).sum().clamp(min=1)
+    total = torch.zeros((), device=x.device, dtype=torch.float32)
+    for xs, ys in zip(x.split(micro), y.split(micro), strict=True):
+        loss = F.cross_entropy(model(xs).float().flatten(0, 1), ys.flatten(), ignore_index=IGNORE, reduction="sum")
+        loss = loss / scored
+        loss.backward()
+        total += loss.detach()
+    return total
+
+
 def _evaluate(model, x, y, batch, device, num_classes: int) -> dict:
     model.eval()
     correct = total = 0
@@ -319,6 +332,7 @@ def run_one(job: dict) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     gen = torch.Generator().manual_seed(job["seed"])
     batch = min(job["batch"], len(xtr))
+    micro = MICRO_BATCH.get(job["model"], batch)
     perm, cursor = torch.randperm(len(xtr), generator=gen), 0
     status, ev, eval_s = "done", None, None
     # the group tasks' length-generalisation evals after training, in units of one eval at the training length
@@ -329,10 +343,8 @@ def run_one(job: dict) -> dict:
             perm, cursor = torch.randperm(len(xtr), generator=gen), 0
         idx = perm[cursor : cursor + batch]
         cursor += batch
-        xb, yb = xtr[idx].to(device), ytr[idx].to(device)
-        loss = F.cross_entropy(model(xb).float().flatten(0, 1), yb.flatten(), ignore_index=IGNORE)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        accumulate_grads(model, xtr[idx].to(device), ytr[idx].to(device), micro)
         opt.step()
         sched.step()
         now = time.time()
@@ -349,7 +361,7 @@ def run_one(job: dict) -> dict:
             break
         if step % job["eval_every"] == 0 or step == total:
             te = time.time()
-            ev = _evaluate(model, xte, yte, 4 * job["batch"], device, spec.num_classes)
+            ev = _evaluate(model, xte, yte, min(4 * job["batch"], 2 * micro), device, spec.num_classes)
             eval_s = time.time() - te
             if min(ev["accuracy"], ev["macro_accuracy"]) >= STOP_ACC:
                 status = "early_stop"
@@ -383,7 +395,8 @@ def run_one(job: dict) -> dict:
         rec["length_generalisation"] = {}
         for n_len in job["group_test_lens"]:
             xl, yl = generate(spec, job["n_test"], job["seed"], "test", seq_len=n_len)
-            curve = _evaluate(model, xl, yl, job["batch"], device, spec.num_classes)["per_position"]
+            eval_batch = max(1, min(job["batch"], 2 * micro * spec.seq_len // xl.shape[1]))
+            curve = _evaluate(model, xl, yl, eval_batch, device, spec.num_classes)["per_position"]
             rec["length_generalisation"][str(n_len)] = curve
         rec["time_s"] = round(time.time() - t0, 2)
     return rec

@@ -98,7 +98,9 @@ def markdown(records: list[dict], tasks: list[str], models: list[str], status: s
 
 
 def plots(records: list[dict], out: Path) -> list[str]:
-    """accuracy_vs_state.png and group_length.png if matplotlib is importable; returns the files written."""
+    """accuracy_vs_params.png (one panel per MAD task: every model's mean accuracy over seeds, the seeds' range as a
+    bar, against its parameters; state sizes in the legend, equal in the iso-state tier) and group_length.png, if
+    matplotlib is importable; returns the files written."""
     try:
         import matplotlib
 
@@ -108,20 +110,25 @@ def plots(records: list[dict], out: Path) -> list[str]:
         return []
     agg = aggregate(records)
     written = []
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    by_model = defaultdict(list)
-    for (_, m), a in agg.items():
-        if a["family"] == "mad":
-            by_model[m].append((a["state_size"], a["accuracy"]))
-    for m, pts in sorted(by_model.items()):
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=m)
-    ax.set_xscale("log")
-    ax.set(xlabel="state size (floats per token)", ylabel="MAD accuracy", title="MAD accuracy vs state size")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out / "accuracy_vs_state.png", dpi=120)
-    plt.close(fig)
-    written.append("accuracy_vs_state.png")
+    mad = sorted({t for (t, _), a in agg.items() if a["family"] == "mad"})
+    if mad:
+        fig, axes = plt.subplots(1, len(mad), figsize=(3.6 * len(mad), 3.6), squeeze=False)
+        for ax, task in zip(axes[0], mad, strict=True):
+            for (t, m), a in sorted(agg.items()):
+                if t != task:
+                    continue
+                accs = [r["accuracy"] for r in a["runs"]]
+                err = [[a["accuracy"] - min(accs)], [max(accs) - a["accuracy"]]]
+                ax.errorbar(a["params"], a["accuracy"], yerr=err, fmt="o", ms=4, label=f"{m} ({a['state_size']})")
+            ax.axhline(a["chance"], color="k", ls=":", lw=0.8)
+            ax.set_xscale("log")
+            ax.set(title=task, xlabel="parameters", ylim=(0, 1.02))
+        axes[0][0].set_ylabel("accuracy (dotted: chance)")
+        axes[0][0].legend(fontsize=6, title="model (state)", title_fontsize=6, loc="upper right", ncol=2)
+        fig.tight_layout()
+        fig.savefig(out / "accuracy_vs_params.png", dpi=110)
+        plt.close(fig)
+        written.append("accuracy_vs_params.png")
     groups = sorted({t for (t, _), a in agg.items() if a["family"] == "group"})
     if groups:
         fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.5), squeeze=False)
