@@ -94,6 +94,10 @@ class HLRURMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == self.weight.dtype and not torch.compiler.is_compiling():
+            # eager: torch's fused rms_norm, one kernel instead of eight (a decode step runs 25 norms); it rounds
+            # x * rstd * weight once. Compiled: the formula below, which inductor fuses with its neighbours.
+            return nn.functional.rms_norm(x, self.weight.shape, self.weight, self.eps)
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * xf.to(x.dtype)

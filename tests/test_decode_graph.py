@@ -336,3 +336,27 @@ def test_gpu_cache_memory_constant_in_length():
         del out, cache
     assert sizes[16] == sizes[256]
     assert abs(used[256] - used[16]) < 64 * 1024
+
+
+@GPU
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gpu_decode_step_runs_each_rmsnorm_as_one_fused_op(dtype):
+    """The replayed step is bound by its kernel count: each of its 2L + 1 RMSNorms must be torch's fused rms_norm (one
+    kernel), not the eight-op formula."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    model = _gpu_model("bdlru", 1, dtype)
+    states = [torch.zeros(2, 256, 1, device="cuda") for _ in model.model.layers]
+    with torch.no_grad(), Ops() as ops:
+        model._decode_step(torch.randint(3, 512, (2, 1), device="cuda"), states)
+    assert ops.names.count("aten._fused_rms_norm.default") == 2 * len(model.model.layers) + 1
+    assert "aten.rsqrt.default" not in ops.names

@@ -1,5 +1,7 @@
 """Model forward/backward, paper parameter counts, config errors, save/load and Auto* registration."""
 
+import warnings
+
 import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
@@ -116,3 +118,41 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     model(ids, labels=ids).loss.backward()
     for a, p in zip(plain, model.parameters(), strict=True):
         torch.testing.assert_close(p.grad, a)
+
+
+def test_rmsnorm_eager_and_compiled_forms_match_float64():
+    """Eager RMSNorm is torch's fused rms_norm (one kernel on CUDA; it rounds x * rstd * w once); under compile, and for
+    a weight of another dtype than x (no fused kernel then, and no warning), the two-rounding formula. Every form is
+    RMSNorm: each against float64, values and gradients; in float32 the forms agree to rounding."""
+    from hlru_lm.modeling_hlru import HLRURMSNorm
+
+    g = torch.Generator().manual_seed(0)
+    x64 = torch.randn(3, 5, 48, generator=g, dtype=torch.float64)
+    w64 = 1 + 0.1 * torch.randn(48, generator=g, dtype=torch.float64)
+    ref = w64 * x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + 1e-6)
+    dy = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    xr, wr = x64.clone().requires_grad_(), w64.clone().requires_grad_()
+    (wr * xr * torch.rsqrt(xr.pow(2).mean(-1, keepdim=True) + 1e-6)).backward(dy)
+
+    def run(norm, x):
+        x = x.clone().requires_grad_()
+        y = norm(x)
+        y.backward(dy.to(y.dtype))
+        return y, x.grad, norm.weight.grad
+
+    def rel(a, b):
+        return ((a.double() - b).norm() / b.norm()).item()
+
+    outs = {}
+    for dtype, tol in ((torch.float32, 1e-6), (torch.bfloat16, 1e-2)):
+        for form in ("eager", "compiled", "mixed"):
+            norm = HLRURMSNorm(48, 1e-6).to(torch.float32 if form == "mixed" else dtype)
+            norm.weight.data.copy_(w64)
+            fn = torch.compile(norm, backend="eager", fullgraph=True) if form == "compiled" else norm
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # the mixed form must not hit torch's "cannot dispatch" warning
+                y, dx, dw = run(fn, x64.to(dtype))
+            assert y.dtype == torch.promote_types(dtype, norm.weight.dtype)
+            assert rel(y, ref) < tol and rel(dx, xr.grad) < 10 * tol and rel(dw, wr.grad) < 10 * tol, (dtype, form)
+            outs[dtype, form] = y
+    assert torch.allclose(outs[torch.float32, "eager"], outs[torch.float32, "compiled"], rtol=1e-6, atol=1e-6)
