@@ -326,6 +326,29 @@ def test_hlru_seq(routes, m, norm):
     assert routes == [("hlru_seq", "fwd"), ("hlru_seq", "bwd")]
 
 
+@pytest.mark.parametrize("m", [1, 2, 4])
+def test_step_leaves_lookback_flags_unzeroed(monkeypatch, m):
+    """A decode step is one time tile: no look-back polls, so its flags are not zeroed (one kernel fewer). Poisoned
+    flags must not change the step's result."""
+    from hlru_lm.kernels import common
+
+    real_empty, poisoned = torch.empty, []
+
+    def empty(*shape, **kw):
+        out = real_empty(*shape, **kw)
+        if kw.get("dtype") == torch.int32:
+            poisoned.append(out.fill_(-7))
+        return out
+
+    monkeypatch.setattr(common.torch, "empty", empty)
+    z, v, h0 = (x.to(DEV) for x in _bd(2, 1, 40 // m, m, seed=21))
+    h, f = bdlru_step(z[:, 0], v[:, 0], h0, backend="triton")
+    hr, fr = bdlru_step(z[:, 0].double(), v[:, 0].double(), h0.double(), backend="naive")
+    monkeypatch.undo()
+    assert poisoned, "the step's kernel did not take its flags from torch.empty"
+    assert rel(h, hr) < TOL and rel(f, fr) < TOL
+
+
 @pytest.mark.parametrize("generic", [False, True])
 def test_bdlru_no_grad_out(routes, generic):
     """A loss on the final state only (dh is None: HAS_G=False) at m = 2: the default tile backward, or the generic

@@ -403,8 +403,10 @@ def _finish(flag_ptr, inc_ptr, k, K0, B, b, N, n, nmask, NT, nt, M: tl.constexpr
 
 
 def lookback_buffers(bsz: int, ntt: int, nblocks: int, nt: int, m: int, device) -> tuple[torch.Tensor, ...]:
-    """Flags (zeroed, one int32 per tile), tile maps and tile end states (each written before it is read)."""
-    flags = torch.zeros(ntt * bsz * nt, dtype=torch.int32, device=device)
+    """Flags (one int32 per tile), tile maps and tile end states (each written before it is read). A look-back polls
+    its predecessors' flags, so they start at zero; with one time tile (a decode step) nothing polls, and the flags
+    are left unzeroed: one kernel fewer per call."""
+    flags = (torch.zeros if ntt > 1 else torch.empty)(ntt * bsz * nt, dtype=torch.int32, device=device)
     agg = torch.empty(ntt * bsz * nblocks * (m * m + m), dtype=torch.float32, device=device)
     inc = torch.empty(ntt * bsz * nblocks * m, dtype=torch.float32, device=device)
     return flags, agg, inc
