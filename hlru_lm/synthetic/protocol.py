@@ -333,6 +333,10 @@ def run_one(job: dict) -> dict:
     gen = torch.Generator().manual_seed(job["seed"])
     batch = min(job["batch"], len(xtr))
     micro = MICRO_BATCH.get(job["model"], batch)
+
+    def eval_batch(length: int, full: int) -> int:  # `full` examples per pass, unless the model needs micro-batches
+        return full if micro == batch else max(1, 2 * micro * spec.seq_len // length)
+
     perm, cursor = torch.randperm(len(xtr), generator=gen), 0
     status, ev, eval_s = "done", None, None
     # the group tasks' length-generalisation evals after training, in units of one eval at the training length
@@ -361,19 +365,13 @@ def run_one(job: dict) -> dict:
             break
         if step % job["eval_every"] == 0 or step == total:
             te = time.time()
-            ev = _evaluate(model, xte, yte, min(4 * job["batch"], 2 * micro), device, spec.num_classes)
+            ev = _evaluate(model, xte, yte, eval_batch(spec.seq_len, 4 * job["batch"]), device, spec.num_classes)
             eval_s = time.time() - te
             if min(ev["accuracy"], ev["macro_accuracy"]) >= STOP_ACC:
                 status = "early_stop"
                 break
     rec = {
-        "key": job_key(spec.name, job["model"], job["lr"], job["wd"], job["seed"]),
-        "task": spec.name,
-        "family": spec.family,
-        "model": job["model"],
-        "lr": job["lr"],
-        "wd": job["wd"],
-        "seed": job["seed"],
+        **_stub(job),
         "status": status,
         "steps": step,
         "time_s": round(time.time() - t0, 2),
@@ -395,8 +393,7 @@ def run_one(job: dict) -> dict:
         rec["length_generalisation"] = {}
         for n_len in job["group_test_lens"]:
             xl, yl = generate(spec, job["n_test"], job["seed"], "test", seq_len=n_len)
-            eval_batch = max(1, min(job["batch"], 2 * micro * spec.seq_len // xl.shape[1]))
-            curve = _evaluate(model, xl, yl, eval_batch, device, spec.num_classes)["per_position"]
+            curve = _evaluate(model, xl, yl, eval_batch(n_len, job["batch"]), device, spec.num_classes)["per_position"]
             rec["length_generalisation"][str(n_len)] = curve
         rec["time_s"] = round(time.time() - t0, 2)
     return rec

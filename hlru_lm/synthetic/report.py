@@ -97,6 +97,13 @@ def markdown(records: list[dict], tasks: list[str], models: list[str], status: s
     return "\n".join(lines) + "\n"
 
 
+def _save(fig, path: Path, dpi: int) -> None:
+    """The PNG appears whole or not at all (a run killed mid-write keeps the previous one)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, dpi=dpi, format="png")
+    tmp.replace(path)
+
+
 def plots(records: list[dict], out: Path) -> list[str]:
     """accuracy_vs_params.png (one panel per MAD task: every model's mean accuracy over seeds, the seeds' range as a
     bar, against its parameters; state sizes in the legend, equal in the iso-state tier) and group_length.png, if
@@ -126,7 +133,7 @@ def plots(records: list[dict], out: Path) -> list[str]:
         axes[0][0].set_ylabel("accuracy (dotted: chance)")
         axes[0][0].legend(fontsize=6, title="model (state)", title_fontsize=6, loc="upper right", ncol=2)
         fig.tight_layout()
-        fig.savefig(out / "accuracy_vs_params.png", dpi=110)
+        _save(fig, out / "accuracy_vs_params.png", dpi=110)
         plt.close(fig)
         written.append("accuracy_vs_params.png")
     groups = sorted({t for (t, _), a in agg.items() if a["family"] == "group"})
@@ -147,7 +154,7 @@ def plots(records: list[dict], out: Path) -> list[str]:
             ax.set(title=g, xlabel="position (prefix length)", ylabel="accuracy", ylim=(0, 1.02))
         axes[0][0].legend(fontsize=6, ncol=2)
         fig.tight_layout()
-        fig.savefig(out / "group_length.png", dpi=120)
+        _save(fig, out / "group_length.png", dpi=120)
         plt.close(fig)
         written.append("group_length.png")
     return written
