@@ -5,8 +5,9 @@ labels, backward, gradient clipping at 1.0, a finiteness check, fused AdamW), ea
 (train.py's default on CUDA), at T = 2048 and 16384 with equal tokens per step. Decoding: ms per token of a greedy
 `generate()` (bf16 weights) after 2k and 16k prompts at B = 1 and 16, and the prefill time.
 Models (125M class: d = 768, 12 layers, SwiGLU 2048, vocab 50304): hlru BD-LRU m = 1, 2, 4, 8 (N·m = d), H-LRU
-m = 2, 4 (N = d), transformers' Llama (SDPA, 12 heads) and fla's HGRN (when `fla` is importable). Each model runs in
-its own process; MFU is model FLOPs per token x tokens/s over the bf16 matmul rate measured at the start of the run.
+m = 2, 4 (N = d), transformers' Llama (SDPA, 12 heads) and fla's HGRN (when `fla` is importable). Each model's
+training and its decoding run in processes of their own; MFU is model FLOPs per token x tokens/s over the bf16
+matmul rate measured at the start of the run.
 
     python benchmarks/bench_model.py --out benchmarks/results/bench_model_h200.json            # everything
     python benchmarks/bench_model.py --models llama,fla_hgrn --no-train --out r.json --append  # add to a file
@@ -327,11 +328,12 @@ def parse(argv=None) -> argparse.Namespace:
         "--model_timeout",
         type=float,
         default=None,
-        help="seconds after which a model's worker is stopped (its records so far are kept)",
+        help="seconds after which a model's training or decoding worker is stopped (its records so far are kept)",
     )
     p.add_argument("--append", action="store_true", help="add to the records already in --out")
     p.add_argument("--smoke", action="store_true", help="tiny shapes on any device: checks the plumbing only")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: measure one model in this process
+    p.add_argument("--part", choices=("train", "decode"), default=None, help=argparse.SUPPRESS)  # the worker's part
     p.add_argument("--matmul_flops", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -376,11 +378,7 @@ def emit(rec: dict) -> None:
 
 def worker(args) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    name = args.worker
-    if args.train and name in args.models:
-        run_training(name, args, device)
-    if args.decode and name in args.decode_models:
-        run_decode(name, args, device)
+    (run_training if args.part == "train" else run_decode)(args.worker, args, device)
     return 0
 
 
@@ -443,14 +441,19 @@ def main(argv=None) -> int:
     started = datetime.datetime.now().isoformat(timespec="minutes")
     previous = json.loads(out.read_text())["records"] if args.append and out.exists() else []
     records = []
-    names = list(dict.fromkeys([*(args.models if args.train else []), *(args.decode_models if args.decode else [])]))
+    # a model's training, then its decoding, each in its own worker and time limit: a slow part loses only its own
+    wants = {"train": args.models if args.train else [], "decode": args.decode_models if args.decode else []}
+    names = dict.fromkeys([*wants["train"], *wants["decode"]])
+    jobs = [(n, part) for n in names for part in ("train", "decode") if n in wants[part]]
     skipped, failed = {}, False
-    for name in names:
+    for name, part in jobs:
+        label = name if part == "train" else f"{name} decode"
         if name == "fla_hgrn" and not fla_available():
-            skipped[name] = "fla is not importable"
-            print(f"skip {name}: fla is not importable", flush=True)
+            skipped[label] = "fla is not importable"
+            print(f"skip {label}: fla is not importable", flush=True)
             continue
-        cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--worker", name]
+        cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])]
+        cmd += ["--worker", name, "--part", part]
         if flops:
             cmd += ["--matmul_flops", str(flops)]
 
@@ -463,9 +466,9 @@ def main(argv=None) -> int:
         code, tail = run_worker(cmd, args.model_timeout, on_record)
         if code != 0:
             why = f"killed after {args.model_timeout:g} s" if code is None else f"exit {code}"
-            skipped[name] = f"{why}: " + " | ".join(tail)
+            skipped[label] = f"{why}: " + " | ".join(tail)
             failed = True
-            print(f"{name} failed: {skipped[name]}", flush=True)
+            print(f"{label} failed: {skipped[label]}", flush=True)
     write(out, previous, records, skipped, args, device, flops)
     print(f"wrote {out}", flush=True)
     return 1 if failed else 0

@@ -60,7 +60,10 @@ def test_smoke_run_writes_every_measurement(tmp_path):
 
 def test_a_model_past_its_time_is_stopped_and_named(tmp_path):
     out = tmp_path / "r.json"
-    proc = _run("--out", str(out), "--smoke", "--models", "bdlru1", "--no-decode", "--model_timeout", "0.5")
+    both = ("--models", "bdlru1", "--decode_models", "bdlru1")
+    proc = _run("--out", str(out), "--smoke", *both, "--model_timeout", "0.5")
     assert proc.returncode == 1
     body = json.loads(out.read_text())
+    # training and decoding are separate workers with a time limit each
     assert body["skipped"]["bdlru1"].startswith("killed after 0.5 s")
+    assert body["skipped"]["bdlru1 decode"].startswith("killed after 0.5 s")
