@@ -279,31 +279,37 @@ def plot(records: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     train = [r for r in records if r["kind"] == "train" and "tokens_per_s" in r]
     if not train:
         return
     seq_lens = sorted({r["seq_len"] for r in train})
     names = list(dict.fromkeys(r["model"] for r in train))
+    # records merged from earlier invocations (--append) are hatched: only same-run bars compare exactly
+    latest = max((r.get("run", "") for r in train), key=lambda run: run[:16].replace("T", " "))
     fig, axes = plt.subplots(1, len(seq_lens), figsize=(5.5 * len(seq_lens), 4), squeeze=False)
     for ax, seq_len in zip(axes[0], seq_lens, strict=True):
         for j, mode in enumerate(("eager", "compiled")):
-            vals = [
-                next(
-                    (
-                        r["tokens_per_s"] / 1e3
-                        for r in train
-                        if (r["model"], r["mode"], r["seq_len"]) == (n, mode, seq_len)
-                    ),
-                    0,
-                )
-                for n in names
-            ]
-            ax.bar([i + 0.4 * j for i in range(len(names))], vals, width=0.4, label=mode)
+            recs = {(r["model"], r["mode"], r["seq_len"]): r for r in train}
+            found = [recs.get((n, mode, seq_len)) for n in names]
+            bars = ax.bar(
+                [i + 0.4 * j for i in range(len(names))],
+                [r["tokens_per_s"] / 1e3 if r else 0 for r in found],
+                width=0.4,
+                color=f"C{j}",
+                label=mode,
+            )
+            for bar, r in zip(bars, found, strict=True):
+                if r and r.get("run", "") != latest:
+                    bar.set_hatch("//")
+        handles = ax.get_legend_handles_labels()[0]
+        if any(r.get("run", "") != latest for r in train):
+            handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="earlier run"))
         ax.set_xticks([i + 0.2 for i in range(len(names))], names, rotation=30)
         ax.set_title(f"training, T = {seq_len}")
         ax.set_ylabel("k tokens / s")
-        ax.legend()
+        ax.legend(handles=handles)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
