@@ -445,13 +445,17 @@ def main(argv=None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     flops = matmul_flops(device)
     started = datetime.datetime.now().isoformat(timespec="minutes")
-    previous = json.loads(out.read_text())["records"] if args.append and out.exists() else []
+    before = json.loads(out.read_text()) if args.append and out.exists() else {}
+    previous = before.get("records", [])
     records = []
     # a model's training, then its decoding, each in its own worker and time limit: a slow part loses only its own
     wants = {"train": args.models if args.train else [], "decode": args.decode_models if args.decode else []}
     names = dict.fromkeys([*wants["train"], *wants["decode"]])
     jobs = [(n, part) for n in names for part in ("train", "decode") if n in wants[part]]
-    skipped, failed = {}, False
+    labels = {name if part == "train" else f"{name} decode" for name, part in jobs}
+    # an earlier invocation's failures stay named unless this one runs the same part again
+    skipped = {k: v for k, v in before.get("skipped", {}).items() if k not in labels}
+    failed = False
     for name, part in jobs:
         label = name if part == "train" else f"{name} decode"
         if name == "fla_hgrn" and not fla_available():

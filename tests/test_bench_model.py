@@ -67,3 +67,10 @@ def test_a_model_past_its_time_is_stopped_and_named(tmp_path):
     # training and decoding are separate workers with a time limit each
     assert body["skipped"]["bdlru1"].startswith("killed after 0.5 s")
     assert body["skipped"]["bdlru1 decode"].startswith("killed after 0.5 s")
+    # appending a new run of one part: that part's failure goes, the other's stays named
+    common = ("--smoke", "--seq_lens", "16", "--tokens_per_step", "32", "--steps", "1", "--warmup", "0")
+    proc = _run("--out", str(out), *common, "--models", "bdlru1", "--no-decode", "--append")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    body = json.loads(out.read_text())
+    assert "bdlru1" not in body["skipped"] and body["skipped"]["bdlru1 decode"].startswith("killed after 0.5 s")
+    assert {r["model"] for r in body["records"] if r["kind"] == "train"} == {"bdlru1"}
