@@ -289,9 +289,9 @@ def plot(records: list[dict], path: Path) -> None:
     # records merged from earlier invocations (--append) are hatched: only same-run bars compare exactly
     latest = max((r.get("run", "") for r in train), key=lambda run: run[:16].replace("T", " "))
     fig, axes = plt.subplots(1, len(seq_lens), figsize=(5.5 * len(seq_lens), 4), squeeze=False)
+    recs = {(r["model"], r["mode"], r["seq_len"]): r for r in train}
     for ax, seq_len in zip(axes[0], seq_lens, strict=True):
         for j, mode in enumerate(("eager", "compiled")):
-            recs = {(r["model"], r["mode"], r["seq_len"]): r for r in train}
             found = [recs.get((n, mode, seq_len)) for n in names]
             bars = ax.bar(
                 [i + 0.4 * j for i in range(len(names))],
@@ -451,13 +451,11 @@ def main(argv=None) -> int:
     # a model's training, then its decoding, each in its own worker and time limit: a slow part loses only its own
     wants = {"train": args.models if args.train else [], "decode": args.decode_models if args.decode else []}
     names = dict.fromkeys([*wants["train"], *wants["decode"]])
-    jobs = [(n, part) for n in names for part in ("train", "decode") if n in wants[part]]
-    labels = {name if part == "train" else f"{name} decode" for name, part in jobs}
+    jobs = [(n, part, n if part == "train" else f"{n} decode") for n in names for part in wants if n in wants[part]]
     # an earlier invocation's failures stay named unless this one runs the same part again
-    skipped = {k: v for k, v in before.get("skipped", {}).items() if k not in labels}
+    skipped = {k: v for k, v in before.get("skipped", {}).items() if k not in {job[2] for job in jobs}}
     failed = False
-    for name, part in jobs:
-        label = name if part == "train" else f"{name} decode"
+    for name, part, label in jobs:
         if name == "fla_hgrn" and not fla_available():
             skipped[label] = "fla is not importable"
             print(f"skip {label}: fla is not importable", flush=True)
