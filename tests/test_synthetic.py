@@ -354,3 +354,20 @@ def test_deadline_is_hard_and_unfinished_runs_are_not_results(tmp_path, monkeypa
     assert all(r["status"] == "incomplete" and "accuracy" not in r for r in res["incomplete"])
     md = (tmp_path / "b" / "results.md").read_text()
     assert "partial" in md and "2 stopped unfinished, not counted" in md
+
+
+def test_plot_panels_hold_only_their_tasks_cells():
+    """Each panel (one per task of a family) gets that task's cells only, so its chance line is its own."""
+    from hlru_lm.synthetic.report import aggregate, panels
+
+    def rec(task, model, family, chance, acc):
+        return dict(task=task, model=model, family=family, chance=chance, accuracy=acc, seed=0, steps=10, lr=1e-3,
+                    wd=0.0, params=1, state_size=2, per_position=[acc])  # fmt: skip
+
+    records = [rec("recall", "a", "mad", 0.125, 0.9), rec("recall", "b", "mad", 0.125, 0.5),
+               rec("copy", "a", "mad", 0.071, 0.2), rec("S3", "a", "group", 1 / 6, 1.0)]  # fmt: skip
+    mad = panels(aggregate(records), "mad")
+    assert list(mad) == ["copy", "recall"]
+    assert [m for m, _ in mad["recall"]] == ["a", "b"] and [m for m, _ in mad["copy"]] == ["a"]
+    assert {a["chance"] for _, a in mad["copy"]} == {0.071}
+    assert list(panels(aggregate(records), "group")) == ["S3"]

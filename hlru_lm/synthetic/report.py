@@ -97,6 +97,15 @@ def markdown(records: list[dict], tasks: list[str], models: list[str], status: s
     return "\n".join(lines) + "\n"
 
 
+def panels(agg: dict, family: str) -> dict[str, list[tuple[str, dict]]]:
+    """task -> [(model, its aggregate)] for the tasks of one family, tasks and models sorted: one plot panel each."""
+    out: dict[str, list[tuple[str, dict]]] = {}
+    for (task, model), a in sorted(agg.items()):
+        if a["family"] == family:
+            out.setdefault(task, []).append((model, a))
+    return out
+
+
 def _save(fig, path: Path, dpi: int) -> None:
     """The PNG appears whole or not at all (a run killed mid-write keeps the previous one)."""
     tmp = path.with_name(path.name + ".tmp")
@@ -117,17 +126,15 @@ def plots(records: list[dict], out: Path) -> list[str]:
         return []
     agg = aggregate(records)
     written = []
-    mad = sorted({t for (t, _), a in agg.items() if a["family"] == "mad"})
+    mad = panels(agg, "mad")
     if mad:
         fig, axes = plt.subplots(1, len(mad), figsize=(3.6 * len(mad), 3.6), squeeze=False)
-        for ax, task in zip(axes[0], mad, strict=True):
-            for (t, m), a in sorted(agg.items()):
-                if t != task:
-                    continue
+        for ax, (task, cells) in zip(axes[0], mad.items(), strict=True):
+            for m, a in cells:
                 accs = [r["accuracy"] for r in a["runs"]]
                 err = [[a["accuracy"] - min(accs)], [max(accs) - a["accuracy"]]]
                 ax.errorbar(a["params"], a["accuracy"], yerr=err, fmt="o", ms=4, label=f"{m} ({a['state_size']})")
-            ax.axhline(a["chance"], color="k", ls=":", lw=0.8)
+            ax.axhline(cells[0][1]["chance"], color="k", ls=":", lw=0.8)
             ax.set_xscale("log")
             ax.set(title=task, xlabel="parameters", ylim=(0, 1.02))
         axes[0][0].set_ylabel("accuracy (dotted: chance)")
@@ -136,13 +143,11 @@ def plots(records: list[dict], out: Path) -> list[str]:
         _save(fig, out / "accuracy_vs_params.png", dpi=110)
         plt.close(fig)
         written.append("accuracy_vs_params.png")
-    groups = sorted({t for (t, _), a in agg.items() if a["family"] == "group"})
+    groups = panels(agg, "group")
     if groups:
         fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.5), squeeze=False)
-        for ax, g in zip(axes[0], groups, strict=True):
-            for (t, m), a in sorted(agg.items()):
-                if t != g:
-                    continue
+        for ax, (g, cells) in zip(axes[0], groups.items(), strict=True):
+            for m, a in cells:
                 r = a["runs"][0]
                 curve = max(
                     r.get("length_generalisation", {}).items(),
@@ -150,7 +155,7 @@ def plots(records: list[dict], out: Path) -> list[str]:
                     default=(None, r["per_position"]),
                 )[1]
                 ax.plot(range(1, len(curve) + 1), curve, label=m, lw=1)
-            ax.axvline(len(a["runs"][0]["per_position"]), color="k", ls=":", lw=0.8)
+            ax.axvline(len(cells[0][1]["runs"][0]["per_position"]), color="k", ls=":", lw=0.8)
             ax.set(title=g, xlabel="position (prefix length)", ylabel="accuracy", ylim=(0, 1.02))
         axes[0][0].legend(fontsize=6, ncol=2)
         fig.tight_layout()
