@@ -163,9 +163,8 @@ class HLRUMixer(nn.Module):
 
 
 class HLRUBlock(GradientCheckpointingLayer):
-    def __init__(self, config: HLRUConfig, layer_idx: int) -> None:
+    def __init__(self, config: HLRUConfig) -> None:
         super().__init__()
-        self.layer_idx = layer_idx
         self.mixer_norm = HLRURMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mixer = HLRUMixer(config)
         self.mlp_norm = HLRURMSNorm(config.hidden_size, config.rms_norm_eps)
@@ -174,24 +173,12 @@ class HLRUBlock(GradientCheckpointingLayer):
     def forward(
         self,
         x: torch.Tensor,
-        cache: HLRUCache | None = None,
-        pad_mask: torch.Tensor | None = None,
-        pos_in_doc: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        layer = cache.layers[self.layer_idx] if cache is not None else None
-        x, state = self.step(x, layer.state if layer is not None else None, pad_mask, pos_in_doc)
-        if layer is not None:
-            layer.state = state
-        return x
-
-    def step(
-        self,
-        x: torch.Tensor,
-        state: torch.Tensor | None,
+        state: torch.Tensor | None = None,
         pad_mask: torch.Tensor | None = None,
         pos_in_doc: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The block on x (B, T, d) from `state` (B, N, m) or None: (new x, new float32 state)."""
+        """The block on x (B, T, d) from `state` (B, N, m) or None: (new x, new float32 state). A pure function of
+        its inputs (the cache is read and written by the caller), so gradient checkpointing recomputes it exactly."""
         h, state = self.mixer(self.mixer_norm(x), state, pad_mask, pos_in_doc)
         x = x + h
         return x + self.mlp(self.mlp_norm(x)), state
@@ -243,8 +230,10 @@ class HLRUPreTrainedModel(PreTrainedModel):
 class HLRUModel(HLRUPreTrainedModel):
     def __init__(self, config: HLRUConfig) -> None:
         super().__init__(config)
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
-        self.layers = nn.ModuleList([HLRUBlock(config, i) for i in range(config.num_hidden_layers)])
+        # no padding_idx: tokenizers without a pad token pad with EOS, whose embedding must still learn (padded
+        # positions never reach the state, their v is zeroed)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList([HLRUBlock(config) for _ in range(config.num_hidden_layers)])
         self.norm = HLRURMSNorm(config.hidden_size, config.rms_norm_eps)
         self.gradient_checkpointing = False
         self.post_init()
@@ -286,15 +275,25 @@ class HLRUModel(HLRUPreTrainedModel):
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
-        if x.dim() != 3 or x.shape[1] == 0:
-            given = ("input_ids", input_ids) if inputs_embeds is None else ("inputs_embeds", inputs_embeds)
+        given = ("input_ids", input_ids) if inputs_embeds is None else ("inputs_embeds", inputs_embeds)
+        if x.dim() != 3:
+            axes = "(batch, length, hidden)" if inputs_embeds is not None else "(batch, length)"
             raise ValueError(
-                f"expected a (batch, length >= 1) input, got {given[0]} of shape {tuple(given[1].shape)}: the model "
-                "needs at least one token (give generate() a prompt of at least one token, e.g. the BOS token)"
+                f"expected {given[0]} of shape {axes}, got shape {tuple(given[1].shape)} (add the batch axis, e.g. "
+                f"{given[0]}.unsqueeze(0))"
+            )
+        if x.shape[1] == 0:
+            raise ValueError(
+                f"{given[0]} of shape {tuple(given[1].shape)} has no tokens: the model needs at least one (give "
+                "generate() a prompt of at least one token, e.g. the BOS token)"
             )
         seqlen = x.shape[1]
-        pad_mask = _pad_mask(attention_mask, x.shape[0], seqlen, cache.get_seq_length() if cache is not None else 0)
-        if pad_mask is not None and use_cache and bool((pad_mask[:, :-1] > pad_mask[:, 1:]).any()):
+        if cache is not None:
+            _check_cache(cache, self.config, x.shape[0])
+        pad_mask, right_padded = _pad_mask(
+            attention_mask, x.shape[0], seqlen, cache.get_seq_length() if cache is not None else 0
+        )
+        if right_padded and use_cache:
             # right padding: the outputs of real tokens are exact, but the final state would absorb the padding
             if asked_for_cache:
                 raise ValueError(
@@ -304,11 +303,16 @@ class HLRUModel(HLRUPreTrainedModel):
             use_cache, cache = False, None
         pos_in_doc = _doc_positions(position_ids, x.shape[0], seqlen)
         hidden_states = (x,) if output_hidden_states else None
-        for layer in self.layers:
-            x = layer(x, cache, pad_mask, pos_in_doc)
+        for i, layer in enumerate(self.layers):
+            layer_cache = cache.layers[i] if cache is not None else None
+            x, state = layer(x, layer_cache.state if layer_cache is not None else None, pad_mask, pos_in_doc)
+            if layer_cache is not None:
+                layer_cache.state = state
             if output_hidden_states:
                 hidden_states += (x,)
         x = self.norm(x)
+        if output_hidden_states:  # the last entry is the normed output, as in transformers' models
+            hidden_states = hidden_states[:-1] + (x,)
         if cache is not None:
             for layer_cache in cache.layers:
                 layer_cache.seen_tokens += seqlen
@@ -318,12 +322,34 @@ class HLRUModel(HLRUPreTrainedModel):
         return out if return_dict is not False else out.to_tuple()
 
 
-def _pad_mask(attention_mask: torch.Tensor | None, bsz: int, seqlen: int, past: int) -> torch.Tensor | None:
-    """The (B, T) 0/1 mask of the new tokens, or None when nothing is masked. Left padding only matters while
-    prefilling (a zero input at padded positions keeps a zero state at zero); single-token decode steps are never
-    masked. Masks that cannot be meant for this input are refused rather than applied wrongly."""
+def _check_cache(cache: HLRUCache, config: HLRUConfig, bsz: int) -> None:
+    """Refuse a cache built by another model (layer count, state shape) or for another batch size."""
+    if len(cache.layers) != config.num_hidden_layers:
+        raise ValueError(
+            f"the cache has {len(cache.layers)} layers but the model has {config.num_hidden_layers}: it was built by "
+            "another model"
+        )
+    shape = (bsz, config.num_blocks, config.block_size)
+    for i, layer in enumerate(cache.layers):
+        if layer.state is not None and tuple(layer.state.shape) != shape:
+            raise ValueError(
+                f"the cache's layer {i} holds a state of shape {tuple(layer.state.shape)}, but this model and batch "
+                f"need (batch, num_blocks, block_size) = {shape}: it was built by another model or for another batch"
+            )
+
+
+def _pad_mask(
+    attention_mask: torch.Tensor | None, bsz: int, seqlen: int, past: int
+) -> tuple[torch.Tensor | None, bool]:
+    """(the (B, T) 0/1 mask of the new tokens or None when nothing is masked, whether some row is right-padded).
+
+    Left padding only matters while prefilling (a zero input at padded positions keeps a zero state at zero); right
+    padding leaves the real tokens' outputs exact but not the final state. Padding between real tokens (also a
+    left-padded chunk after a cache of real tokens) is refused: the gates would still move the state there.
+    Single-token decode steps are never masked (generate() extends the mask with ones). Masks that cannot be meant
+    for this input are refused rather than applied wrongly."""
     if attention_mask is None:
-        return None
+        return None, False
     if attention_mask.dim() != 2:
         raise ValueError(
             f"attention_mask must be a 2-D (batch, length) 0/1 padding mask, got shape {tuple(attention_mask.shape)}"
@@ -335,9 +361,21 @@ def _pad_mask(attention_mask: torch.Tensor | None, bsz: int, seqlen: int, past: 
             f"{seqlen})" + (f" or ({bsz}, {past + seqlen}) (cache + new tokens)" if past else "")
         )
     if seqlen == 1:
-        return None
+        return None, False
     pad_mask = attention_mask[:, -seqlen:]
-    return None if bool(pad_mask.all()) else pad_mask
+    if bool(pad_mask.all()):
+        return None, False
+    real = attention_mask.ne(0)
+    if real.shape[1] == seqlen and past:  # the mask of the new tokens only: the cached ones were real
+        real = torch.cat([real.new_ones(bsz, past), real], dim=1)
+    after_real = (real.int().cumsum(1) > 0) & ~real  # padding after the row's first real token
+    before_real = real.int().flip(1).cumsum(1).flip(1) > 0  # up to the row's last real token
+    if bool((after_real & before_real).any()):
+        raise ValueError(
+            "attention_mask has padding between real tokens (or a left-padded chunk after a cache of real tokens): "
+            "a recurrent state cannot skip it. Pad on the left of the whole sequence, before any real token"
+        )
+    return pad_mask, bool(after_real.any())
 
 
 def _doc_positions(position_ids: torch.Tensor | None, bsz: int, seqlen: int) -> torch.Tensor | None:
@@ -575,7 +613,7 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
         x = self.model.embed_tokens(input_ids)
         new_states = []
         for layer, state in zip(self.model.layers, states, strict=True):
-            x, state = layer.step(x, state)
+            x, state = layer(x, state)
             new_states.append(state)
         return self.lm_head(self.model.norm(x)), new_states
 
@@ -704,7 +742,8 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
     def generate(self, *args, **kwargs):
         """GenerationMixin.generate, refusing assisted and prompt-lookup decoding up front: they roll back rejected
         draft tokens, which a recurrent state that has absorbed them cannot do."""
-        config = kwargs.get("generation_config") or self.generation_config
+        positional = args[1] if len(args) > 1 else None  # generate(inputs, generation_config, ...)
+        config = kwargs.get("generation_config") or positional or self.generation_config
         for key in ("assistant_model", "prompt_lookup_num_tokens", "assistant_early_exit"):
             if kwargs.get(key) is not None or getattr(config, key, None) is not None:
                 raise ValueError(
@@ -748,3 +787,12 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
 
 class HLRUForSequenceClassification(GenericForSequenceClassification, HLRUPreTrainedModel):
     """HLRUModel + a linear head on the last non-pad token (transformers' generic head, as Llama's)."""
+
+    def __init__(self, config: HLRUConfig) -> None:
+        # the generic head builds its body through AutoModel, which refuses remote code it was not told to trust
+        # (loading with trust_remote_code where hlru_lm is not installed); build it directly
+        HLRUPreTrainedModel.__init__(self, config)
+        self.num_labels = config.num_labels
+        self.model = HLRUModel(config)
+        self.score = nn.Linear(config.hidden_size, self.num_labels, bias=False)
+        self.post_init()

@@ -86,6 +86,12 @@ def test_loads_and_generates_without_the_package(saved):
         assert torch.allclose(logits, expected["logits"], atol=1e-5), (logits - expected["logits"]).abs().max()
         out = model.generate(expected["ids"][:1, :4], max_new_tokens=5, do_sample=False)
         assert out.shape == (1, 9)
+        from transformers import AutoTokenizer  # as the model card says: no prompt, no error
+
+        assert len(AutoTokenizer.from_pretrained({str(folder)!r}, trust_remote_code=True)("gates").input_ids) > 0
+        from transformers import AutoModelForSequenceClassification  # its body is built without AutoModel
+        cls = AutoModelForSequenceClassification.from_pretrained({str(folder)!r}, trust_remote_code=True, num_labels=3)
+        assert cls(expected["ids"]).logits.shape == (2, 3)
         print("OK")
         """,
         cwd=folder.parent,
@@ -201,10 +207,17 @@ def test_lora_train_and_merge():
         assert torch.allclose(merged(ids).logits, adapted, atol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs", [{"prompt_lookup_num_tokens": 2}, {"assistant_model": "self"}])
+@pytest.mark.parametrize(
+    "kwargs", [{"prompt_lookup_num_tokens": 2}, {"assistant_model": "self"}, {"positional_config": True}]
+)
 def test_assisted_decoding_is_refused_clearly(kwargs):
+    from transformers import GenerationConfig
+
     model = tiny_model()
+    args = (torch.ones(1, 4, dtype=torch.long),)
     if kwargs.get("assistant_model") == "self":
         kwargs = {"assistant_model": tiny_model()}
+    if kwargs.pop("positional_config", False):  # generate(inputs, generation_config)
+        args += (GenerationConfig(prompt_lookup_num_tokens=2, max_new_tokens=3),)
     with pytest.raises(ValueError, match="not supported by recurrent models"):
-        model.generate(torch.ones(1, 4, dtype=torch.long), max_new_tokens=3, **kwargs)
+        model.generate(*args, max_new_tokens=3, **kwargs)

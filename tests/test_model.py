@@ -22,6 +22,44 @@ def test_forward_backward(mixer_type):
 
 
 @pytest.mark.parametrize("mixer_type", ["bdlru", "hlru"])
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_gradient_checkpointing_with_a_cache_gives_the_same_gradients(mixer_type, reentrant):
+    # truncated backprop through time: a chunk continues the state of the previous one, the cache is updated
+    model = tiny_model(mixer_type).train()
+    ids = torch.randint(3, 96, (2, 12), generator=torch.Generator().manual_seed(0))
+
+    def grads(checkpointing: bool):
+        model.zero_grad()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+        else:
+            model.gradient_checkpointing_disable()
+        with torch.no_grad():
+            cache = model(ids[:, :5], use_cache=True)[1]
+        out = model(ids[:, 5:], labels=ids[:, 5:], past_key_values=cache, use_cache=True)
+        out.loss.backward()
+        return [p.grad.clone() for p in model.parameters()], cache.layers[0].state.detach().clone()
+
+    (ref, ref_state), (got, got_state) = grads(False), grads(True)
+    assert torch.equal(ref_state, got_state)
+    for a, b in zip(ref, got, strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_last_hidden_state_is_the_last_of_the_hidden_states():
+    out = tiny_model().model(torch.randint(3, 96, (2, 6)), output_hidden_states=True)
+    assert len(out.hidden_states) == 3 and torch.equal(out.hidden_states[-1], out.last_hidden_state)
+
+
+def test_the_eos_embedding_learns_when_it_pads():
+    # tokenizers without a pad token pad with EOS: that row must still get gradients
+    model = tiny_model(pad_token_id=2, eos_token_id=2).train()
+    ids = torch.tensor([[5, 2, 7, 2, 9]])
+    model(ids, labels=ids).loss.backward()
+    assert model.model.embed_tokens.weight.grad[2].norm() > 0
+
+
+@pytest.mark.parametrize("mixer_type", ["bdlru", "hlru"])
 @pytest.mark.parametrize("m", [1, 2, 4])
 def test_mixer_parameter_count_matches_paper(mixer_type, m):
     cfg = tiny_config(mixer_type, block_size=m, num_blocks=5)

@@ -46,6 +46,41 @@ def test_bad_masks_are_refused(mask, message):
         tiny_model()(torch.ones(2, 5, dtype=torch.long), attention_mask=mask)
 
 
+def test_padding_between_real_tokens_is_refused():
+    model = tiny_model()
+    ids = torch.randint(3, 96, (2, 8), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="padding between real tokens"):  # middle padding, no cache
+        model(ids, attention_mask=torch.tensor([[1, 1, 0, 0, 1, 1, 1, 1], [1] * 8]))
+    cache = model(ids[:, :4], use_cache=True)[1]
+    chunk_mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])  # a left-padded chunk after a cache of real tokens
+    for mask in (chunk_mask, torch.cat([torch.ones(2, 4, dtype=torch.long), chunk_mask], 1)):
+        with pytest.raises(ValueError, match="padding between real tokens"):
+            model(ids[:, 4:], attention_mask=mask, past_key_values=cache)
+    assert cache.get_seq_length() == 4  # nothing absorbed
+    # left padding of the whole sequence, continued: allowed (the state stays zero over the padding)
+    left = torch.tensor([[0, 0, 1, 1, 1, 1, 1, 1], [1] * 8])
+    full = model(ids, attention_mask=left).logits
+    cache = model(ids[:, :4], attention_mask=left[:, :4], use_cache=True)[1]
+    rest = model(ids[:, 4:], attention_mask=left, past_key_values=cache).logits
+    assert torch.allclose(rest, full[:, 4:], atol=1e-5)
+
+
+def test_caches_of_other_models_or_batches_are_refused():
+    model = tiny_model()
+    ids = torch.randint(3, 96, (2, 5), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="3 layers but the model has 2"):
+        model(ids, past_key_values=tiny_model(num_hidden_layers=3)(ids, use_cache=True)[1])
+    with pytest.raises(ValueError, match="another model or for another batch"):
+        model(ids, past_key_values=model(ids[:1], use_cache=True)[1])
+    with pytest.raises(ValueError, match="another model or for another batch"):
+        model(ids, past_key_values=tiny_model(block_size=2, num_blocks=6)(ids, use_cache=True)[1])
+
+
+def test_unbatched_input_is_named():
+    with pytest.raises(ValueError, match=r"shape \(batch, length\), got shape \(5,\).*unsqueeze"):
+        tiny_model()(torch.ones(5, dtype=torch.long))
+
+
 def test_right_padding_never_reaches_the_cache():
     model = tiny_model()
     ids = torch.randint(3, 96, (2, 5), generator=torch.Generator().manual_seed(0))
