@@ -217,6 +217,39 @@ def _content_fingerprint(ds) -> str:
     return _sha(json.dumps(list(ds["text"])), 32)
 
 
+def _local_files_fingerprint(path: Path) -> str:
+    """A local corpus file or folder by its files' names, sizes and modification times."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return _sha(json.dumps([(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]), 32)
+
+
+def _validation_split(source: str, path: Path, val_split: str, data_cfg: dict, text_field: str):
+    """The named split of a saved DatasetDict, a data folder or a Hub dataset, as a dataset with a text column."""
+    import datasets
+
+    if path.is_file():
+        raise DataError(
+            f"data.validation_split={val_split!r} needs a corpus with splits (a folder, a saved DatasetDict or a Hub "
+            f"dataset); the file {source!r} has only one: use data.val_fraction instead"
+        )
+    if path.is_dir() and (path / "dataset_dict.json").exists():
+        splits = datasets.load_from_disk(str(path))
+        if val_split not in splits:
+            raise DataError(f"saved dataset {source!r} has splits {list(splits)}, not {val_split!r}")
+        val = splits[val_split]
+    else:
+        try:
+            val = datasets.load_dataset(
+                source if not path.exists() else str(path), data_cfg.get("config_name"), split=val_split
+            )
+        except ValueError as e:  # datasets: 'Unknown split "x". Should be one of [...]'
+            raise DataError(f"data.validation_split={val_split!r}: {e}") from None
+    if text_field not in val.column_names:
+        raise DataError(f"split {val_split!r} of {source!r} has no column {text_field!r} (columns: {val.column_names})")
+    val = val.rename_column(text_field, "text") if text_field != "text" else val
+    return val.select_columns(["text"])
+
+
 def _count_nonempty(ds, text_field: str) -> int:
     col = ds[text_field]
     return sum(1 for t in col if t and str(t).strip())
@@ -276,9 +309,20 @@ def load_corpus(data_cfg: dict) -> Corpus:
             files = [p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in DATA_FILE_BUILDERS]
             if not files:
                 raise DataError(f"corpus directory {source!r} contains no data files ({sorted(DATA_FILE_BUILDERS)})")
-            ds = _load_local(source, lambda: datasets.load_dataset(str(path), split=split, streaming=streaming))
+            kwargs = {}
+            if all(DATA_FILE_BUILDERS[p.suffix.lower()] == "text" for p in files):
+                kwargs["sample_by"] = data_cfg.get("sample_by") or "paragraph"
+            ds = _load_local(
+                source, lambda: datasets.load_dataset(str(path), split=split, streaming=streaming, **kwargs)
+            )
     else:  # a Hub dataset name
-        ds = datasets.load_dataset(source, data_cfg.get("config_name"), split=split, streaming=streaming)
+        try:
+            ds = datasets.load_dataset(source, data_cfg.get("config_name"), split=split, streaming=streaming)
+        except (ConnectionError, FileNotFoundError, ValueError) as e:  # offline, unknown name, unknown split
+            raise DataError(
+                f"corpus {source!r} is no local file or folder, and loading it as a Hub dataset failed: "
+                f"{type(e).__name__}: {str(e)[:300]}"
+            ) from None
 
     if not streaming and text_field not in ds.column_names:
         raise DataError(
@@ -303,8 +347,11 @@ def load_corpus(data_cfg: dict) -> Corpus:
                 [
                     "stream",
                     source,
+                    _local_files_fingerprint(path) if path.exists() else None,  # a Hub dataset: its name only
                     data_cfg.get("config_name"),
                     split,
+                    text_field,
+                    data_cfg.get("sample_by"),
                     n_val,
                     max_documents,
                     data_cfg.get("max_train_tokens"),
@@ -320,17 +367,12 @@ def load_corpus(data_cfg: dict) -> Corpus:
     if len(ds) == 0 or _count_nonempty(ds, "text") == 0:
         raise DataError(f"corpus {source!r} is empty (no non-blank documents in column {text_field!r})")
     ds = ds.filter(keep_text)
-    fp = _sha(json.dumps(["ds", source, split, max_documents, val_fraction, _content_fingerprint(ds)]), 32)
     val_split = data_cfg.get("validation_split")
+    fp = _sha(json.dumps(["ds", source, split, max_documents, val_fraction, _content_fingerprint(ds)]), 32)
     if val_split:
-        if path.is_dir() and (path / "dataset_dict.json").exists():
-            val = datasets.load_from_disk(str(path))[val_split]
-        else:
-            val = datasets.load_dataset(
-                source if not path.exists() else str(path), data_cfg.get("config_name"), split=val_split
-            )
-        val = val.rename_column(text_field, "text") if text_field != "text" else val
-        return Corpus(ds, val.select_columns(["text"]).filter(keep_text), fp)
+        val = _validation_split(source, path, val_split, data_cfg, text_field)
+        fp = _sha(json.dumps([fp, val_split, _content_fingerprint(val)]), 32)
+        return Corpus(ds, val.filter(keep_text), fp)
     flags = [is_validation(f"{i}:{_sha(t)}", val_fraction) for i, t in enumerate(ds["text"])]
     val_idx = [i for i, f in enumerate(flags) if f]
     train_idx = [i for i, f in enumerate(flags) if not f]
@@ -453,6 +495,7 @@ class TokenCache:
     dtype: str
     n_train: int
     n_val: int
+    fingerprint: str  # of the tokens' contents and the tokenizer: what a resumed run must see again
 
     @property
     def train_path(self) -> Path:
@@ -530,7 +573,7 @@ def build_token_cache(corpus: Corpus, tokenizer, data_cfg: dict, cache_dir: Path
         problem = _cache_problem(out)
         if problem is None:
             meta = json.loads(meta_path.read_text())
-            return TokenCache(out, meta["dtype"], meta["n_train"], meta["n_val"])
+            return TokenCache(out, meta["dtype"], meta["n_train"], meta["n_val"], _tokens_fingerprint(meta))
         warnings.warn(f"token cache {out} is damaged ({problem}); rebuilding it", stacklevel=2)
         stale = out.with_name(f".{key}.stale-{os.getpid()}")
         os.rename(out, stale)
@@ -558,7 +601,11 @@ def build_token_cache(corpus: Corpus, tokenizer, data_cfg: dict, cache_dir: Path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return TokenCache(out, dtype, n_train, n_val)
+    return TokenCache(out, dtype, n_train, n_val, _tokens_fingerprint(meta))
+
+
+def _tokens_fingerprint(meta: dict) -> str:
+    return _sha(json.dumps([meta["sha256"], meta.get("tokenizer")], sort_keys=True), 32)
 
 
 def file_sha256(path: Path) -> str:

@@ -150,6 +150,8 @@ def _parse_value(text: str, default):
             value = float(value) if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", value) else value
         except ValueError:
             pass
+    if isinstance(default, str) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = text  # --output_dir 2024 names a folder
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) and value.is_integer():
@@ -218,6 +220,10 @@ def load_config(path: str | None, overrides: list[str]) -> dict:
     return cfg
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _validate(cfg: dict) -> None:
     t, d = cfg["training"], cfg["data"]
     for key in (
@@ -235,8 +241,32 @@ def _validate(cfg: dict) -> None:
             raise ConfigError(f"training.{key} must be a positive integer, got {v!r}")
     if not isinstance(d["context_length"], int) or d["context_length"] < 2:
         raise ConfigError(f"data.context_length must be an integer >= 2, got {d['context_length']!r}")
-    if not 0 <= float(d["val_fraction"]) < 1:
-        raise ConfigError(f"data.val_fraction must be in [0, 1), got {d['val_fraction']!r}")
+    if not _is_number(d["val_fraction"]) or not 0 <= d["val_fraction"] < 1:
+        raise ConfigError(f"data.val_fraction must be a number in [0, 1), got {d['val_fraction']!r}")
+    for section, key, low in (
+        ("data", "max_documents", 1),
+        ("data", "max_train_tokens", 1),
+        ("data", "val_documents", 0),
+        ("data", "num_proc", 1),
+        ("tokenizer", "train_vocab_size", 1),
+        ("tokenizer", "min_frequency", 1),
+    ):
+        v = cfg[section][key]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+            raise ConfigError(f"{section}.{key} must be an integer >= {low} or null, got {v!r}")
+    if isinstance(t["seed"], bool) or not isinstance(t["seed"], int) or t["seed"] < 0:
+        raise ConfigError(f"training.seed must be a non-negative integer, got {t['seed']!r}")
+    for section, key in (("training", "output_dir"), ("data", "source"), ("data", "text_field")):
+        v = cfg[section][key]
+        if (v is not None or key == "output_dir") and (not isinstance(v, str) or not v.strip()):
+            raise ConfigError(f"{section}.{key} must be a non-empty string, got {v!r}")
+    for key in ("adam_beta1", "adam_beta2"):
+        if not _is_number(t[key]) or not 0 <= t[key] < 1:
+            raise ConfigError(f"training.{key} must be a number in [0, 1), got {t[key]!r}")
+    if not _is_number(t["adam_epsilon"]) or not t["adam_epsilon"] > 0:
+        raise ConfigError(f"training.adam_epsilon must be a positive number, got {t['adam_epsilon']!r}")
+    if d["sample_by"] not in ("line", "paragraph", "document"):
+        raise ConfigError(f"data.sample_by must be line, paragraph or document, got {d['sample_by']!r}")
     if not isinstance(d["reset_state_at_eos"], bool):
         raise ConfigError(f"data.reset_state_at_eos must be true or false, got {d['reset_state_at_eos']!r}")
     if t["push_to_hub"] is not None and (not isinstance(t["push_to_hub"], str) or not t["push_to_hub"].strip()):
@@ -562,7 +592,7 @@ installed (`pip install hlru-lm`, then `import hlru_lm`) it needs no remote code
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 model = AutoModelForCausalLM.from_pretrained("<this folder or repo>", trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained("<this folder or repo>")
+tokenizer = AutoTokenizer.from_pretrained("<this folder or repo>", trust_remote_code=True)
 print(tokenizer.decode(model.generate(**tokenizer("Hello", return_tensors="pt"), max_new_tokens=20)[0]))
 ```
 """
@@ -593,6 +623,8 @@ class TrainState:
         self.tokens_seen = 0
         self.warmup_steps = 0
         self.config_hash = ""
+        self.data_fingerprint = ""  # the token cache's contents and tokenizer (TokenCache.fingerprint)
+        self.processes = 0  # the data order depends on processes x batch_size
 
     def state_dict(self) -> dict:
         return dict(vars(self))
@@ -601,6 +633,23 @@ class TrainState:
         for k in vars(self):
             if k in sd:
                 setattr(self, k, sd[k])
+
+
+def resume_problem(saved: dict, data_fingerprint: str, processes: int) -> str | None:
+    """Why a run cannot continue the checkpoint whose TrainState is `saved` on this data with this many processes
+    (None when it can). Checkpoints written before these fields existed are not checked."""
+    if saved.get("data_fingerprint") and saved["data_fingerprint"] != data_fingerprint:
+        return (
+            "the training data or the tokenizer changed since it was written (the token cache differs): the weights "
+            "would continue on other token ids or another sample order. Restore the corpus and tokenizer, or train "
+            "into another --output_dir"
+        )
+    if saved.get("processes") and saved["processes"] != processes:
+        return (
+            f"it was written by {saved['processes']} process(es) and this run has {processes}: each step's batch "
+            f"and the data order would change. Resume with {saved['processes']} process(es)"
+        )
+    return None
 
 
 # ----------------------------------------------------------------------------------------------------------------------

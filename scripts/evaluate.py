@@ -7,7 +7,8 @@
 This imports ``hlru_lm`` (registering the model with the Auto classes and ``--model hlru`` with lm-eval), then runs
 lm-eval's own CLI with these rewrites:
   * ``--model <dir>`` (a model folder, or a train.py run folder: its ``model/``)  ->
-    ``--model hlru --model_args pretrained=<dir>[,<your --model_args>]``;
+    ``--model hlru --model_args pretrained=<dir>``, followed by your own ``--model_args`` as you gave them (lm-eval
+    merges repeated ``--model_args``: ``k=v,k2=v2``, ``k=v k2=v2`` and JSON all work);
   * ``--include_path`` gains the package's offline task directory (tasks ``hlru_pydoc_ppl``,
     ``hlru_pydoc_continuation``, tag ``hlru_offline``).
 ``--model hf``/``hlru`` with ``--model_args pretrained=...`` are passed through untouched.
@@ -29,30 +30,27 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     else:
         command = "run"
 
-    def pop(name: str) -> str | None:
+    def pop(*names: str) -> str | None:
         for i, a in enumerate(args):
-            if a == name and i + 1 < len(args):
+            if a in names and i + 1 < len(args):
                 value = args[i + 1]
                 del args[i : i + 2]
                 return value
-            if a.startswith(name + "="):
+            if a.startswith(tuple(n + "=" for n in names)):
                 del args[i]
                 return a.split("=", 1)[1]
         return None
 
-    model = pop("--model")
-    model_args = pop("--model_args")
+    model = pop("--model", "-M")
     if model is not None and (os.path.isdir(model) or os.sep in model or model.startswith(".")):
         try:
             model = find_model_dir(model)
         except ConfigError as e:
             raise SystemExit(f"error: {e}") from None
-        extra = f",{model_args}" if model_args else ""
-        model_args, model = f"pretrained={model}{extra}", "hlru"
+        args = ["--model_args", f"pretrained={model}", *args]  # first: the user's own --model_args merge into it
+        model = "hlru"
     if model is not None:
         args += ["--model", model]
-    if model_args is not None:
-        args += ["--model_args", model_args]
     include = pop("--include_path")
     include = f"{include}{os.pathsep if include else ''}{TASK_DIR}" if include else str(TASK_DIR)
     if command in ("run", "ls", "validate"):

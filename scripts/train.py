@@ -141,6 +141,11 @@ def main(argv=None) -> int:
     if len(train_blocks) == 0:
         print(f"error: the corpus has {cache.n_train} training tokens, fewer than one block of {ctx}", file=sys.stderr)
         return 2
+    saved = T.read_state(resume_from) if resume_from is not None else {}
+    problem = T.resume_problem(saved.get("train", {}), cache.fingerprint, W)
+    if problem is not None:
+        print(f"error: cannot resume from {resume_from}: {problem}", file=sys.stderr)
+        return 2
 
     # --- Model ------------------------------------------------------------------------------------------------------
     model_config = _model_config(mcfg, ctx, tokenizer)
@@ -172,8 +177,8 @@ def main(argv=None) -> int:
     state = T.TrainState()
     state.config_hash = T.config_hash(cfg)
     state.warmup_steps = T.warmup_steps(tcfg["max_steps"], tcfg["warmup_ratio"])
-    saved = T.read_state(resume_from) if resume_from is not None else {}
     state.load_state_dict(saved.get("train", {}))
+    state.data_fingerprint, state.processes = cache.fingerprint, W
     # The scheduler is stepped by hand once per optimizer step (a prepared scheduler would step W times per step).
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -233,19 +238,24 @@ def main(argv=None) -> int:
     @torch.no_grad()
     def evaluate() -> tuple[float, float]:
         n = min(len(val_blocks), max(1, tcfg["eval_batches"]) * b * W)
-        n -= n % W  # every process runs the same number of forwards (FSDP needs it)
         if n == 0:
             return float("nan"), float("nan")
-        mine = list(range(rank, n, W))
+        # every process runs the same number of forwards (FSDP needs it): the blocks beyond n that this takes are
+        # block 0 with every label ignored, so any process count averages the same n blocks
+        mine = list(range(rank, -(-n // W) * W, W))
         model.eval()
         total = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
         for i in range(0, len(mine), b):
-            x = torch.from_numpy(val_blocks.get(mine[i : i + b])).to(accelerator.device)
+            idx = mine[i : i + b]
+            x = torch.from_numpy(val_blocks.get([j if j < n else 0 for j in idx])).to(accelerator.device)
+            real = torch.tensor([j < n for j in idx], device=x.device)
+            labels = x.masked_fill(~real[:, None], -100)
             with accelerator.autocast():
-                loss = model(input_ids=x, labels=x, use_cache=False, position_ids=positions(x), skip_logits=True).loss
-            total += torch.stack(
-                [loss.double() * x.shape[0], torch.tensor(float(x.shape[0]), device=total.device, dtype=torch.float64)]
-            )
+                loss = model(
+                    input_ids=x, labels=labels, use_cache=False, position_ids=positions(x), skip_logits=True
+                ).loss
+            k = real.sum().double()
+            total += torch.stack([torch.where(k > 0, loss.double() * k, 0.0), k])
         model.train()
         total = accelerator.reduce(total, reduction="sum")
         val_loss = (total[0] / total[1]).item()

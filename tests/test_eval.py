@@ -134,12 +134,29 @@ def test_evaluate_argv_rewrite(tiny_model_dir):
         from evaluate import rewrite_argv
     finally:
         sys.path.pop(0)
+    from lm_eval._cli.harness import HarnessCLI
+
     from hlru_lm.lm_eval_model import TASK_DIR
 
-    argv = rewrite_argv(["--model", str(tiny_model_dir), "--tasks", "x", "--model_args", "max_length=32"])
-    assert argv[0] == "run" and argv[argv.index("--model") + 1] == "hlru"
-    assert argv[argv.index("--model_args") + 1] == f"pretrained={tiny_model_dir},max_length=32"
-    assert argv[argv.index("--include_path") + 1] == str(TASK_DIR)
+    def parsed(argv: list[str]):  # lm-eval's own parser on the rewritten command line
+        old, sys.argv = sys.argv, ["lm-eval", *rewrite_argv(argv)]
+        try:
+            return HarnessCLI().parse_args()
+        finally:
+            sys.argv = old
+
+    # every form lm-eval accepts for --model_args: comma-separated, space-separated, JSON, the -a alias
+    for extra in (
+        ["--model_args", "max_length=32,dtype=float32"],
+        ["--model_args", "max_length=32", "dtype=float32"],
+        ["--model_args", '{"max_length": 32, "dtype": "float32"}'],
+        ["-a", "max_length=32", "-a", "dtype=float32"],
+    ):
+        args = parsed(["--model", str(tiny_model_dir), "--tasks", "x", *extra])
+        assert args.model == "hlru", extra
+        assert args.model_args == {"pretrained": str(tiny_model_dir), "max_length": 32, "dtype": "float32"}, extra
+        assert args.include_path == str(TASK_DIR)
+    assert parsed(["-M", str(tiny_model_dir), "--tasks", "x"]).model_args == {"pretrained": str(tiny_model_dir)}
     argv = rewrite_argv(["--model", "hf", "--model_args", "pretrained=gpt2", "--include_path", "/t"])
     assert argv[argv.index("--model") + 1] == "hf" and argv[argv.index("--include_path") + 1] == f"/t:{TASK_DIR}"
 

@@ -34,7 +34,7 @@ TINY = {
         "learning_rate": 3.0e-3,
         "log_interval": 1,
         "eval_interval": 3,
-        "eval_batches": 2,
+        "eval_batches": 3,  # 19 validation blocks: not a multiple of test_multiprocess's 2 processes
         "save_interval": 2,
         "keep_last_checkpoints": 2,
         "report_to": "none",
@@ -259,12 +259,35 @@ def test_ambiguous_and_dotted_overrides():
         load_config(None, ["--hiden_size", "100"])
     with pytest.raises(ConfigError, match="max_steps must be a positive integer"):
         load_config(None, ["--max_steps", "0"])
+    assert load_config(None, ["--output_dir", "2024"])["training"]["output_dir"] == "2024"
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty_txt", "blank_jsonl"])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["--data.val_fraction", "abc"], "val_fraction must be a number"),
+        (["--data.max_documents", "abc"], "max_documents must be an integer >= 1 or null"),
+        (["--training.seed", "abc"], "seed must be a non-negative integer"),
+        (["--tokenizer.train_vocab_size", "1.5"], "train_vocab_size must be an integer"),
+        (["--training.adam_beta1", "1.5"], r"adam_beta1 must be a number in \[0, 1\)"),
+        (["--training.adam_epsilon", "0"], "adam_epsilon must be a positive number"),
+        (["--data.sample_by", "sentence"], "sample_by must be line, paragraph or document"),
+        (["--data.text_field", "''"], "text_field must be a non-empty string"),
+    ],
+)
+def test_bad_values_are_config_errors(override, message):
+    from hlru_lm.training import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, override)
+
+
+@pytest.mark.parametrize("kind", ["missing", "not_on_the_hub", "empty_txt", "blank_jsonl"])
 def test_missing_or_empty_corpus(train_main, tmp_path, tiny_yaml, cache, capsys, kind):
     if kind == "missing":
         source, message = tmp_path / "nope.txt", "corpus not found"
+    elif kind == "not_on_the_hub":  # a bare name is a Hub dataset; the tests run offline
+        source, message = "nosuchdir", "no local file or folder, and loading it as a Hub dataset failed"
     elif kind == "empty_txt":
         source, message = tmp_path / "empty.txt", "is empty"
         source.write_text("")
@@ -411,6 +434,64 @@ def test_other_local_sources(tmp_path, kind):
     corpus = D.load_corpus({"source": str(src), "val_fraction": 0.1})
     got = sorted(list(corpus.train["text"]) + list(corpus.validation["text"]))
     assert got == sorted(t.strip() for t in texts) and len(corpus.validation) >= 1
+
+
+def test_corpus_options_reach_the_data_and_its_cache_key(tmp_path):
+    import datasets
+
+    from hlru_lm import data as D
+
+    # a folder of .txt files honours sample_by as a single file does
+    (tmp_path / "txt").mkdir()
+    (tmp_path / "txt" / "a.txt").write_text("\n\n".join(f"line one {i}\nline two {i}" for i in range(10)))
+    for by, n in (("paragraph", 10), ("document", 1), ("line", 20)):
+        corpus = D.load_corpus({"source": str(tmp_path / "txt"), "sample_by": by})
+        assert len(corpus.train) + len(corpus.validation) == n, by
+    # validation_split: its own documents, and its own cache key; a bad name is a DataError naming the splits
+    dd = tmp_path / "dd"
+    datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"text": [f"train doc {i}" for i in range(20)]}),
+            "test": datasets.Dataset.from_dict({"text": [f"held out {i}" for i in range(5)]}),
+        }
+    ).save_to_disk(str(dd))
+    plain = D.load_corpus({"source": str(dd)})
+    split = D.load_corpus({"source": str(dd), "validation_split": "test"})
+    assert sorted(split.validation["text"]) == [f"held out {i}" for i in range(5)]
+    assert split.fingerprint != plain.fingerprint
+    with pytest.raises(D.DataError, match=r"splits \['train', 'test'\], not 'tset'"):
+        D.load_corpus({"source": str(dd), "validation_split": "tset"})
+    (tmp_path / "one.jsonl").write_text(json.dumps({"text": "a document"}))
+    with pytest.raises(D.DataError, match="has only one: use data.val_fraction"):
+        D.load_corpus({"source": str(tmp_path / "one.jsonl"), "validation_split": "test"})
+    # a streamed local file is keyed by its contents' stamp and by the text field
+    src = tmp_path / "s.jsonl"
+    src.write_text("\n".join(json.dumps({"a": f"first {i}", "b": f"second {i}"}) for i in range(10)))
+    keys = {D.load_corpus({"source": str(src), "streaming": True, "text_field": f}).fingerprint for f in "ab"}
+    os.utime(src, ns=(0, 0))
+    keys.add(D.load_corpus({"source": str(src), "streaming": True, "text_field": "a"}).fingerprint)
+    assert len(keys) == 3
+
+
+def test_resume_on_other_data_is_refused(train_main, tmp_path, tiny_yaml, cache, capsys):
+    from hlru_lm import training as T
+
+    src = tmp_path / "corpus.jsonl"
+    src.write_text("\n".join(json.dumps({"text": f"doc {i}: " + "gate state " * 30}) for i in range(60)))
+    args = ["--config", str(tiny_yaml), "--output_dir", str(tmp_path / "run"), "--data.source", str(src)]
+    args += ["--data.max_documents", "null", "--data.cache_dir", str(cache), "--max_steps", "2"]
+    args += ["--model.vocab_size", "512"]  # the same embedding shape for both tokenizers: nothing else would fail
+    assert train_main(args) == 0
+    before = _tree_digest(tmp_path / "run")
+    with src.open("a") as f:  # more documents: another tokenizer and another sample order
+        f.write("\n" + "\n".join(json.dumps({"text": f"new {i}: " + "other words " * 30}) for i in range(60)))
+    capsys.readouterr()
+    assert train_main([*args, "--resume", "--max_steps", "3"]) == 2
+    assert "the training data or the tokenizer changed" in capsys.readouterr().err
+    assert _tree_digest(tmp_path / "run") == before
+    # the process count (not testable in one process: the check itself)
+    assert "written by 1 process(es) and this run has 2" in T.resume_problem({"processes": 1}, "x", 2)
+    assert T.resume_problem({"processes": 2, "data_fingerprint": "x"}, "x", 2) is None
 
 
 def test_push_to_hub_and_eos_resets(train_main, tmp_path, tiny_yaml, cache, monkeypatch, capsys):
