@@ -49,6 +49,17 @@ class HLRULM(HFLM):
             pretrained = str(pretrained)
         super().__init__(pretrained=pretrained, tokenizer=tokenizer, backend=backend, device=device, **kwargs)
 
+    def _loglikelihood_tokens(self, requests, *args, **kwargs):
+        # HFLM asserts that every continuation fits the window; name the problem and the fix instead
+        longest = max((len(continuation) for _, _, continuation in requests), default=0)
+        if longest > self.max_length:
+            raise ValueError(
+                f"a continuation of {longest} tokens is longer than the window max_length={self.max_length} (the "
+                f"model's training context): pass --model_args max_length=<n> with n >= {longest} (the recurrence "
+                "has no positional limit)"
+            )
+        return super()._loglikelihood_tokens(requests, *args, **kwargs)
+
 
 def task_manager(**kwargs):
     """A ``TaskManager`` that also knows the package's offline tasks (``hlru_offline`` and its members)."""

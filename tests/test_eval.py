@@ -94,6 +94,19 @@ def test_simple_evaluate_with_hflm(tiny_model_dir):
     assert 0.0 <= mc["acc,none"] <= 1.0 and 0.0 <= mc["acc_norm,none"] <= 1.0
 
 
+def test_continuation_longer_than_the_window_is_named(tiny_model_dir):
+    from lm_eval.api.instance import Instance
+
+    from hlru_lm.lm_eval_model import HLRULM
+
+    lm = HLRULM(pretrained=tiny_model_dir, max_length=8, batch_size=1)
+    long = Instance("loglikelihood", doc={}, arguments=("The gate", " mixes the state of every block " * 3), idx=0)
+    with pytest.raises(ValueError, match=r"longer than the window max_length=8.*--model_args max_length="):
+        lm.loglikelihood([long])
+    short = Instance("loglikelihood", doc={}, arguments=("The gate", " mixes"), idx=0)
+    assert math.isfinite(lm.loglikelihood([short])[0][0])
+
+
 def test_evaluate_cli(tiny_model_dir, tmp_path):
     out = tmp_path / "results"
     proc = subprocess.run(
