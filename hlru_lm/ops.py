@@ -188,6 +188,8 @@ def _initial_state(initial_state: torch.Tensor | None, shape: tuple[int, ...], v
         raise ValueError(f"initial_state must have shape {shape}, got {tuple(initial_state.shape)}")
     if initial_state.device != v.device:
         raise ValueError(f"initial_state is on {initial_state.device} but v is on {v.device}")
+    if not initial_state.is_floating_point():
+        raise ValueError(f"initial_state must be a real floating-point tensor, got {initial_state.dtype}")
     return initial_state
 
 
@@ -236,15 +238,26 @@ def _kernels():
 
 
 def _check_pos_in_doc(pos_in_doc: torch.Tensor | None, v: torch.Tensor) -> None:
-    if pos_in_doc is not None and (tuple(pos_in_doc.shape) != tuple(v.shape[:2]) or pos_in_doc.is_floating_point()):
-        raise ValueError(f"pos_in_doc must be an integer tensor of shape {tuple(v.shape[:2])}, got {pos_in_doc!r}")
+    if pos_in_doc is None:
+        return
+    integer = not (pos_in_doc.is_floating_point() or pos_in_doc.is_complex() or pos_in_doc.dtype == torch.bool)
+    if tuple(pos_in_doc.shape) != tuple(v.shape[:2]) or not integer:
+        raise ValueError(
+            f"pos_in_doc must be an integer tensor of shape {tuple(v.shape[:2])}, got {pos_in_doc.dtype} of shape "
+            f"{tuple(pos_in_doc.shape)}"
+        )
+    if pos_in_doc.device != v.device:
+        raise ValueError(f"pos_in_doc is on {pos_in_doc.device} but v is on {v.device}")
+    if bool((pos_in_doc < 0).any()):
+        raise ValueError("pos_in_doc must be >= 0 (steps since the current document started)")
 
 
-def _reset_gates(z: torch.Tensor, gate_norm: str, keep: torch.Tensor) -> torch.Tensor:
-    """P = phi(z) in fp32 (float64 stays) with the coefficients that would read across a document start zeroed
-    (keep: a 0/1 mask broadcast over the row's state entries; the input entry P[..., m] is always kept). Scanning P
-    with gate_norm="none" then runs every document from a zero state, in any backend."""
-    p = normalize_gates(z.to(state_dtype(z.dtype)), gate_norm)
+def _reset_gates(z: torch.Tensor, v: torch.Tensor, gate_norm: str, keep: torch.Tensor) -> torch.Tensor:
+    """P = phi(z) in v's accumulation dtype (fp32, float64 for float64 v, as the scans without documents) with the
+    coefficients that would read across a document start zeroed (keep: a 0/1 mask broadcast over the row's state
+    entries; the input entry P[..., m] is always kept). Scanning P with gate_norm="none" then runs every document
+    from a zero state, in any backend."""
+    p = normalize_gates(z.to(state_dtype(v.dtype)), gate_norm)
     m = p.shape[-1] - 1
     return torch.cat([p[..., :m] * keep.to(p.dtype), p[..., m:]], dim=-1)
 
@@ -285,7 +298,7 @@ def bdlru_scan(
     _check_pos_in_doc(pos_in_doc, v)
     if pos_in_doc is not None:
         keep = (pos_in_doc > 0)[:, :, None, None, None]
-        p = _reset_gates(gate_logits, gate_norm, keep)
+        p = _reset_gates(gate_logits, v, gate_norm, keep)
         h, final = bdlru_scan(p, v.to(p.dtype), h0, "none", backend)
         return h.to(v.dtype), final
     if _use_triton(backend, v, m, "bdlru_scan"):
@@ -334,7 +347,7 @@ def hlru_scan(
     if pos_in_doc is not None:
         lags = torch.arange(m, device=v.device)
         keep = lags + 1 <= pos_in_doc[:, :, None, None]  # coefficient k - 1 reads x_{t-k}
-        p = _reset_gates(gate_logits, gate_norm, keep)
+        p = _reset_gates(gate_logits, v, gate_norm, keep)
         y, final = hlru_scan(p, v.to(p.dtype), h0, "none", backend)
         # the state (x_t, ..., x_{t-m+1}) itself holds lags of the previous document for the first m - 1 steps
         y = y * (lags <= pos_in_doc[:, :, None, None]).to(y.dtype)

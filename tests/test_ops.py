@@ -124,8 +124,32 @@ def test_split_scan_continues_from_final_state():
         (lambda: hlru_scan(torch.zeros(1, 4, 2, 1), torch.zeros(1, 4, 2)), "m >= 1"),
         (lambda: hlru_scan(torch.zeros(1, 4, 2, 3, dtype=torch.long), torch.zeros(1, 4, 2)), "floating"),
         (lambda: hlru_step(torch.zeros(1, 2, 3), torch.zeros(1, 2), torch.zeros(1, 2, 3)), "initial_state"),
+        (
+            lambda: hlru_scan(torch.zeros(1, 4, 2, 3), torch.zeros(1, 4, 2), torch.zeros(1, 2, 2, dtype=torch.cfloat)),
+            "initial_state must be a real floating-point",
+        ),
+        (lambda: hlru_scan(*_zeros_hlru(), pos_in_doc=torch.tensor([[0, -1, 1, 2]])), "pos_in_doc must be >= 0"),
+        (lambda: hlru_scan(*_zeros_hlru(), pos_in_doc=torch.ones(1, 4, dtype=torch.bool)), "integer tensor"),
+        (lambda: hlru_scan(*_zeros_hlru(), pos_in_doc=torch.zeros(1, 4, dtype=torch.long, device="meta")), "is on"),
     ],
 )
 def test_bad_inputs_raise_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def _zeros_hlru():
+    return torch.zeros(1, 4, 2, 3), torch.zeros(1, 4, 2)
+
+
+@pytest.mark.parametrize("mixer", ["bdlru", "hlru"])
+def test_documents_accumulate_in_the_precision_of_v(mixer):
+    # with or without pos_in_doc, float64 v gives a float64 state and float64 agreement
+    g = torch.Generator().manual_seed(0)
+    shapes = [(1, 6, 2, 2, 3), (1, 6, 2, 2)] if mixer == "bdlru" else [(1, 6, 2, 3), (1, 6, 2)]
+    z, v = (torch.randn(s, generator=g, dtype=torch.float64) for s in shapes)
+    fn = bdlru_scan if mixer == "bdlru" else hlru_scan
+    h, final = fn(z.float(), v, backend="torch")
+    hp, fp = fn(z.float(), v, backend="torch", pos_in_doc=torch.arange(6)[None])  # one document: the same scan
+    assert final.dtype == fp.dtype == torch.float64 and hp.dtype == torch.float64
+    assert torch.allclose(h, hp, atol=1e-12) and torch.allclose(final, fp, atol=1e-12)

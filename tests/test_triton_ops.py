@@ -188,6 +188,22 @@ def test_launch_settings():
         worker.start()
         worker.join()
     assert seen == [(4, "bdlru_generic")]
+    outer, inner = launch_settings(tile=dict(bt=8)), launch_settings(tile_bwd=dict(bt=4))
+    outer.__enter__()
+    inner.__enter__()
+    outer.__exit__(None, None, None)  # blocks that end out of order (threads, generators)
+    assert settings("tile", 4, "bwd", "bdlru").bt == 4
+    inner.__exit__(None, None, None)
+    assert settings("tile", 4, "fwd", "bdlru").bt == 64 and settings("tile", 4, "bwd", "bdlru").bt == 32
+    for key, route, msg in [
+        (("bdlru", 4, "forward"), "bdlru_generic", "is not \\(mixer, m\\[, direction\\]\\)"),
+        (("bdlru", 3), "bdlru_generic", "is not"),
+        (("lstm", 4), "bdlru_generic", "is not"),
+        (("bdlru", 4), "bdlru_fast", "unknown route 'bdlru_fast'"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            with launch_settings(routes={key: route}):
+                pass
     with pytest.raises(ValueError, match="unknown family 'tiles'"):
         with launch_settings(tiles=dict(bt=8)):
             pass
@@ -675,3 +691,16 @@ if not INTERPRETED and not torch.cuda.is_available():
 
     for _name in [k for k in globals() if k.startswith("test_") and k != "test_in_interpreter_subprocess"]:
         del globals()[_name]
+
+
+@pytest.mark.parametrize("mixer", ["bdlru", "hlru"])
+def test_second_derivatives_are_refused(mixer):
+    # the kernels' gradients carry no graph: create_graph=True raises instead of silently dropping the scan's part
+    g = torch.Generator().manual_seed(0)
+    shapes = [(1, 5, 2, 2, 3), (1, 5, 2, 2)] if mixer == "bdlru" else [(1, 5, 2, 3), (1, 5, 2)]
+    z, v = (torch.randn(s, generator=g).to(DEV).requires_grad_() for s in shapes)
+    h, _ = (bdlru_scan if mixer == "bdlru" else hlru_scan)(z, v, backend="triton")
+    with pytest.raises(RuntimeError, match="second derivatives"):
+        torch.autograd.grad(h.pow(2).sum(), z, create_graph=True)
+    (dz,) = torch.autograd.grad(h.pow(2).sum(), z)  # first derivatives as before
+    assert torch.isfinite(dz).all()

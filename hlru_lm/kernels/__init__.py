@@ -211,6 +211,11 @@ class _EagerScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, dfinal):
+        if torch.is_grad_enabled():  # create_graph=True: the kernels' gradients would carry no graph (silently)
+            raise RuntimeError(
+                "second derivatives (create_graph=True) through the Triton scans are not supported: their gradients "
+                "come from kernels; use the torch backend (backend='torch', or config.scan_backend = 'torch')"
+            )
         dz, dv, dh0 = ctx.backward_fn(*ctx.saved_tensors, dout, dfinal, ctx.gate_norm)
         return dz, dv, dh0, None, None, None
 

@@ -234,6 +234,9 @@ DEFAULTS: Mapping[Key, Settings] = _defaults()
 # (table, forced routes) in force. Process-wide, not a context variable: the autograd engine runs CUDA backwards on
 # its own threads, which would not see a context variable set around .backward().
 _ACTIVE: tuple[Mapping[Key, Settings], Mapping] = (DEFAULTS, {})
+# the open launch_settings blocks, innermost last: a block that exits removes its own entry, so blocks that end out of
+# order (threads, interleaved generators) still leave the defaults once all have ended
+_OPEN: list[tuple[object, tuple[Mapping[Key, Settings], Mapping]]] = []
 
 
 class _Invalid:
@@ -286,10 +289,35 @@ def launch_settings(routes: Mapping | None = None, **overrides: Mapping) -> Iter
     if routes:
         forced = dict(forced)
         for key, route in routes.items():
+            _check_route_key(key, route)
             for direction in DIRECTIONS if len(key) == 2 else (key[2],):
                 forced[key[0], key[1], direction] = route
-    previous, _ACTIVE = _ACTIVE, (table, forced)
+    token = object()
+    _OPEN.append((token, (table, forced)))
+    _ACTIVE = (table, forced)
     try:
         yield
     finally:
-        _ACTIVE = previous
+        _OPEN[:] = [entry for entry in _OPEN if entry[0] is not token]
+        _ACTIVE = _OPEN[-1][1] if _OPEN else (DEFAULTS, {})
+
+
+def _check_route_key(key, route) -> None:
+    """A forced route's key is (mixer, m) or (mixer, m, direction) that some call looks up, its route a known one."""
+    from .common import SUPPORTED_M
+    from .router import ROUTES
+
+    ok = (
+        isinstance(key, tuple)
+        and len(key) in (2, 3)
+        and key[0] in ("bdlru", "hlru")
+        and key[1] in SUPPORTED_M
+        and (len(key) == 2 or key[2] in DIRECTIONS)
+    )
+    if not ok:
+        raise ValueError(
+            f"launch_settings routes: key {key!r} is not (mixer, m[, direction]) with mixer bdlru or hlru, m in "
+            f"{SUPPORTED_M} and direction in {DIRECTIONS}"
+        )
+    if route not in ROUTES:
+        raise ValueError(f"launch_settings routes: unknown route {route!r} (known: {', '.join(ROUTES)})")
