@@ -38,6 +38,13 @@ def test_packed_equals_separate_model(mixer, m):
         assert torch.allclose(grads[n], p.grad, atol=1e-5), n
 
 
+def test_packed_scan_compiles_without_graph_breaks():
+    z, v = torch.randn(1, 16, 2, 2, 3), torch.randn(1, 16, 2, 2)
+    compiled = torch.compile(bdlru_scan, fullgraph=True, dynamic=True, backend="aot_eager")
+    got = compiled(z, v, backend="torch", pos_in_doc=_positions())[0]
+    assert torch.allclose(got, bdlru_scan(z, v, backend="torch", pos_in_doc=_positions())[0], atol=1e-6)
+
+
 def test_transformers_flattening_collator():
     """The batches HF's padding-free collator builds (what TRL's packing=True feeds) give each document's own loss."""
     from transformers import DataCollatorWithFlattening
