@@ -319,14 +319,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="JSON file to write (its PNG goes beside it)")
     p.add_argument("--models", default=",".join(MODELS), help=f"comma list from {', '.join(MODELS)}")
     p.add_argument("--decode_models", default=",".join(DECODE_DEFAULT), help="models whose decoding is timed")
-    p.add_argument("--modes", default="eager,compiled", help="eager, compiled, or both")
-    p.add_argument("--seq_lens", default="2048,16384")
-    p.add_argument("--tokens_per_step", type=int, default=65536)
-    p.add_argument("--prompts", default="2048,16384", help="decode prompt lengths")
-    p.add_argument("--decode_batches", default="1,16")
-    p.add_argument("--new_tokens", type=int, default=128)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--steps", type=int, default=6)
+    # shapes: the full run's defaults, or --smoke's (tiny, seconds on a CPU); a value given explicitly wins
+    for name, kind, full, smoke, what in SHAPE_ARGS:
+        p.add_argument(f"--{name}", type=kind, default=None, help=f"{what} (default {full}; with --smoke {smoke})")
     p.add_argument("--no-train", dest="train", action="store_false", help="skip the training measurements")
     p.add_argument("--no-decode", dest="decode", action="store_false", help="skip the decoding measurements")
     p.add_argument("--profile", action="store_true", help="also record the costliest kernels of one step")
@@ -342,6 +337,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--part", choices=("train", "decode"), default=None, help=argparse.SUPPRESS)  # the worker's part
     p.add_argument("--matmul_flops", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    for name, _, full, smoke, _ in SHAPE_ARGS:
+        if getattr(args, name) is None:
+            setattr(args, name, smoke if args.smoke else full)
 
     def ints(text: str, what: str) -> list[int]:
         try:
@@ -375,6 +373,19 @@ def parse(argv=None) -> argparse.Namespace:
     else:
         args.size = {"hidden_size": 768, "layers": 12, "intermediate_size": 2048, "vocab_size": 50304}
     return args
+
+
+# (argument, type, full-run default, --smoke default, help)
+SHAPE_ARGS = (
+    ("modes", str, "eager,compiled", "eager", "eager, compiled, or both"),
+    ("seq_lens", str, "2048,16384", "16,32", "training sequence lengths"),
+    ("tokens_per_step", int, 65536, 64, "tokens per training step (batch = this / sequence length)"),
+    ("prompts", str, "2048,16384", "8,16", "decode prompt lengths"),
+    ("decode_batches", str, "1,16", "1,2", "decode batch sizes"),
+    ("new_tokens", int, 128, 4, "tokens generated per decode measurement"),
+    ("warmup", int, 2, 0, "untimed steps first"),
+    ("steps", int, 6, 1, "timed steps (the median is kept)"),
+)
 
 
 def emit(rec: dict) -> None:

@@ -770,8 +770,10 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
         # past_key_values, and whether or not it computed next_sequence_length).
         cache = cache if cache is not None else past_key_values
         seen = cache.get_seq_length() if cache is not None else 0
-        if inputs_embeds is not None and seen == 0:
-            model_inputs = {"input_ids": None, "inputs_embeds": inputs_embeds}
+        if inputs_embeds is not None and (seen == 0 or input_ids.shape[1] == 0):
+            # the prompt as embeddings; continuing a cache, only the positions it has not absorbed
+            rest = inputs_embeds[:, seen:] if 0 < seen < inputs_embeds.shape[1] else inputs_embeds
+            model_inputs = {"input_ids": None, "inputs_embeds": rest}
         else:
             if next_sequence_length is not None:
                 input_ids = input_ids[:, -next_sequence_length:]

@@ -20,6 +20,7 @@ from pathlib import Path
 _STARTED = time.time()
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hlru_lm.ops import BACKENDS  # noqa: E402
 from hlru_lm.synthetic import make_suite, run_suite  # noqa: E402
 from hlru_lm.synthetic.protocol import plan, replace_suite  # noqa: E402
 
@@ -33,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (one run each)")
     p.add_argument("--max_minutes", type=float, default=60.0, help="hard wall-clock deadline of this call")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--backend", default="auto", help="scan backend of the BD-LRU/H-LRU mixer (auto uses Triton on GPU)")
+    p.add_argument(
+        "--backend", choices=BACKENDS, default="auto", help="scan backend of the mixers (auto: Triton on GPU)"
+    )
     p.add_argument("--tier", choices=("iso_state", "iso_param"), default=None, help="default: the suite's (iso_state)")
     p.add_argument("--budget", type=int, default=None, help="state floats (iso_state) or parameters (iso_param)")
     p.add_argument("--models", nargs="+", default=None)
@@ -46,6 +49,18 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--workers must be >= 1 and --max_minutes > 0")
     if not a.plan and a.out is None:
         p.error("--out is required (except with --plan)")
+    for what in ("models", "tasks"):  # a name given twice would run and score twice
+        names = getattr(a, what)
+        if names and len(set(names)) != len(names):
+            p.error(f"--{what} lists a name more than once: {' '.join(names)}")
+    import torch
+
+    try:
+        device = torch.device(a.device)
+    except RuntimeError as e:
+        p.error(f"--device {a.device!r}: {e}")
+    if device.type not in ("cpu", "cuda"):
+        p.error(f"--device must be cpu or cuda, got {a.device!r}")
     try:
         suite = make_suite(a.suite, tuple(a.models) if a.models else None, tuple(a.tasks) if a.tasks else None, family)
     except ValueError as e:
@@ -75,11 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"({note})")
         return 0
-    if a.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            p.error("--device cuda but no CUDA device is available")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda but no CUDA device is available")
     try:
         res = run_suite(suite, a.out, a.workers, a.max_minutes, a.device, a.backend, started=_STARTED)
     except ValueError as e:

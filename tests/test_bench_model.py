@@ -36,8 +36,7 @@ def test_bad_arguments_are_refused(tmp_path, args, message):
 
 def test_smoke_run_writes_every_measurement(tmp_path):
     out = tmp_path / "r.json"
-    common = ["--smoke", "--modes", "eager", "--seq_lens", "16,32", "--tokens_per_step", "64", "--steps", "1"]
-    common += ["--warmup", "0", "--prompts", "8", "--decode_batches", "1,2", "--new_tokens", "2"]
+    common = ["--smoke"]  # its own tiny shapes: eager, T 16 and 32 at 64 tokens a step, prompts 8 and 16, B 1 and 2
     proc = _run("--out", str(out), *common, "--models", "bdlru1,hlru2", "--decode_models", "bdlru1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     body = json.loads(out.read_text())
@@ -47,7 +46,9 @@ def test_smoke_run_writes_every_measurement(tmp_path):
     }
     assert all(r["tokens_per_s"] > 0 and r["flops_per_token"] > 0 for r in train)
     decode = [r for r in body["records"] if r["kind"] == "decode"]
-    assert [(r["model"], r["batch"]) for r in decode] == [("bdlru1", 1), ("bdlru1", 2)]
+    assert sorted((r["model"], r["prompt"], r["batch"]) for r in decode) == [
+        ("bdlru1", p, b) for p in (8, 16) for b in (1, 2)
+    ]
     assert all(math.isfinite(r["ms_per_token"]) and r["prefill_s"] > 0 for r in decode)  # tiny: noise may win
     assert body["environment"]["torch"]
     assert out.with_suffix(".png").exists() == (importlib.util.find_spec("matplotlib") is not None)

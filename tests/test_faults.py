@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from .test_train import ROOT, TINY, TRAIN, _env, losses, write_config
 
@@ -236,6 +237,10 @@ def test_malformed_yaml_is_one_line(tmp_path, cache):
     [
         (["--model", "/nonexistent/run", "--prompt", "x"], "not found"),
         (["--model", "RUN", "--prompt", ""], "--prompt is empty"),
+        (["--model", "RUN", "--prompt", "x", "--max_new_tokens", "0"], "--max_new_tokens must be >= 1"),
+        (["--model", "RUN", "--prompt", "x", "--temperature", "0"], "--temperature must be > 0"),
+        (["--model", "RUN", "--prompt", "x", "--top_p", "1.5"], "--top_p must be in (0, 1]"),
+        (["--model", "RUN", "--prompt", "x", "--timeout", "1e-9", "--max_new_tokens", "50"], "--timeout 1e-09 s"),
     ],
 )
 def test_generate_refuses_bad_arguments(finished, cache, args, message):
@@ -244,6 +249,13 @@ def test_generate_refuses_bad_arguments(finished, cache, args, message):
         [sys.executable, str(GENERATE), *args], env=_env(cache), cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_generate_refuses_a_missing_gpu(finished, cache):
+    test_generate_refuses_bad_arguments(
+        finished, cache, ["--model", "RUN", "--prompt", "x", "--device", "cuda"], "CUDA"
+    )
 
 
 def test_generate_reads_a_run_folder(finished, cache):

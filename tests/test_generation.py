@@ -84,6 +84,13 @@ def test_continue_from_returned_cache(mixer_type):
     assert cache.get_seq_length() == 11  # the last generated token has not been fed yet
     cont = _gen(model, first.sequences, max_new_tokens=6, **{_CACHE_FIELD: cache})
     assert torch.equal(cont.sequences, full.sequences)
+    # the same continuation with the prompt given as embeddings (generate returns only the new tokens then)
+    first = _gen(model, ids, max_new_tokens=4)
+    embeds = model.get_input_embeddings()(first.sequences)
+    cont = model.generate(
+        inputs_embeds=embeds, max_new_tokens=6, do_sample=False, pad_token_id=0, **{_CACHE_FIELD: _cache(first)}
+    )
+    assert torch.equal(cont, full.sequences[:, 12:])
 
 
 @pytest.mark.parametrize("mixer_type", MIXERS)

@@ -371,3 +371,19 @@ def test_plot_panels_hold_only_their_tasks_cells():
     assert [m for m, _ in mad["recall"]] == ["a", "b"] and [m for m, _ in mad["copy"]] == ["a"]
     assert {a["chance"] for _, a in mad["copy"]} == {0.071}
     assert list(panels(aggregate(records), "group")) == ["S3"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backend", "foo"], "invalid choice: 'foo'"),
+        (["--device", "foo"], "--device 'foo'"),
+        (["--device", "meta"], "--device must be cpu or cuda"),
+        (["--models", "hlru2", "hlru2"], "--models lists a name more than once"),
+    ],
+)
+def test_cli_refuses_bad_arguments_before_any_run(tmp_path, args, message):
+    cmd = [sys.executable, str(ROOT / "scripts/synthetic.py"), "--suite", "smoke", "--out", str(tmp_path / "o"), *args]
+    proc = subprocess.run(cmd, cwd=ROOT, timeout=300, capture_output=True, text=True)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "o").exists()
