@@ -679,6 +679,19 @@ def test_unsupported_m_falls_back():
     assert rel(y.cpu(), hlru_scan(z.double(), v.double(), h0.double(), backend="naive")[0]) < TOL
 
 
+@pytest.mark.parametrize("mixer", ["bdlru", "hlru"])
+def test_second_derivatives_are_refused(mixer):
+    # the kernels' gradients carry no graph: create_graph=True raises instead of silently dropping the scan's part
+    g = torch.Generator().manual_seed(0)
+    shapes = [(1, 5, 2, 2, 3), (1, 5, 2, 2)] if mixer == "bdlru" else [(1, 5, 2, 3), (1, 5, 2)]
+    z, v = (torch.randn(s, generator=g).to(DEV).requires_grad_() for s in shapes)
+    h, _ = (bdlru_scan if mixer == "bdlru" else hlru_scan)(z, v, backend="triton")
+    with pytest.raises(RuntimeError, match="second derivatives"):
+        torch.autograd.grad(h.pow(2).sum(), z, create_graph=True)
+    (dz,) = torch.autograd.grad(h.pow(2).sum(), z)  # first derivatives as before
+    assert torch.isfinite(dz).all()
+
+
 if not INTERPRETED and not torch.cuda.is_available():
 
     def test_in_interpreter_subprocess():
@@ -691,16 +704,3 @@ if not INTERPRETED and not torch.cuda.is_available():
 
     for _name in [k for k in globals() if k.startswith("test_") and k != "test_in_interpreter_subprocess"]:
         del globals()[_name]
-
-
-@pytest.mark.parametrize("mixer", ["bdlru", "hlru"])
-def test_second_derivatives_are_refused(mixer):
-    # the kernels' gradients carry no graph: create_graph=True raises instead of silently dropping the scan's part
-    g = torch.Generator().manual_seed(0)
-    shapes = [(1, 5, 2, 2, 3), (1, 5, 2, 2)] if mixer == "bdlru" else [(1, 5, 2, 3), (1, 5, 2)]
-    z, v = (torch.randn(s, generator=g).to(DEV).requires_grad_() for s in shapes)
-    h, _ = (bdlru_scan if mixer == "bdlru" else hlru_scan)(z, v, backend="triton")
-    with pytest.raises(RuntimeError, match="second derivatives"):
-        torch.autograd.grad(h.pow(2).sum(), z, create_graph=True)
-    (dz,) = torch.autograd.grad(h.pow(2).sum(), z)  # first derivatives as before
-    assert torch.isfinite(dz).all()
