@@ -34,8 +34,8 @@ AutoModel.register(HLRUConfig, HLRUModel, exist_ok=True)
 AutoModelForCausalLM.register(HLRUConfig, HLRUForCausalLM, exist_ok=True)
 AutoModelForSequenceClassification.register(HLRUConfig, HLRUForSequenceClassification, exist_ok=True)
 
-# save_pretrained copies configuration_hlru.py, modeling_hlru.py and ops.py next to the weights and writes auto_map,
-# so `from_pretrained(dir, trust_remote_code=True)` works where hlru-lm is not installed (torch path).
+# save_pretrained copies configuration_hlru.py, modeling_hlru.py, ops.py and loss.py next to the weights and writes
+# auto_map, so `from_pretrained(dir, trust_remote_code=True)` works where hlru-lm is not installed (torch path).
 HLRUConfig.register_for_auto_class()
 HLRUModel.register_for_auto_class("AutoModel")
 HLRUForCausalLM.register_for_auto_class("AutoModelForCausalLM")

@@ -265,6 +265,16 @@ def load_corpus(data_cfg: dict) -> Corpus:
     val_fraction = float(data_cfg.get("val_fraction") or 0.0)
     max_documents = data_cfg.get("max_documents")
     streaming = bool(data_cfg.get("streaming"))
+    if data_cfg.get("validation_split") and (source == "embedded" or streaming):
+        raise DataError(
+            f"data.validation_split={data_cfg['validation_split']!r} needs a non-streaming corpus with splits (a "
+            "folder, a saved DatasetDict or a Hub dataset); "
+            + (
+                "streaming holds out data.val_documents"
+                if streaming
+                else "the embedded corpus has one: use data.val_fraction"
+            )
+        )
 
     if source == "embedded":
         docs = list(iter_embedded_documents(max_documents))

@@ -742,6 +742,13 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
     def generate(self, *args, **kwargs):
         """GenerationMixin.generate, refusing assisted and prompt-lookup decoding up front: they roll back rejected
         draft tokens, which a recurrent state that has absorbed them cannot do."""
+        ids = kwargs.get("input_ids", kwargs.get("inputs", args[0] if args else None))
+        if isinstance(ids, torch.Tensor) and ids.shape[-1:] == (0,) and kwargs.get("inputs_embeds") is None:
+            # refused here: transformers' own padding check fails first on an empty batch of several rows
+            raise ValueError(
+                f"input_ids of shape {tuple(ids.shape)} has no tokens: the model needs at least one (give generate() a "
+                "prompt of at least one token, e.g. the BOS token)"
+            )
         positional = args[1] if len(args) > 1 else None  # generate(inputs, generation_config, ...)
         config = kwargs.get("generation_config") or positional or self.generation_config
         for key in ("assistant_model", "prompt_lookup_num_tokens", "assistant_early_exit"):

@@ -15,10 +15,11 @@ from .conftest import tiny_config, tiny_model
     [
         lambda m: m(torch.zeros(2, 0, dtype=torch.long)),
         lambda m: m.generate(torch.zeros(1, 0, dtype=torch.long), max_new_tokens=2),
+        lambda m: m.generate(torch.zeros(2, 0, dtype=torch.long), max_new_tokens=2),
         lambda m: m(torch.zeros(1, 0, dtype=torch.long), past_key_values=m(torch.ones(1, 3, dtype=torch.long))[1]),
         lambda m: m(inputs_embeds=torch.zeros(1, 0, 32)),
     ],
-    ids=["forward", "generate", "continue_cache", "inputs_embeds"],
+    ids=["forward", "generate", "generate_batch", "continue_cache", "inputs_embeds"],
 )
 def test_empty_sequences_are_refused(call):
     with pytest.raises(ValueError, match="at least one token"):

@@ -464,6 +464,10 @@ def test_corpus_options_reach_the_data_and_its_cache_key(tmp_path):
     (tmp_path / "one.jsonl").write_text(json.dumps({"text": "a document"}))
     with pytest.raises(D.DataError, match="has only one: use data.val_fraction"):
         D.load_corpus({"source": str(tmp_path / "one.jsonl"), "validation_split": "test"})
+    with pytest.raises(D.DataError, match="the embedded corpus has one"):
+        D.load_corpus({"source": "embedded", "validation_split": "test"})
+    with pytest.raises(D.DataError, match="streaming holds out data.val_documents"):
+        D.load_corpus({"source": str(dd), "streaming": True, "validation_split": "test"})
     # a streamed local file is keyed by its contents' stamp and by the text field
     src = tmp_path / "s.jsonl"
     src.write_text("\n".join(json.dumps({"a": f"first {i}", "b": f"second {i}"}) for i in range(10)))
