@@ -26,6 +26,20 @@ def _reloads(folder, model, tokenizer) -> None:
         assert torch.allclose(again(**ids).logits, model.eval()(**ids).logits, atol=1e-6)
 
 
+def _args(tmp_path) -> dict:  # what both trainers share: 12 logged steps on CPU, no saving, no trackers
+    return dict(
+        output_dir=str(tmp_path / "out"),
+        max_steps=12,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+    )
+
+
 def _losses(history: list[dict]) -> list[float]:
     return [r["loss"] for r in history if "loss" in r]
 
@@ -38,18 +52,7 @@ def test_hf_trainer(tokenizer, tmp_path, collator):
     else:  # one row, position_ids restarting at every example: the state restarts there
         data_collator = DataCollatorWithFlattening()
     model = tiny_model(vocab_size=len(tokenizer)).train()
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "out"),
-        max_steps=12,
-        per_device_train_batch_size=4,
-        per_device_eval_batch_size=4,
-        learning_rate=1e-2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        seed=0,
-    )
+    args = TrainingArguments(**_args(tmp_path), per_device_eval_batch_size=4)
     trainer = Trainer(model=model, args=args, train_dataset=ds, eval_dataset=ds, data_collator=data_collator)
     trainer.train()
     losses = _losses(trainer.state.log_history)
@@ -65,20 +68,8 @@ def test_trl_sft_trainer(tokenizer, tmp_path, packing):
     from trl import SFTConfig, SFTTrainer
 
     model = tiny_model(vocab_size=len(tokenizer)).train()
-    args = SFTConfig(
-        output_dir=str(tmp_path / "out"),
-        max_steps=12,
-        per_device_train_batch_size=4,
-        learning_rate=1e-2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        seed=0,
-        max_length=32,
-        packing=packing,
-        bf16=False,  # TRL defaults to bf16: its autocast would stay on the trained model's forward
-    )
+    # bf16=False: TRL defaults to bf16, and its autocast would stay on the trained model's forward
+    args = SFTConfig(**_args(tmp_path), max_length=32, packing=packing, bf16=False)
     ds = Dataset.from_dict({"text": _texts()})
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
     trainer.train()

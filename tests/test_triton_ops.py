@@ -692,6 +692,22 @@ def test_second_derivatives_are_refused(mixer):
     assert torch.isfinite(dz).all()
 
 
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_gradient_checkpointing_is_not_a_second_derivative(reentrant):
+    # the refusal above looks at grad mode in backward: checkpointing's recomputation must not trip it
+    from .conftest import tiny_model
+
+    model = tiny_model(scan_backend="triton").to(DEV).train()
+    ids = torch.randint(3, 96, (2, 12), generator=torch.Generator().manual_seed(0)).to(DEV)
+    model(ids, labels=ids).loss.backward()
+    ref = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+    model(ids, labels=ids).loss.backward()
+    for a, p in zip(ref, model.parameters(), strict=True):
+        assert torch.allclose(a, p.grad, atol=1e-6)
+
+
 if not INTERPRETED and not torch.cuda.is_available():
 
     def test_in_interpreter_subprocess():
