@@ -78,6 +78,14 @@ class HLRUConfig(PreTrainedConfig):
         self._check_fields()  # before the parent's checks, so bad values surface as ValueError naming the field
         super().__post_init__(**kwargs)
 
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        # from_pretrained(..., gate_norm=...) and AutoConfig overrides are set after __init__ has validated the saved
+        # values: check them too, before a model is built from them
+        result = super().from_dict(config_dict, **kwargs)
+        (result[0] if isinstance(result, tuple) else result)._check_fields()
+        return result
+
     def _check_fields(self) -> None:
         for name in (
             "vocab_size",
