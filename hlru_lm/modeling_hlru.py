@@ -346,8 +346,9 @@ def _pad_mask(
     Left padding only matters while prefilling (a zero input at padded positions keeps a zero state at zero); right
     padding leaves the real tokens' outputs exact but not the final state. Padding between real tokens (also a
     left-padded chunk after a cache of real tokens) is refused: the gates would still move the state there.
-    Single-token decode steps are never masked (generate() extends the mask with ones). Masks that cannot be meant
-    for this input are refused rather than applied wrongly."""
+    A single token is masked like a chunk (generate()'s decode steps find ones: it extends the mask with ones; a
+    chunked prefill of one token per chunk finds the padding). Masks that cannot be meant for this input are refused
+    rather than applied wrongly."""
     if attention_mask is None:
         return None, False
     if attention_mask.dim() != 2:
@@ -360,8 +361,6 @@ def _pad_mask(
             f"attention_mask of shape {tuple(attention_mask.shape)} does not match the input: expected ({bsz}, "
             f"{seqlen})" + (f" or ({bsz}, {past + seqlen}) (cache + new tokens)" if past else "")
         )
-    if seqlen == 1:
-        return None, False
     pad_mask = attention_mask[:, -seqlen:]
     if bool(pad_mask.all()):
         return None, False
@@ -656,8 +655,9 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
             state = layer.state
             if state is None or state.dtype != sdtype or state.device != device or state.shape != shape:
                 return None
-        # validate as the eager path would (cheap for one token; neither changes a one-token step)
-        _pad_mask(attention_mask, bsz, 1, cache.get_seq_length())
+        # validate as the eager path would (cheap for one token); a padded token (one-token prefill chunks) runs eagerly
+        if _pad_mask(attention_mask, bsz, 1, cache.get_seq_length())[0] is not None:
+            return None
         _doc_positions(position_ids, bsz, 1)
         graphs = self._decode_graphs
         with graphs.lock:  # threads decoding with one model share its graphs' buffers (on one stream)

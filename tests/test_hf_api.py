@@ -38,3 +38,30 @@ def test_sharded_checkpoint_loads_bit_exact_with_overrides(saved):
     one = AutoModelForCausalLM.from_pretrained(path, num_hidden_layers=1)
     assert one.config.num_hidden_layers == len(one.model.layers) == 1
     assert torch.equal(one.model.layers[0].mixer.v_proj.weight, model.model.layers[0].mixer.v_proj.weight)
+
+
+def _left_padded(lengths: tuple[int, ...], width: int) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    rows = [torch.randint(3, 96, (1, n)) for n in lengths]
+    ids = torch.cat([torch.cat([torch.zeros(1, width - r.shape[1], dtype=torch.long), r], 1) for r in rows])
+    mask = (torch.arange(width) >= width - torch.tensor(lengths)[:, None]).long()
+    return ids, mask, rows
+
+
+@pytest.mark.parametrize("mixer_type", ["bdlru", "hlru"])
+def test_one_token_chunks_of_a_left_padded_prompt_skip_the_padding(mixer_type):
+    # a one-token forward was never masked: fed token by token, the padding went into the state
+    model = tiny_model(mixer_type)
+    ids, mask, _ = _left_padded((3, 6), 6)
+    full = model(ids, attention_mask=mask, use_cache=True)
+    cache, logits = None, []
+    for t in range(6):
+        out = model(ids[:, t : t + 1], attention_mask=mask[:, : t + 1], cache=cache, use_cache=True)
+        cache = getattr(out, "cache", None) or out.past_key_values
+        logits.append(out.logits)
+    real = mask.bool()
+    torch.testing.assert_close(torch.cat(logits, 1)[real], full.logits[real])
+    full_cache = getattr(full, "cache", None) or full.past_key_values
+    for a, b in zip(cache.layers, full_cache.layers, strict=True):
+        torch.testing.assert_close(a.state, b.state)
+    with pytest.raises(ValueError, match="right padding"):  # a padded token after real ones
+        model(ids[:, :1], attention_mask=torch.cat([mask, torch.zeros(2, 1, dtype=torch.long)], 1), cache=cache)
