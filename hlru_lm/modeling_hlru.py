@@ -757,6 +757,11 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
                     f"{key}: assisted / prompt-lookup (speculative) decoding is not supported by recurrent models: "
                     "rejected draft tokens cannot be removed from the state. Use plain generate()"
                 )
+        # chunked prefill feeds the chunks through a cache that generate() only creates for attention models
+        chunked = kwargs.get("prefill_chunk_size", getattr(config, "prefill_chunk_size", None)) is not None
+        use_cache = kwargs.get("use_cache", getattr(config, "use_cache", True))
+        if chunked and use_cache is not False and kwargs.get("cache", kwargs.get("past_key_values")) is None:
+            kwargs[_CACHE_FIELD] = HLRUCache(self.config)
         if self.config.decode_cuda_graph:
             self._check_decode_graphs()
         return super().generate(*args, **kwargs)

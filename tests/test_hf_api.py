@@ -65,3 +65,17 @@ def test_one_token_chunks_of_a_left_padded_prompt_skip_the_padding(mixer_type):
         torch.testing.assert_close(a.state, b.state)
     with pytest.raises(ValueError, match="right padding"):  # a padded token after real ones
         model(ids[:, :1], attention_mask=torch.cat([mask, torch.zeros(2, 1, dtype=torch.long)], 1), cache=cache)
+
+
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_prefill_chunk_size_gives_the_unchunked_result(chunk):
+    # generate() only creates the cache chunked prefill needs for attention models: it was a ValueError
+    model = tiny_model("hlru")
+    model.generation_config.pad_token_id = 0
+    ids, mask, _ = _left_padded((3, 7), 7)
+    kwargs = dict(max_new_tokens=4, do_sample=False, output_logits=True, return_dict_in_generate=True)
+    for extra in (dict(), dict(num_beams=3, num_return_sequences=2)):
+        ref = model.generate(ids, attention_mask=mask, **kwargs, **extra)
+        out = model.generate(ids, attention_mask=mask, prefill_chunk_size=chunk, **kwargs, **extra)
+        assert torch.equal(out.sequences, ref.sequences), extra
+        torch.testing.assert_close(torch.stack(out.logits), torch.stack(ref.logits))
