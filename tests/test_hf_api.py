@@ -4,6 +4,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
+import hlru_lm.modeling_hlru as mh
+
 from .conftest import tiny_model
 
 
@@ -47,9 +49,12 @@ def _left_padded(lengths: tuple[int, ...], width: int) -> tuple[torch.Tensor, to
     return ids, mask, rows
 
 
-@pytest.mark.parametrize("mixer_type", ["bdlru", "hlru"])
-def test_one_token_chunks_of_a_left_padded_prompt_skip_the_padding(mixer_type):
-    # a one-token forward was never masked: fed token by token, the padding went into the state
+@pytest.mark.parametrize("mixer_type,graphs", [("bdlru", False), ("hlru", False), ("bdlru", True)])
+@torch.no_grad()
+def test_one_token_chunks_of_a_left_padded_prompt_skip_the_padding(mixer_type, graphs, monkeypatch):
+    # a one-token forward was never masked: fed token by token, the padding went into the state (on CUDA through the
+    # decode step's graph, run here on CPU)
+    monkeypatch.setattr(mh, "_graphs_supported", lambda device: graphs)
     model = tiny_model(mixer_type)
     ids, mask, _ = _left_padded((3, 6), 6)
     full = model(ids, attention_mask=mask, use_cache=True)
