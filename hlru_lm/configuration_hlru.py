@@ -81,8 +81,11 @@ class HLRUConfig(PreTrainedConfig):
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
         # from_pretrained(..., gate_norm=...) and AutoConfig overrides are set after __init__ has validated the saved
-        # values: check them too, before a model is built from them
-        result = super().from_dict(config_dict, **kwargs)
+        # values: check them too, before a model is built from them (a wrong type as ValueError, as in __init__)
+        try:
+            result = super().from_dict(config_dict, **kwargs)
+        except StrictDataclassError as e:
+            raise ValueError(f"HLRUConfig: {e}") from None
         (result[0] if isinstance(result, tuple) else result)._check_fields()
         return result
 

@@ -18,7 +18,8 @@ def saved(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "override", [dict(gate_norm="bad"), dict(num_hidden_layers=0), dict(rms_norm_eps=float("nan"))]
+    "override",
+    [dict(gate_norm="bad"), dict(num_hidden_layers=0), dict(rms_norm_eps=float("nan")), dict(use_cache="yes")],
 )
 def test_config_overrides_at_load_are_validated(saved, override):
     # from_pretrained / AutoConfig set keyword overrides after the config's own checks ran
