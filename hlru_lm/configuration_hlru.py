@@ -86,7 +86,12 @@ class HLRUConfig(PreTrainedConfig):
             result = super().from_dict(config_dict, **kwargs)
         except StrictDataclassError as e:
             raise ValueError(f"HLRUConfig: {e}") from None
-        (result[0] if isinstance(result, tuple) else result)._check_fields()
+        config = result[0] if isinstance(result, tuple) else result
+        config._check_fields()
+        for key in kwargs:  # an override no field took: a misspelt one (gate_nrom=) would be dropped silently
+            close = difflib.get_close_matches(key, list(cls.__dataclass_fields__), n=1, cutoff=0.8)
+            if close and not hasattr(config, key):
+                raise ValueError(f"unknown HLRUConfig keyword {key!r}; did you mean {close[0]!r}?")
         return result
 
     def _check_fields(self) -> None:

@@ -19,12 +19,19 @@ def saved(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "override",
-    [dict(gate_norm="bad"), dict(num_hidden_layers=0), dict(rms_norm_eps=float("nan")), dict(use_cache="yes")],
+    [
+        dict(gate_norm="bad"),
+        dict(num_hidden_layers=0),
+        dict(rms_norm_eps=float("nan")),
+        dict(use_cache="yes"),
+        dict(gate_nrom="softmax"),  # a typo: AutoConfig dropped it silently
+    ],
 )
 def test_config_overrides_at_load_are_validated(saved, override):
     # from_pretrained / AutoConfig set keyword overrides after the config's own checks ran
     _, path = saved
     (field,) = override
+    field = field.replace("nrom", "norm")  # the typo's error names the field it resembles
     with pytest.raises(ValueError, match=field):
         AutoConfig.from_pretrained(path, **override)
     with pytest.raises(ValueError, match=field):
