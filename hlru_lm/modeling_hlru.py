@@ -792,6 +792,10 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
             elif 0 < seen < input_ids.shape[1]:
                 input_ids = input_ids[:, seen:]
             model_inputs = {"input_ids": input_ids.contiguous()}
+        if next_sequence_length == 1 and not is_first_iteration and seen:
+            # a decode step (both transformers versions call it so) feeds a generated token, real: checking its mask
+            # would cost a GPU sync per token. Prefill chunks keep their mask (they may hold padding)
+            attention_mask = None
         model_inputs.update(cache=cache, attention_mask=attention_mask, use_cache=use_cache)
         for key, value in kwargs.items():
             if key not in model_inputs and key not in ("labels", "position_ids", "token_type_ids"):

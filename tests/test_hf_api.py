@@ -80,6 +80,19 @@ def test_one_token_chunks_of_a_left_padded_prompt_skip_the_padding(mixer_type, g
         model(ids[:, :1], attention_mask=torch.cat([mask, torch.zeros(2, 1, dtype=torch.long)], 1), cache=cache)
 
 
+def test_decode_steps_of_generate_carry_no_mask(monkeypatch):
+    # generated tokens are real: masking them would cost a GPU sync per token; the prompt keeps its mask
+    model = tiny_model()
+    seen = []
+    forward = type(model).forward
+    monkeypatch.setattr(
+        type(model), "forward", lambda self, *a, **k: seen.append(k.get("attention_mask")) or forward(self, *a, **k)
+    )
+    ids, mask, _ = _left_padded((2, 5), 5)
+    model.generate(ids, attention_mask=mask, max_new_tokens=3, do_sample=False, pad_token_id=0)
+    assert len(seen) == 3 and torch.equal(seen[0], mask) and seen[1] is None and seen[2] is None
+
+
 @pytest.mark.parametrize("chunk", [1, 4])
 def test_prefill_chunk_size_gives_the_unchunked_result(chunk):
     # generate() only creates the cache chunked prefill needs for attention models: it was a ValueError
