@@ -290,9 +290,8 @@ class HLRUModel(HLRUPreTrainedModel):
         seqlen = x.shape[1]
         if cache is not None:
             _check_cache(cache, self.config, x.shape[0])
-        pad_mask, right_padded = _pad_mask(
-            attention_mask, x.shape[0], seqlen, cache.get_seq_length() if cache is not None else 0
-        )
+        past = cache.get_seq_length() if cache is not None else 0
+        pad_mask, right_padded = _pad_mask(attention_mask, x.shape[0], seqlen, past)
         if right_padded and use_cache:
             # right padding: the outputs of real tokens are exact, but the final state would absorb the padding
             if asked_for_cache:
@@ -301,7 +300,7 @@ class HLRUModel(HLRUPreTrainedModel):
                     "the padding. Pad on the left (tokenizer.padding_side = 'left') to build or continue a cache"
                 )
             use_cache, cache = False, None
-        pos_in_doc = _doc_positions(position_ids, x.shape[0], seqlen)
+        pos_in_doc = _doc_positions(position_ids, x.shape[0], seqlen, past)
         hidden_states = (x,) if output_hidden_states else None
         for i, layer in enumerate(self.layers):
             layer_cache = cache.layers[i] if cache is not None else None
@@ -377,15 +376,18 @@ def _pad_mask(
     return pad_mask, bool(after_real.any())
 
 
-def _doc_positions(position_ids: torch.Tensor | None, bsz: int, seqlen: int) -> torch.Tensor | None:
-    """position_ids as steps since each packed document's start when they restart somewhere, else None (no cost)."""
+def _doc_positions(position_ids: torch.Tensor | None, bsz: int, seqlen: int, past: int = 0) -> torch.Tensor | None:
+    """position_ids as steps since each packed document's start when they restart somewhere, else None (no cost).
+    After `past` cached tokens, a 0 at the first position starts a document too: the cached state does not enter it."""
     if position_ids is None:
         return None
     if position_ids.dim() != 2 or position_ids.shape[1] != seqlen or position_ids.shape[0] not in (1, bsz):
         raise ValueError(f"position_ids must have shape ({bsz}, {seqlen}), got {tuple(position_ids.shape)}")
     position_ids = position_ids.expand(bsz, seqlen)
     restarts = position_ids[:, 1:] != position_ids[:, :-1] + 1
-    if seqlen == 1 or not bool(restarts.any()):
+    if past:
+        restarts = torch.cat([position_ids[:, :1] == 0, restarts], 1)
+    if restarts.numel() == 0 or not bool(restarts.any()):
         return None
     if bool((position_ids < 0).any()):
         raise ValueError("position_ids must be >= 0")
@@ -658,7 +660,8 @@ class HLRUForCausalLM(HLRUPreTrainedModel, GenerationMixin):
         # validate as the eager path would (cheap for one token); a padded token (one-token prefill chunks) runs eagerly
         if _pad_mask(attention_mask, bsz, 1, cache.get_seq_length())[0] is not None:
             return None
-        _doc_positions(position_ids, bsz, 1)
+        if _doc_positions(position_ids, bsz, 1, cache.get_seq_length()) is not None:
+            return None  # a document starts at this token: the eager step resets the state
         graphs = self._decode_graphs
         with graphs.lock:  # threads decoding with one model share its graphs' buffers (on one stream)
             fingerprint = (embed.data_ptr(), embed.dtype, embed.device, self.lm_head.weight.data_ptr())

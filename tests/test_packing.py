@@ -4,6 +4,7 @@ logits and gradients it has alone, in every backend; the cache holds the last do
 import pytest
 import torch
 
+import hlru_lm.modeling_hlru as mh
 from hlru_lm.ops import bdlru_scan, hlru_scan
 
 from .conftest import run_triton_tests_in_interpreter, tiny_model
@@ -69,6 +70,30 @@ def test_packed_cache_holds_the_last_document():
     cache_a = alone.cache if hasattr(alone, "cache") else alone.past_key_values
     for lp, la in zip(cache_p.layers, cache_a.layers, strict=True):
         assert torch.allclose(lp.state, la.state, atol=1e-6)
+
+
+@pytest.mark.parametrize("mixer,graphs", [("bdlru", False), ("hlru", False), ("bdlru", True)])
+@torch.no_grad()
+def test_a_document_starting_at_a_chunk_after_a_cache(mixer, graphs, monkeypatch):
+    # a 0 at a chunk's first position after a cache started a document only if the chunk also restarted inside
+    monkeypatch.setattr(mh, "_graphs_supported", lambda device: graphs)  # the decode step's graph runner, on CPU
+    model = tiny_model(mixer, block_size=2, num_blocks=8)
+    ids = torch.randint(3, 96, (1, 9), generator=torch.Generator().manual_seed(7))
+
+    def prefix_cache():
+        out = model(ids[:, :6], use_cache=True)
+        return getattr(out, "cache", None) or out.past_key_values
+
+    for chunk in ([0, 1, 2], [0, 1, 0], [0]):  # no restart inside, one inside, a single token
+        n = len(chunk)
+        got = model(ids[:, 6 : 6 + n], position_ids=torch.tensor([chunk]), past_key_values=prefix_cache()).logits
+        torch.testing.assert_close(got, model(ids[:, 6 : 6 + n], position_ids=torch.tensor([chunk])).logits)
+    for start in (6, 8):  # positions that count on continue the state, also one token at a time
+        cache = prefix_cache()
+        if start == 8:
+            cache = model(ids[:, 6:8], position_ids=torch.tensor([[6, 7]]), past_key_values=cache).past_key_values
+        got = model(ids[:, start:], position_ids=torch.arange(start, 9)[None], past_key_values=cache).logits
+        torch.testing.assert_close(got, model(ids).logits[:, start:])
 
 
 def test_counting_positions_change_nothing():
