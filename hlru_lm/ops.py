@@ -7,6 +7,7 @@ gate normalisation phi, the readable Python loop over time ("naive", the referen
 else torch).
 """
 
+import contextlib
 import warnings
 
 import torch
@@ -60,6 +61,14 @@ def state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _state_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off for the scans' matmuls: under autocast they would run in bf16 / fp16 and round the state at
+    every step (the state accumulates in float32 whatever the model's autocast)."""
+    if torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def naive_bdlru_step(
     gate_logits: torch.Tensor, v: torch.Tensor, state: torch.Tensor, gate_norm: str = "softmax"
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +76,8 @@ def naive_bdlru_step(
     acc = state_dtype(v.dtype)
     p = normalize_gates(gate_logits.to(acc), gate_norm)
     m = v.shape[-1]
-    h = (p[..., :m] @ state.to(acc).unsqueeze(-1)).squeeze(-1) + p[..., m] * v.to(acc)
+    with _state_precision(v.device):
+        h = (p[..., :m] @ state.to(acc).unsqueeze(-1)).squeeze(-1) + p[..., m] * v.to(acc)
     return h.to(v.dtype), h
 
 
@@ -146,7 +156,8 @@ def chunk_bdlru_scan(
     acc = state_dtype(v.dtype)
     m = v.shape[-1]
     p = normalize_gates(gate_logits.to(acc), gate_norm)
-    h = affine_scan(p[..., :m], p[..., m] * v.to(acc), initial_state.to(acc), chunk_size)
+    with _state_precision(v.device):
+        h = affine_scan(p[..., :m], p[..., m] * v.to(acc), initial_state.to(acc), chunk_size)
     return h.to(v.dtype), h[:, -1]
 
 
@@ -161,7 +172,8 @@ def chunk_hlru_scan(
     shift = torch.eye(m - 1, m, dtype=acc, device=v.device).expand(bsz, seqlen, nch, m - 1, m)
     a = torch.cat([p[..., :m].unsqueeze(-2), shift], dim=-2)
     b = torch.cat([(p[..., m] * v.to(acc)).unsqueeze(-1), p.new_zeros(bsz, seqlen, nch, m - 1)], dim=-1)
-    y = affine_scan(a, b, initial_state.to(acc), chunk_size)
+    with _state_precision(v.device):
+        y = affine_scan(a, b, initial_state.to(acc), chunk_size)
     return y.to(v.dtype), y[:, -1]
 
 
