@@ -158,7 +158,7 @@ def chunk_bdlru_scan(
     p = normalize_gates(gate_logits.to(acc), gate_norm)
     with _state_precision(v.device):
         h = affine_scan(p[..., :m], p[..., m] * v.to(acc), initial_state.to(acc), chunk_size)
-    return h.to(v.dtype), h[:, -1]
+    return h.to(v.dtype), h[:, -1].clone()  # a view would keep all of h alive in a cache
 
 
 def chunk_hlru_scan(
@@ -174,7 +174,7 @@ def chunk_hlru_scan(
     b = torch.cat([(p[..., m] * v.to(acc)).unsqueeze(-1), p.new_zeros(bsz, seqlen, nch, m - 1)], dim=-1)
     with _state_precision(v.device):
         y = affine_scan(a, b, initial_state.to(acc), chunk_size)
-    return y.to(v.dtype), y[:, -1]
+    return y.to(v.dtype), y[:, -1].clone()  # a view would keep all of y alive in a cache
 
 
 # --- public ops ----------------------------------------------------------------------------------------------

@@ -205,3 +205,14 @@ def test_rmsnorm_compiled_keeps_float64():
     norm = torch.compile(HLRURMSNorm(16, 1e-6).double(), backend="eager", fullgraph=True)
     y = norm(x)
     assert y.dtype == torch.float64 and torch.allclose(y, ref, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("mixer_type", ["bdlru", "hlru"])
+@pytest.mark.parametrize("backend", ["torch", "naive"])
+def test_cache_holds_only_the_states(mixer_type, backend):
+    # the torch scan's final state was a view of its (B, T, N, m) float32 output: a prefill's cache kept all of it
+    model = tiny_model(mixer_type, scan_backend=backend).to(torch.bfloat16)
+    with torch.no_grad():
+        cache = getattr(model(torch.randint(3, 96, (2, 40)), use_cache=True), hlru_lm.modeling_hlru._CACHE_FIELD)
+    assert cache.nbytes() == 2 * 2 * 3 * 4 * 4  # layers x (B, N, m) float32
+    assert sum(layer.state.untyped_storage().nbytes() for layer in cache.layers) == cache.nbytes()
