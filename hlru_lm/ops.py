@@ -141,10 +141,11 @@ def affine_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, chunk_size: 
         b = torch.cat([b[:, :, :offset], a_cur @ b_prev + b_cur], dim=2)
         offset *= 2
     # Carry the state across chunks: start_c = A_end(c-1) start_{c-1} + b_end(c-1).
+    # unbind, not a[:, c, -1] per chunk: each such index's backward wrote a zero gradient of all of a (O(T^2) work)
     starts, h = [], h0.unsqueeze(-1)
-    for c in range(n_chunks):
+    for a_end, b_end in zip(a[:, :, -1].unbind(1), b[:, :, -1].unbind(1), strict=True):
         starts.append(h)
-        h = a[:, c, -1] @ h + b[:, c, -1]
+        h = a_end @ h + b_end
     start = torch.stack(starts, dim=1).unsqueeze(2)  # (B, n_chunks, 1, N, m, 1)
     out = (a @ start + b).reshape(bsz, n_chunks * chunk, nblocks, m)
     return out[:, :seqlen]

@@ -173,3 +173,32 @@ def test_autocast_leaves_the_state_in_float32(mixer, backend):
 
     for a, b in zip(run(True), run(False), strict=True):
         assert a.dtype == b.dtype == torch.float32 and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("mixer", ["bdlru", "hlru"])
+def test_torch_scan_backward_is_linear_in_length(mixer):
+    """The chunk carry indexed a[:, c, -1] per chunk; each index's backward wrote a zero gradient of the whole (B, T,
+    N, m, m) tensor: bytes and time grew as T^2 / 64 (a T = 8192 m = 4 backward took 4.8 s instead of 0.06 s)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class CountBytes(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.nbytes = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            self.nbytes += sum(t.nbytes for t in tree_leaves(out) if isinstance(t, torch.Tensor))
+            return out
+
+    def backward_bytes(t: int) -> int:
+        g = torch.Generator().manual_seed(0)
+        shapes = [(1, t, 1, 2, 3), (1, t, 1, 2)] if mixer == "bdlru" else [(1, t, 1, 3), (1, t, 1)]
+        z, v = (torch.randn(s, generator=g).requires_grad_() for s in shapes)
+        h, final = SCAN[mixer](z, v, backend="torch")
+        with CountBytes() as count:
+            (h.sum() + final.sum()).backward()
+        return count.nbytes
+
+    assert backward_bytes(4096) < 18 * backward_bytes(256)  # 16x the length: 16x the bytes (it was 35x)
