@@ -101,8 +101,8 @@ def naive_bdlru_scan(
     gate_logits: torch.Tensor, v: torch.Tensor, initial_state: torch.Tensor, gate_norm: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     state, hs = initial_state, []
-    for t in range(v.shape[1]):
-        h, state = naive_bdlru_step(gate_logits[:, t], v[:, t], state, gate_norm)
+    for z_t, v_t in zip(gate_logits.unbind(1), v.unbind(1), strict=True):  # not [:, t]: see affine_scan
+        h, state = naive_bdlru_step(z_t, v_t, state, gate_norm)
         hs.append(h)
     return torch.stack(hs, dim=1), state
 
@@ -111,8 +111,8 @@ def naive_hlru_scan(
     gate_logits: torch.Tensor, v: torch.Tensor, initial_state: torch.Tensor, gate_norm: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     state, ys = initial_state, []
-    for t in range(v.shape[1]):
-        y, state = naive_hlru_step(gate_logits[:, t], v[:, t], state, gate_norm)
+    for z_t, v_t in zip(gate_logits.unbind(1), v.unbind(1), strict=True):  # not [:, t]: see affine_scan
+        y, state = naive_hlru_step(z_t, v_t, state, gate_norm)
         ys.append(y)
     return torch.stack(ys, dim=1), state
 
@@ -141,7 +141,7 @@ def affine_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, chunk_size: 
         b = torch.cat([b[:, :, :offset], a_cur @ b_prev + b_cur], dim=2)
         offset *= 2
     # Carry the state across chunks: start_c = A_end(c-1) start_{c-1} + b_end(c-1).
-    # unbind, not a[:, c, -1] per chunk: each such index's backward wrote a zero gradient of all of a (O(T^2) work)
+    # unbind, not a[:, c, -1] per chunk: an index's backward writes a zero gradient of all of a (O(T^2) in all)
     starts, h = [], h0.unsqueeze(-1)
     for a_end, b_end in zip(a[:, :, -1].unbind(1), b[:, :, -1].unbind(1), strict=True):
         starts.append(h)

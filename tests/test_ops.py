@@ -176,9 +176,10 @@ def test_autocast_leaves_the_state_in_float32(mixer, backend):
 
 
 @pytest.mark.parametrize("mixer", ["bdlru", "hlru"])
-def test_torch_scan_backward_is_linear_in_length(mixer):
-    """The chunk carry indexed a[:, c, -1] per chunk; each index's backward wrote a zero gradient of the whole (B, T,
-    N, m, m) tensor: bytes and time grew as T^2 / 64 (a T = 8192 m = 4 backward took 4.8 s instead of 0.06 s)."""
+@pytest.mark.parametrize("backend, length", [("torch", 256), ("naive", 8)])
+def test_scan_backward_is_linear_in_length(mixer, backend, length):
+    """The chunk carry indexed a[:, c, -1] per chunk (the loop: z[:, t] per step); each index's backward wrote a zero
+    gradient of the whole input: bytes and time grew as T^2 (a T = 8192 m = 4 torch backward took 4.8 s, not 0.06 s)."""
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_leaves
 
@@ -196,9 +197,9 @@ def test_torch_scan_backward_is_linear_in_length(mixer):
         g = torch.Generator().manual_seed(0)
         shapes = [(1, t, 1, 2, 3), (1, t, 1, 2)] if mixer == "bdlru" else [(1, t, 1, 3), (1, t, 1)]
         z, v = (torch.randn(s, generator=g).requires_grad_() for s in shapes)
-        h, final = SCAN[mixer](z, v, backend="torch")
+        h, final = SCAN[mixer](z, v, backend=backend)
         with CountBytes() as count:
             (h.sum() + final.sum()).backward()
         return count.nbytes
 
-    assert backward_bytes(4096) < 18 * backward_bytes(256)  # 16x the length: 16x the bytes (it was 35x)
+    assert backward_bytes(16 * length) < 18 * backward_bytes(length)  # 16x the bytes (it was 35x, the loop's 250x)
