@@ -98,7 +98,7 @@ class HLRURMSNorm(nn.Module):
             # eager: torch's fused rms_norm, one kernel instead of eight (a decode step runs 25 norms); it rounds
             # x * rstd * weight once. Compiled: the formula below, which inductor fuses with its neighbours.
             return nn.functional.rms_norm(x, self.weight.shape, self.weight, self.eps)
-        xf = x.float()
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # float64 stays float64
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * xf.to(x.dtype)
 

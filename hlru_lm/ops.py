@@ -7,6 +7,7 @@ gate normalisation phi, the readable Python loop over time ("naive", the referen
 else torch).
 """
 
+import contextlib
 import warnings
 
 import torch
@@ -60,6 +61,14 @@ def state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _state_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off for the scans' matmuls: under autocast they would run in bf16 / fp16 and round the state at
+    every step (the state accumulates in float32 whatever the model's autocast)."""
+    if torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def naive_bdlru_step(
     gate_logits: torch.Tensor, v: torch.Tensor, state: torch.Tensor, gate_norm: str = "softmax"
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +76,8 @@ def naive_bdlru_step(
     acc = state_dtype(v.dtype)
     p = normalize_gates(gate_logits.to(acc), gate_norm)
     m = v.shape[-1]
-    h = (p[..., :m] @ state.to(acc).unsqueeze(-1)).squeeze(-1) + p[..., m] * v.to(acc)
+    with _state_precision(v.device):
+        h = (p[..., :m] @ state.to(acc).unsqueeze(-1)).squeeze(-1) + p[..., m] * v.to(acc)
     return h.to(v.dtype), h
 
 
@@ -91,8 +101,8 @@ def naive_bdlru_scan(
     gate_logits: torch.Tensor, v: torch.Tensor, initial_state: torch.Tensor, gate_norm: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     state, hs = initial_state, []
-    for t in range(v.shape[1]):
-        h, state = naive_bdlru_step(gate_logits[:, t], v[:, t], state, gate_norm)
+    for z_t, v_t in zip(gate_logits.unbind(1), v.unbind(1), strict=True):  # not [:, t]: see affine_scan
+        h, state = naive_bdlru_step(z_t, v_t, state, gate_norm)
         hs.append(h)
     return torch.stack(hs, dim=1), state
 
@@ -101,8 +111,8 @@ def naive_hlru_scan(
     gate_logits: torch.Tensor, v: torch.Tensor, initial_state: torch.Tensor, gate_norm: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     state, ys = initial_state, []
-    for t in range(v.shape[1]):
-        y, state = naive_hlru_step(gate_logits[:, t], v[:, t], state, gate_norm)
+    for z_t, v_t in zip(gate_logits.unbind(1), v.unbind(1), strict=True):  # not [:, t]: see affine_scan
+        y, state = naive_hlru_step(z_t, v_t, state, gate_norm)
         ys.append(y)
     return torch.stack(ys, dim=1), state
 
@@ -131,10 +141,11 @@ def affine_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, chunk_size: 
         b = torch.cat([b[:, :, :offset], a_cur @ b_prev + b_cur], dim=2)
         offset *= 2
     # Carry the state across chunks: start_c = A_end(c-1) start_{c-1} + b_end(c-1).
+    # unbind, not a[:, c, -1] per chunk: an index's backward writes a zero gradient of all of a (O(T^2) in all)
     starts, h = [], h0.unsqueeze(-1)
-    for c in range(n_chunks):
+    for a_end, b_end in zip(a[:, :, -1].unbind(1), b[:, :, -1].unbind(1), strict=True):
         starts.append(h)
-        h = a[:, c, -1] @ h + b[:, c, -1]
+        h = a_end @ h + b_end
     start = torch.stack(starts, dim=1).unsqueeze(2)  # (B, n_chunks, 1, N, m, 1)
     out = (a @ start + b).reshape(bsz, n_chunks * chunk, nblocks, m)
     return out[:, :seqlen]
@@ -146,8 +157,9 @@ def chunk_bdlru_scan(
     acc = state_dtype(v.dtype)
     m = v.shape[-1]
     p = normalize_gates(gate_logits.to(acc), gate_norm)
-    h = affine_scan(p[..., :m], p[..., m] * v.to(acc), initial_state.to(acc), chunk_size)
-    return h.to(v.dtype), h[:, -1]
+    with _state_precision(v.device):
+        h = affine_scan(p[..., :m], p[..., m] * v.to(acc), initial_state.to(acc), chunk_size)
+    return h.to(v.dtype), h[:, -1].clone()  # a view would keep all of h alive in a cache
 
 
 def chunk_hlru_scan(
@@ -161,8 +173,9 @@ def chunk_hlru_scan(
     shift = torch.eye(m - 1, m, dtype=acc, device=v.device).expand(bsz, seqlen, nch, m - 1, m)
     a = torch.cat([p[..., :m].unsqueeze(-2), shift], dim=-2)
     b = torch.cat([(p[..., m] * v.to(acc)).unsqueeze(-1), p.new_zeros(bsz, seqlen, nch, m - 1)], dim=-1)
-    y = affine_scan(a, b, initial_state.to(acc), chunk_size)
-    return y.to(v.dtype), y[:, -1]
+    with _state_precision(v.device):
+        y = affine_scan(a, b, initial_state.to(acc), chunk_size)
+    return y.to(v.dtype), y[:, -1].clone()  # a view would keep all of y alive in a cache
 
 
 # --- public ops ----------------------------------------------------------------------------------------------

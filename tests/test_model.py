@@ -194,3 +194,25 @@ def test_rmsnorm_eager_and_compiled_forms_match_float64():
             assert rel(y, ref) < tol and rel(dx, xr.grad) < 10 * tol and rel(dw, wr.grad) < 10 * tol, (dtype, form)
             outs[dtype, form] = y
     assert torch.allclose(outs[torch.float32, "eager"], outs[torch.float32, "compiled"], rtol=1e-6, atol=1e-6)
+
+
+def test_rmsnorm_compiled_keeps_float64():
+    """The compiled form cast x to float32 (x.float()): a float64 model under torch.compile lost its precision."""
+    from hlru_lm.modeling_hlru import HLRURMSNorm
+
+    x = torch.randn(2, 3, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ref = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+    norm = torch.compile(HLRURMSNorm(16, 1e-6).double(), backend="eager", fullgraph=True)
+    y = norm(x)
+    assert y.dtype == torch.float64 and torch.allclose(y, ref, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("mixer_type", ["bdlru", "hlru"])
+@pytest.mark.parametrize("backend", ["torch", "naive"])
+def test_cache_holds_only_the_states(mixer_type, backend):
+    # the torch scan's final state was a view of its (B, T, N, m) float32 output: a prefill's cache kept all of it
+    model = tiny_model(mixer_type, scan_backend=backend).to(torch.bfloat16)
+    with torch.no_grad():
+        cache = getattr(model(torch.randint(3, 96, (2, 40)), use_cache=True), hlru_lm.modeling_hlru._CACHE_FIELD)
+    assert cache.nbytes() == 2 * 2 * 3 * 4 * 4  # layers x (B, N, m) float32
+    assert sum(layer.state.untyped_storage().nbytes() for layer in cache.layers) == cache.nbytes()
