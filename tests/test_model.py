@@ -47,8 +47,13 @@ def test_gradient_checkpointing_with_a_cache_gives_the_same_gradients(mixer_type
 
 
 def test_last_hidden_state_is_the_last_of_the_hidden_states():
-    out = tiny_model().model(torch.randint(3, 96, (2, 6)), output_hidden_states=True)
+    # (embeddings, output of each layer but the last, the normed output), as transformers' models
+    model = tiny_model().model
+    ids = torch.randint(3, 96, (2, 6))
+    out = model(ids, output_hidden_states=True)
     assert len(out.hidden_states) == 3 and torch.equal(out.hidden_states[-1], out.last_hidden_state)
+    assert torch.equal(out.hidden_states[0], model.embed_tokens(ids))
+    assert torch.equal(out.hidden_states[1], model.layers[0](out.hidden_states[0])[0])
 
 
 def test_the_eos_embedding_learns_when_it_pads():
