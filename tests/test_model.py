@@ -86,6 +86,15 @@ def test_init_follows_paper():
             assert abs(p.std().item() - 0.02) < 0.002 and abs(p.mean().item()) < 0.002, name
 
 
+def test_config_defaults_follow_paper():
+    # SwiGLU width 8/3 d rounded up to a multiple of 256; N = d // m blocks
+    cfg = hlru_lm.HLRUConfig(hidden_size=512, block_size=4)
+    assert (cfg.intermediate_size, cfg.num_blocks) == (1536, 128)
+    assert hlru_lm.HLRUConfig(hidden_size=768, block_size=1).intermediate_size == 2048
+    cfg = hlru_lm.HLRUConfig(hidden_size=512, block_size=4, intermediate_size=100, num_blocks=7)
+    assert (cfg.intermediate_size, cfg.num_blocks) == (100, 7)
+
+
 @pytest.mark.parametrize(
     "field, value",
     [
