@@ -413,6 +413,10 @@ def test_embedded_corpus_is_deterministic_and_split():
     train = {d["id"] for d in D.embedded_corpus("train", max_documents=60)}
     val = {d["id"] for d in D.embedded_corpus("validation", max_documents=60)}
     assert train and val and not train & val and train | val == {d["id"] for d in a}
+    # the training data's split is the same one: each document in exactly one of train and validation
+    corpus = D.load_corpus({"source": "embedded", "max_documents": 60, "val_fraction": 0.05})
+    assert sorted(corpus.validation["text"]) == sorted(d["text"] for d in a if d["id"] in val)
+    assert len(corpus.train) + len(corpus.validation) == 60
 
 
 @pytest.mark.parametrize("kind", ["parquet", "save_to_disk", "txt"])
@@ -529,6 +533,32 @@ def test_push_to_hub_and_eos_resets(train_main, tmp_path, tiny_yaml, cache, monk
     assert {"model.safetensors", "config.json", "modeling_hlru.py", "tokenizer.json", "README.md"} <= set(calls[1][2])
     assert "pushed" in capsys.readouterr().out
     assert seen and any(bool((p[:, 1:] == 0).any()) for p in seen)  # restarts inside the blocks
+
+
+def test_learning_rate_schedule():
+    """Linear warmup to the peak over `warmup` steps (the first step already trains, at lr / warmup), then cosine
+    decay to min_lr at max_steps; the warmup is round(ratio * max_steps), at least one step when the ratio is > 0."""
+    import math
+
+    from hlru_lm.training import lr_lambda, warmup_steps
+
+    assert (warmup_steps(100, 0.1), warmup_steps(5, 0.01), warmup_steps(100, 0.0)) == (10, 1, 0)
+    f = lr_lambda(max_steps=10, warmup=4, lr=1e-3, min_lr=1e-4)
+    expected = [0.25, 0.5, 0.75, 1.0, 1.0] + [0.1 + 0.45 * (1 + math.cos(math.pi * k / 6)) for k in range(1, 6)]
+    assert [f(s) for s in range(10)] == pytest.approx(expected)
+    assert f(10) == pytest.approx(0.1) and f(20) == pytest.approx(0.1)
+    assert lr_lambda(max_steps=4, warmup=0, lr=1e-3, min_lr=0.0)(0) == 1.0
+
+
+def test_batch_schedule_is_a_fresh_permutation_per_epoch():
+    from hlru_lm.training import BatchSchedule
+
+    s = BatchSchedule(7, seed=3)
+    first, second = s.indices(0, 7), s.indices(7, 7)
+    assert sorted(first) == sorted(second) == list(range(7)) and first != second
+    assert s.indices(5, 4) == first[5:] + second[:2]  # a batch across the epoch boundary
+    assert BatchSchedule(7, seed=3).indices(0, 14) == first + second  # a pure function of (seed, position)
+    assert BatchSchedule(7, seed=4).indices(0, 7) != first
 
 
 def test_document_positions():
