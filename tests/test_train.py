@@ -561,6 +561,26 @@ def test_batch_schedule_is_a_fresh_permutation_per_epoch():
     assert BatchSchedule(7, seed=4).indices(0, 7) != first
 
 
+def test_gradients_are_clipped_to_max_grad_norm(train_main, tmp_path, tiny_yaml, cache, monkeypatch):
+    import accelerate
+    import torch
+
+    seen, real = [], accelerate.Accelerator.clip_grad_norm_
+
+    def clip(self, parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        norm = real(self, parameters, max_norm, *args, **kwargs)
+        after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters if p.grad is not None]))
+        seen.append((float(norm), float(after)))
+        return norm
+
+    monkeypatch.setattr(accelerate.Accelerator, "clip_grad_norm_", clip)
+    args = ["--config", str(tiny_yaml), "--output_dir", str(tmp_path / "o"), "--max_steps", "1"]
+    assert train_main([*args, "--data.cache_dir", str(cache), "--training.max_grad_norm", "0.01"]) == 0
+    [(before, after)] = seen
+    assert before > 0.01 and after <= 0.01 * (1 + 1e-4)
+
+
 def test_document_positions():
     import torch
 
