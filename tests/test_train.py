@@ -169,6 +169,26 @@ def test_launch_produces_loadable_model(reference_run, cache):
     assert len(list((cache / "tokenizers").iterdir())) == 1
 
 
+def test_validation_loss_is_the_models_loss_on_the_held_out_blocks(reference_run, cache):
+    """The final val_loss recomputed from the published model on the validation token file's first
+    eval_batches x batch_size blocks (the run's own token cache, found by its data fingerprint)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hlru_lm import data as D
+    from hlru_lm.training import read_state
+
+    fingerprint = read_state(reference_run / "checkpoints" / "step_6")["train"]["data_fingerprint"]
+    metas = {d: json.loads((d / "meta.json").read_text()) for d in (cache / "tokens").iterdir()}
+    [(tokens, meta)] = [(d, m) for d, m in metas.items() if D._tokens_fingerprint(m) == fingerprint]
+    blocks = D.TokenBlocks(tokens / "val.bin", meta["dtype"], meta["n_val"], 64)
+    x = torch.from_numpy(blocks.get(range(min(len(blocks), 3 * 8))))
+    model = AutoModelForCausalLM.from_pretrained(reference_run / "model").eval()
+    with torch.no_grad():
+        loss = model(x, labels=x).loss.item()
+    assert json.loads((reference_run / "train_results.json").read_text())["val_loss"] == pytest.approx(loss, rel=1e-5)
+
+
 def test_sigkill_mid_save_then_resume_reproduces_losses(reference_run, workdir, tiny_yaml, cache):
     out = workdir / "killed"
     proc = launch(tiny_yaml, out, cache, kill="mid_save:4", check=False)
