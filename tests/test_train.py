@@ -570,6 +570,22 @@ def test_learning_rate_schedule():
     assert lr_lambda(max_steps=4, warmup=0, lr=1e-3, min_lr=0.0)(0) == 1.0
 
 
+def test_extending_a_run_keeps_its_warmup(train_main, tmp_path, tiny_yaml, cache):
+    """4 steps with warmup_ratio 0.5 (2 warmup steps), then --resume --max_steps 6: the warmup stays 2 steps (not
+    round(0.5 * 6) = 3) and the cosine ends at step 6. The log's lr is the one set for the next step."""
+    from hlru_lm.training import lr_lambda
+
+    out = tmp_path / "o"
+    args = ["--config", str(tiny_yaml), "--output_dir", str(out), "--data.cache_dir", str(cache)]
+    args += ["--training.warmup_ratio", "0.5", "--training.min_learning_rate", "0.0"]
+    assert train_main([*args, "--max_steps", "4"]) == 0
+    assert train_main([*args, "--max_steps", "6", "--resume"]) == 0
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    lrs = {r["step"]: r["lr"] for r in records if "lr" in r}
+    f = lr_lambda(6, 2, 3e-3, 0.0)
+    assert [lrs[s] for s in (5, 6)] == pytest.approx([3e-3 * f(5), 3e-3 * f(6)], abs=1e-12)
+
+
 def test_batch_schedule_is_a_fresh_permutation_per_epoch():
     from hlru_lm.training import BatchSchedule
 
