@@ -194,3 +194,22 @@ def test_generate_streams(tiny_model_dir):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("The import statement") and len(proc.stdout.strip()) > len("The import statement")
+
+
+def test_generate_stops_at_max_new_tokens(tiny_model_dir, monkeypatch, capsys):
+    import hlru_lm
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import generate
+
+    new_tokens, real = [], hlru_lm.HLRUForCausalLM.generate
+
+    def counting(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        new_tokens.append(out.shape[1] - kwargs["input_ids"].shape[1])
+        return out
+
+    monkeypatch.setattr(hlru_lm.HLRUForCausalLM, "generate", counting)
+    argv = ["--model", str(tiny_model_dir), "--prompt", "The import statement", "--max_new_tokens", "3", "--greedy"]
+    assert generate.main(argv) == 0
+    assert new_tokens == [3] and capsys.readouterr().out.startswith("The import statement")

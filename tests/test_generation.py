@@ -93,6 +93,16 @@ def test_continue_from_returned_cache(mixer_type):
     assert torch.equal(cont, full.sequences[:, 12:])
 
 
+def test_prepare_inputs_feeds_only_the_tokens_the_cache_has_not_absorbed():
+    # without generate()'s next_sequence_length (custom decoding loops): the cache's token count decides
+    model = tiny_model()
+    ids = torch.randint(3, 96, (2, 7))
+    cache = model(ids[:, :5], use_cache=True)[1]
+    assert torch.equal(model.prepare_inputs_for_generation(ids, cache=cache)["input_ids"], ids[:, 5:])
+    assert torch.equal(model.prepare_inputs_for_generation(ids, past_key_values=cache)["input_ids"], ids[:, 5:])
+    assert torch.equal(model.prepare_inputs_for_generation(ids)["input_ids"], ids)
+
+
 @pytest.mark.parametrize("mixer_type", MIXERS)
 def test_cache_memory_is_constant_in_length(mixer_type):
     model = tiny_model(mixer_type)

@@ -47,8 +47,13 @@ def test_gradient_checkpointing_with_a_cache_gives_the_same_gradients(mixer_type
 
 
 def test_last_hidden_state_is_the_last_of_the_hidden_states():
-    out = tiny_model().model(torch.randint(3, 96, (2, 6)), output_hidden_states=True)
+    # (embeddings, output of each layer but the last, the normed output), as transformers' models
+    model = tiny_model().model
+    ids = torch.randint(3, 96, (2, 6))
+    out = model(ids, output_hidden_states=True)
     assert len(out.hidden_states) == 3 and torch.equal(out.hidden_states[-1], out.last_hidden_state)
+    assert torch.equal(out.hidden_states[0], model.embed_tokens(ids))
+    assert torch.equal(out.hidden_states[1], model.layers[0](out.hidden_states[0])[0])
 
 
 def test_the_eos_embedding_learns_when_it_pads():
@@ -70,11 +75,24 @@ def test_mixer_parameter_count_matches_paper(mixer_type, m):
 
 
 def test_init_follows_paper():
+    # every weight matrix (embedding, gates, v, W_out, SwiGLU, head) N(0, 0.02), biases zero, norms one
     model = tiny_model(hidden_size=256, initializer_range=0.02)
-    w = model.model.layers[0].mixer.logit_proj
-    assert abs(w.weight.std().item() - 0.02) < 0.002
-    assert torch.count_nonzero(w.bias) == 0
-    assert torch.equal(model.model.norm.weight, torch.ones_like(model.model.norm.weight))
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            assert torch.count_nonzero(p) == 0, name
+        elif name.endswith("norm.weight"):
+            assert torch.equal(p, torch.ones_like(p)), name
+        else:
+            assert abs(p.std().item() - 0.02) < 0.002 and abs(p.mean().item()) < 0.002, name
+
+
+def test_config_defaults_follow_paper():
+    # SwiGLU width 8/3 d rounded up to a multiple of 256; N = d // m blocks
+    cfg = hlru_lm.HLRUConfig(hidden_size=512, block_size=4)
+    assert (cfg.intermediate_size, cfg.num_blocks) == (1536, 128)
+    assert hlru_lm.HLRUConfig(hidden_size=768, block_size=1).intermediate_size == 2048
+    cfg = hlru_lm.HLRUConfig(hidden_size=512, block_size=4, intermediate_size=100, num_blocks=7)
+    assert (cfg.intermediate_size, cfg.num_blocks) == (100, 7)
 
 
 @pytest.mark.parametrize(
@@ -114,6 +132,16 @@ def test_save_load_round_trip_bit_exact(tmp_path, mixer_type):
     assert isinstance(AutoModel.from_pretrained(tmp_path), hlru_lm.HLRUModel)
 
 
+def test_tied_head_stays_tied_after_loading(tmp_path):
+    model = tiny_model(tie_word_embeddings=True)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+    ids = torch.randint(3, 96, (1, 5))
+    assert torch.equal(model(ids).logits, loaded.eval()(ids).logits)
+
+
 def test_bf16_checkpoint_keeps_float32_state(tmp_path):
     tiny_model().to(torch.bfloat16).save_pretrained(tmp_path)
     model = AutoModelForCausalLM.from_pretrained(tmp_path)  # dtype="auto": loads as bf16
@@ -135,6 +163,14 @@ def test_chunked_prefill_matches_full_forward(mixer_type):
     rest = [model(ids[:, 17:25], cache=cache).logits]
     rest += [model(ids[:, t : t + 1], past_key_values=cache).logits for t in range(25, 30)]  # both argument names
     torch.testing.assert_close(torch.cat([out.logits, *rest], 1), full, rtol=1e-4, atol=1e-5)
+
+
+def test_logits_to_keep_computes_only_the_last_positions():
+    model = tiny_model()
+    ids = torch.randint(3, 96, (2, 6))
+    full = model(ids).logits
+    torch.testing.assert_close(model(ids, logits_to_keep=2).logits, full[:, -2:])  # also checks the shape
+    torch.testing.assert_close(model(ids, logits_to_keep=torch.tensor([0, 3])).logits, full[:, [0, 3]])
 
 
 def test_model_input_errors():
@@ -216,3 +252,58 @@ def test_cache_holds_only_the_states(mixer_type, backend):
         cache = getattr(model(torch.randint(3, 96, (2, 40)), use_cache=True), hlru_lm.modeling_hlru._CACHE_FIELD)
     assert cache.nbytes() == 2 * 2 * 3 * 4 * 4  # layers x (B, N, m) float32
     assert sum(layer.state.untyped_storage().nbytes() for layer in cache.layers) == cache.nbytes()
+
+
+@pytest.mark.parametrize("mixer_type, gate_norm", [("bdlru", "sigmoid_l1"), ("hlru", "relu_l1")])
+def test_forward_and_decode_match_a_float64_hand_written_model(mixer_type, gate_norm):
+    """The documented architecture written out from the weights: embed; per block x += W_out vec(h) of the recurrence
+    on RMSNorm(x) (logits z = x W_g + b_g viewed (N, m, m+1) or (N, m+1); v = x W_v), then x += down(silu(gate(x')) *
+    up(x')) with x' = RMSNorm(x); final RMSNorm; LM head. Non-default eps and norm weights, so neither can be dropped;
+    the prefill and a token-by-token decode of the cache both match."""
+
+    def phi(z):  # sigma(z) / sum sigma(z); relu(z) / (sum relu(z) + 1e-6)
+        r = torch.sigmoid(z) if gate_norm == "sigmoid_l1" else torch.relu(z)
+        return r / (r.sum(-1, keepdim=True) + (1e-6 if gate_norm == "relu_l1" else 0.0))
+
+    model = tiny_model(mixer_type, block_size=2, gate_norm=gate_norm, rms_norm_eps=0.25).double()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight") or name.endswith("logit_proj.bias"):
+                p.copy_(1 + 0.5 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    ids = torch.randint(3, 96, (2, 7), generator=g)
+    n, m = model.config.num_blocks, model.config.block_size
+
+    def rms(x, norm):
+        return norm.weight * x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 0.25)
+
+    x = model.model.embed_tokens.weight[ids]
+    for layer in model.model.layers:
+        mix, xn = layer.mixer, rms(x, layer.mixer_norm)
+        z, v = mix.logit_proj.weight @ xn[..., None], mix.v_proj.weight @ xn[..., None]
+        z, v = z[..., 0] + mix.logit_proj.bias, v[..., 0]
+        state, outs = torch.zeros(2, n, m, dtype=torch.float64), []
+        for t in range(ids.shape[1]):
+            if mixer_type == "bdlru":  # h = A h + a0 * v with [A | a0] = phi(z) row by row
+                p = phi(z[:, t].view(2, n, m, m + 1))
+                state = (p[..., :m] * state[:, :, None, :]).sum(-1) + p[..., m] * v[:, t].view(2, n, m)
+            else:  # x_t = sum_k P[k-1] x_{t-k} + P[m] v_t; the state (x_t, ..., x_{t-m+1}) all goes to W_out
+                p = phi(z[:, t].view(2, n, m + 1))
+                new = (p[..., :m] * state).sum(-1) + p[..., m] * v[:, t]
+                state = torch.cat([new[..., None], state[..., :-1]], -1)
+            outs.append(state.reshape(2, n * m))
+        x = x + torch.stack(outs, 1) @ mix.out_proj.weight.T
+        xn, mlp = rms(x, layer.mlp_norm), layer.mlp
+        x = (
+            x
+            + (torch.nn.functional.silu(xn @ mlp.gate_proj.weight.T) * (xn @ mlp.up_proj.weight.T))
+            @ mlp.down_proj.weight.T
+        )
+    ref = rms(x, model.model.norm) @ model.lm_head.weight.T
+
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, ref, rtol=1e-9, atol=1e-10)
+        out = model(ids[:, :3], use_cache=True)
+        cache = getattr(out, hlru_lm.modeling_hlru._CACHE_FIELD)
+        steps = [model(ids[:, t : t + 1], cache=cache, use_cache=True).logits for t in range(3, 7)]
+    torch.testing.assert_close(torch.cat([out.logits, *steps], 1), ref, rtol=1e-9, atol=1e-10)

@@ -77,6 +77,15 @@ def test_caches_of_other_models_or_batches_are_refused():
         model(ids, past_key_values=tiny_model(block_size=2, num_blocks=6)(ids, use_cache=True)[1])
 
 
+def test_a_cache_cannot_drop_absorbed_tokens():
+    cache = tiny_model()(torch.randint(3, 96, (1, 5)), use_cache=True)[1]
+    state = cache.layers[0].state.clone()
+    cache.crop(0)  # nothing to drop: fine
+    with pytest.raises(ValueError, match="cannot drop tokens"):
+        cache.crop(2)
+    assert cache.get_seq_length() == 5 and torch.equal(cache.layers[0].state, state)
+
+
 def test_unbatched_input_is_named():
     with pytest.raises(ValueError, match=r"shape \(batch, length\), got shape \(5,\).*unsqueeze"):
         tiny_model()(torch.ones(5, dtype=torch.long))

@@ -66,6 +66,18 @@ def test_reference_is_the_paper_equations():
     got, final = hlru_scan(z, v, torch.tensor([[[0.5, -0.25]]], dtype=torch.float64), "sigmoid_l1", backend="naive")
     torch.testing.assert_close(got[0, :, 0], torch.tensor(expected, dtype=torch.float64))
     torch.testing.assert_close(final[0, 0], torch.tensor(expected[-1], dtype=torch.float64))
+    # BD-LRU, m = 2, raw gates ("none"): h_t[i] = sum_j z[i, j] h_{t-1}[j] + z[i, 2] v_t[i] (row i of A, a0 = z[:, 2])
+    z = 0.4 * torch.randn(1, 9, 1, 2, 3, generator=g, dtype=torch.float64)
+    v = torch.randn(1, 9, 1, 2, generator=g, dtype=torch.float64)
+    h, expected = [0.5, -1.0], []
+    for t in range(9):
+        p, x = z[0, t, 0].tolist(), v[0, t, 0].tolist()
+        h = [p[i][0] * h[0] + p[i][1] * h[1] + p[i][2] * x[i] for i in range(2)]
+        expected.append(h)
+    h0 = torch.tensor([[[0.5, -1.0]]], dtype=torch.float64)
+    for backend in ("naive", "torch"):
+        got, _ = bdlru_scan(z, v, h0, "none", backend=backend)
+        torch.testing.assert_close(got[0, :, 0], torch.tensor(expected, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("mixer", ["bdlru", "hlru"])
@@ -83,11 +95,12 @@ def test_normalised_gates_keep_state_bounded(mixer, gate_norm, backend):
 
 
 @pytest.mark.parametrize("mixer", ["bdlru", "hlru"])
-def test_step_equals_one_token_scan(mixer):
-    z, v, h0 = (x.detach() for x in _inputs(mixer, 3, "softmax"))
+@pytest.mark.parametrize("gate_norm", GATE_NORMS)
+def test_step_equals_one_token_scan(mixer, gate_norm):
+    z, v, h0 = (x.detach() for x in _inputs(mixer, 3, gate_norm))
     step = bdlru_step if mixer == "bdlru" else hlru_step
-    h_scan, final_scan = SCAN[mixer](z[:, :1], v[:, :1], h0, backend="torch")
-    h_step, final_step = step(z[:, 0], v[:, 0], h0)
+    h_scan, final_scan = SCAN[mixer](z[:, :1], v[:, :1], h0, gate_norm, backend="torch")
+    h_step, final_step = step(z[:, 0], v[:, 0], h0, gate_norm)
     torch.testing.assert_close(h_step, h_scan[:, 0])
     torch.testing.assert_close(final_step, final_scan)
 
@@ -99,6 +112,19 @@ def test_low_precision_inputs_accumulate_in_float32(mixer):
     ref, _ = SCAN[mixer](z.bfloat16().double(), v.bfloat16().double(), backend="naive")
     assert h.dtype == torch.bfloat16 and final.dtype == torch.float32
     assert (h.double() - ref).norm() / ref.norm() < 1e-2
+
+
+@pytest.mark.parametrize("mixer", ["bdlru", "hlru"])
+def test_torch_scan_carries_the_state_across_chunks(mixer):
+    # T = 37 fits one default chunk of 64: here 5 chunks of 8, the last one partial
+    from hlru_lm.ops import chunk_bdlru_scan, chunk_hlru_scan
+
+    z, v, h0 = (x.detach() for x in _inputs(mixer, 2, "relu_l1"))
+    chunked = chunk_bdlru_scan if mixer == "bdlru" else chunk_hlru_scan
+    ref_h, ref_final = SCAN[mixer](z, v, h0, "relu_l1", backend="naive")
+    h, final = chunked(z, v, h0, "relu_l1", chunk_size=8)
+    torch.testing.assert_close(h, ref_h)
+    torch.testing.assert_close(final, ref_final)
 
 
 def test_split_scan_continues_from_final_state():

@@ -169,6 +169,26 @@ def test_launch_produces_loadable_model(reference_run, cache):
     assert len(list((cache / "tokenizers").iterdir())) == 1
 
 
+def test_validation_loss_is_the_models_loss_on_the_held_out_blocks(reference_run, cache):
+    """The final val_loss recomputed from the published model on the validation token file's first
+    eval_batches x batch_size blocks (the run's own token cache, found by its data fingerprint)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hlru_lm import data as D
+    from hlru_lm.training import read_state
+
+    fingerprint = read_state(reference_run / "checkpoints" / "step_6")["train"]["data_fingerprint"]
+    metas = {d: json.loads((d / "meta.json").read_text()) for d in (cache / "tokens").iterdir()}
+    [(tokens, meta)] = [(d, m) for d, m in metas.items() if D._tokens_fingerprint(m) == fingerprint]
+    blocks = D.TokenBlocks(tokens / "val.bin", meta["dtype"], meta["n_val"], 64)
+    x = torch.from_numpy(blocks.get(range(min(len(blocks), 3 * 8))))
+    model = AutoModelForCausalLM.from_pretrained(reference_run / "model").eval()
+    with torch.no_grad():
+        loss = model(x, labels=x).loss.item()
+    assert json.loads((reference_run / "train_results.json").read_text())["val_loss"] == pytest.approx(loss, rel=1e-5)
+
+
 def test_sigkill_mid_save_then_resume_reproduces_losses(reference_run, workdir, tiny_yaml, cache):
     out = workdir / "killed"
     proc = launch(tiny_yaml, out, cache, kill="mid_save:4", check=False)
@@ -413,6 +433,10 @@ def test_embedded_corpus_is_deterministic_and_split():
     train = {d["id"] for d in D.embedded_corpus("train", max_documents=60)}
     val = {d["id"] for d in D.embedded_corpus("validation", max_documents=60)}
     assert train and val and not train & val and train | val == {d["id"] for d in a}
+    # the training data's split is the same one: each document in exactly one of train and validation
+    corpus = D.load_corpus({"source": "embedded", "max_documents": 60, "val_fraction": 0.05})
+    assert sorted(corpus.validation["text"]) == sorted(d["text"] for d in a if d["id"] in val)
+    assert len(corpus.train) + len(corpus.validation) == 60
 
 
 @pytest.mark.parametrize("kind", ["parquet", "save_to_disk", "txt"])
@@ -529,6 +553,68 @@ def test_push_to_hub_and_eos_resets(train_main, tmp_path, tiny_yaml, cache, monk
     assert {"model.safetensors", "config.json", "modeling_hlru.py", "tokenizer.json", "README.md"} <= set(calls[1][2])
     assert "pushed" in capsys.readouterr().out
     assert seen and any(bool((p[:, 1:] == 0).any()) for p in seen)  # restarts inside the blocks
+
+
+def test_learning_rate_schedule():
+    """Linear warmup to the peak over `warmup` steps (the first step already trains, at lr / warmup), then cosine
+    decay to min_lr at max_steps; the warmup is round(ratio * max_steps), at least one step when the ratio is > 0."""
+    import math
+
+    from hlru_lm.training import lr_lambda, warmup_steps
+
+    assert (warmup_steps(100, 0.1), warmup_steps(5, 0.01), warmup_steps(100, 0.0)) == (10, 1, 0)
+    f = lr_lambda(max_steps=10, warmup=4, lr=1e-3, min_lr=1e-4)
+    expected = [0.25, 0.5, 0.75, 1.0, 1.0] + [0.1 + 0.45 * (1 + math.cos(math.pi * k / 6)) for k in range(1, 6)]
+    assert [f(s) for s in range(10)] == pytest.approx(expected)
+    assert f(10) == pytest.approx(0.1) and f(20) == pytest.approx(0.1)
+    assert lr_lambda(max_steps=4, warmup=0, lr=1e-3, min_lr=0.0)(0) == 1.0
+
+
+def test_extending_a_run_keeps_its_warmup(train_main, tmp_path, tiny_yaml, cache):
+    """4 steps with warmup_ratio 0.5 (2 warmup steps), then --resume --max_steps 6: the warmup stays 2 steps (not
+    round(0.5 * 6) = 3) and the cosine ends at step 6. The log's lr is the one set for the next step."""
+    from hlru_lm.training import lr_lambda
+
+    out = tmp_path / "o"
+    args = ["--config", str(tiny_yaml), "--output_dir", str(out), "--data.cache_dir", str(cache)]
+    args += ["--training.warmup_ratio", "0.5", "--training.min_learning_rate", "0.0"]
+    assert train_main([*args, "--max_steps", "4"]) == 0
+    assert train_main([*args, "--max_steps", "6", "--resume"]) == 0
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    lrs = {r["step"]: r["lr"] for r in records if "lr" in r}
+    f = lr_lambda(6, 2, 3e-3, 0.0)
+    assert [lrs[s] for s in (5, 6)] == pytest.approx([3e-3 * f(5), 3e-3 * f(6)], abs=1e-12)
+
+
+def test_batch_schedule_is_a_fresh_permutation_per_epoch():
+    from hlru_lm.training import BatchSchedule
+
+    s = BatchSchedule(7, seed=3)
+    first, second = s.indices(0, 7), s.indices(7, 7)
+    assert sorted(first) == sorted(second) == list(range(7)) and first != second
+    assert s.indices(5, 4) == first[5:] + second[:2]  # a batch across the epoch boundary
+    assert BatchSchedule(7, seed=3).indices(0, 14) == first + second  # a pure function of (seed, position)
+    assert BatchSchedule(7, seed=4).indices(0, 7) != first
+
+
+def test_gradients_are_clipped_to_max_grad_norm(train_main, tmp_path, tiny_yaml, cache, monkeypatch):
+    import accelerate
+    import torch
+
+    seen, real = [], accelerate.Accelerator.clip_grad_norm_
+
+    def clip(self, parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        norm = real(self, parameters, max_norm, *args, **kwargs)
+        after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters if p.grad is not None]))
+        seen.append((float(norm), float(after)))
+        return norm
+
+    monkeypatch.setattr(accelerate.Accelerator, "clip_grad_norm_", clip)
+    args = ["--config", str(tiny_yaml), "--output_dir", str(tmp_path / "o"), "--max_steps", "1"]
+    assert train_main([*args, "--data.cache_dir", str(cache), "--training.max_grad_norm", "0.01"]) == 0
+    [(before, after)] = seen
+    assert before > 0.01 and after <= 0.01 * (1 + 1e-4)
 
 
 def test_document_positions():
