@@ -102,7 +102,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             chunk_loss, g = _chunk_fn(logits)(logits, target[start : start + chunk_size], scale)
             loss += chunk_loss
             torch.mm(g, weight, out=grad_hidden[start : start + chunk_size])
-            grad_weight += (g.t() @ h).to(acc)
+            grad_weight.add_(g.t() @ h)  # the bf16 partial converts inside the add (no fp32 copy of it)
         ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
         return loss * scale
 
