@@ -360,3 +360,34 @@ def test_gpu_decode_step_runs_each_rmsnorm_as_one_fused_op(dtype):
         model._decode_step(torch.randint(3, 512, (2, 1), device="cuda"), states)
     assert ops.names.count("aten._fused_rms_norm.default") == 2 * len(model.model.layers) + 1
     assert "aten.rsqrt.default" not in ops.names
+
+
+@GPU
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_gpu_decode_step_follows_scan_backend(backend, monkeypatch):
+    """The one-token step runs the backend the config names (it only differs from "auto" on CUDA)."""
+    import hlru_lm.kernels as kernels
+
+    calls = []
+    step = kernels.triton_bdlru_step
+    monkeypatch.setattr(kernels, "triton_bdlru_step", lambda *a: calls.append(1) or step(*a))
+    model = _off(_gpu_model("bdlru", 4))
+    model.config.scan_backend = backend
+    for layer in model.model.layers:
+        layer.mixer.backend = backend
+    cache, token = _prefill(model, torch.randint(3, 512, (2, 6), device="cuda"))
+    _step(model, token, cache)
+    assert len(calls) == (len(model.model.layers) if backend == "triton" else 0)
+
+
+@GPU
+def test_gpu_graph_step_follows_a_replaced_head():
+    """Replacing the LM head's weight between cached steps must not replay a graph that reads the old one."""
+    model = _gpu_model("bdlru", 1)
+    off = _off(model)
+    ids = torch.randint(3, 512, (2, 6), device="cuda")
+    (c1, t1), (c2, t2) = _prefill(model, ids), _prefill(off, ids)
+    torch.testing.assert_close(_step(model, t1, c1), _step(off, t2, c2), rtol=1e-5, atol=1e-5)  # captured
+    new = torch.nn.Parameter(torch.randn_like(model.lm_head.weight))
+    model.lm_head.weight, off.lm_head.weight = new, torch.nn.Parameter(new.detach().clone())
+    torch.testing.assert_close(_step(model, t1, c1), _step(off, t2, c2), rtol=1e-5, atol=1e-5)
