@@ -655,3 +655,25 @@ def test_compiled_training(train_main, reference_run, tmp_path, tiny_yaml, cache
     assert ref.keys() == got.keys()
     for step in ref:
         assert got[step] == pytest.approx(ref[step], rel=1e-4)
+
+
+def test_gradient_accumulation_matches_the_full_batch(train_main, reference_run, tmp_path, tiny_yaml, cache):
+    """2 micro-batches of 4 per optimizer step are the reference run's batches of 8 (micro-step g reads stream
+    positions g*4 .. g*4+4): the same logged losses, gradient norms, token counts and final validation loss (on the
+    same 24 blocks: eval_batches counts batches of batch_size)."""
+    out = tmp_path / "o"
+    args = ["--config", str(tiny_yaml), "--output_dir", str(out), "--data.cache_dir", str(cache)]
+    assert train_main([*args, "--batch_size", "4", "--gradient_accumulation_steps", "2", "--eval_batches", "6"]) == 0
+
+    def records(run: Path) -> dict[int, dict]:
+        lines = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
+        return {r["step"]: r for r in lines if "loss" in r}
+
+    ref, got = records(reference_run), records(out)
+    assert sorted(got) == sorted(ref) == [1, 2, 3, 4, 5, 6]
+    for step in ref:
+        for key in ("loss", "grad_norm"):
+            assert got[step][key] == pytest.approx(ref[step][key], rel=1e-4), (step, key, got[step], ref[step])
+        assert got[step]["tokens_seen"] == ref[step]["tokens_seen"] == step * 8 * 64
+    ref_val = json.loads((reference_run / "train_results.json").read_text())["val_loss"]
+    assert json.loads((out / "train_results.json").read_text())["val_loss"] == pytest.approx(ref_val, rel=1e-5)
