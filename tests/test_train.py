@@ -677,3 +677,46 @@ def test_gradient_accumulation_matches_the_full_batch(train_main, reference_run,
         assert got[step]["tokens_seen"] == ref[step]["tokens_seen"] == step * 8 * 64
     ref_val = json.loads((reference_run / "train_results.json").read_text())["val_loss"]
     assert json.loads((out / "train_results.json").read_text())["val_loss"] == pytest.approx(ref_val, rel=1e-5)
+
+
+def test_token_cache_is_keyed_by_tokenizer_split_and_token_budget(tmp_path):
+    """A cache is reused only for the same tokens: another tokenizer of the same size, another val_fraction or another
+    max_train_tokens gets its own; blocks are the file's consecutive, non-overlapping slices; a streamed corpus holds
+    its first val_documents out of training; a tiny corpus with no hashed validation document holds out its last."""
+    import numpy as np
+
+    from hlru_lm import data as D
+
+    src = tmp_path / "c.jsonl"
+    src.write_text("\n".join(json.dumps({"text": f"doc {i}: " + "gate state mixes " * (5 + i % 7)}) for i in range(40)))
+    cfg = {"source": str(src), "val_fraction": 0.1, "num_proc": 1}
+    corpus = D.load_corpus(cfg)
+    words = " ".join(f"w{j}x{j % 13}" for j in range(3000))
+    tok_a = D.train_bpe_tokenizer([[t] for t in corpus.train["text"]], 270)
+    tok_b = D.train_bpe_tokenizer([[words]], 270)
+    assert len(tok_a) == len(tok_b) == 270 and tok_a.eos_token_id == tok_b.eos_token_id
+    a = D.build_token_cache(corpus, tok_a, cfg, tmp_path / "c")
+    b = D.build_token_cache(corpus, tok_b, cfg, tmp_path / "c")
+    assert a.directory != b.directory and a.fingerprint != b.fingerprint
+    tokens = np.fromfile(a.train_path, dtype=a.dtype)
+    assert tokens.tolist() == [t for x in corpus.train["text"] for t in tok_a(x)["input_ids"] + [tok_a.eos_token_id]]
+    blocks = D.TokenBlocks(a.train_path, a.dtype, a.n_train, 16)
+    assert len(blocks) == a.n_train // 16
+    assert blocks.get([2, 0]).tolist() == [tokens[32:48].tolist(), tokens[:16].tolist()]
+    capped = D.build_token_cache(corpus, tok_a, {**cfg, "max_train_tokens": 50}, tmp_path / "c")
+    assert capped.directory != a.directory and capped.n_train == 50
+    assert np.fromfile(capped.train_path, dtype=a.dtype).tolist() == tokens[:50].tolist()
+    assert D.load_corpus({**cfg, "val_fraction": 0.2}).fingerprint != corpus.fingerprint
+    embedded = [D.load_corpus({"source": "embedded", "max_documents": 8, "val_fraction": f}) for f in (0.1, 0.3)]
+    assert embedded[0].fingerprint != embedded[1].fingerprint
+    # streaming: the first val_documents are held out and not trained on; max_train_tokens caps the stream too
+    stream = D.load_corpus({"source": str(src), "streaming": True, "val_documents": 3})
+    val, train = [e["text"] for e in stream.validation], [e["text"] for e in stream.train]
+    assert val == [f"doc {i}: " + "gate state mixes " * (5 + i % 7) for i in range(3)] and not set(val) & set(train)
+    assert len(train) == 37
+    capped = D.build_token_cache(stream, tok_a, {"max_train_tokens": 50}, tmp_path / "c")
+    assert capped.n_train == 50 and np.fromfile(capped.train_path, dtype=a.dtype).size == 50
+    tiny = tmp_path / "tiny.jsonl"
+    tiny.write_text("\n".join(json.dumps({"text": t}) for t in ("first", "second", "third")))
+    three = D.load_corpus({"source": str(tiny), "val_fraction": 1e-9})
+    assert list(three.validation["text"]) == ["third"] and list(three.train["text"]) == ["first", "second"]
