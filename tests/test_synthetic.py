@@ -387,3 +387,34 @@ def test_cli_refuses_bad_arguments_before_any_run(tmp_path, args, message):
     proc = subprocess.run(cmd, cwd=ROOT, timeout=300, capture_output=True, text=True)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "o").exists()
+
+
+def test_accuracy_is_over_scored_positions_and_the_best_cell_wins():
+    """_evaluate counts scored positions over the whole test set (not a mean of per-batch accuracies); the report and
+    the scheduler take the best seed-0 lr/wd cell (accuracy, then fewer steps) and average that cell's seeds."""
+    from hlru_lm.synthetic.protocol import _evaluate, best_cells
+    from hlru_lm.synthetic.report import aggregate
+
+    class Echo(torch.nn.Module):  # predicts its input token
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x, 5).float()
+
+    x = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 4], [0, 1, 2, 3]])
+    y = torch.tensor([[IGNORE, 0, IGNORE, IGNORE], [IGNORE, IGNORE, IGNORE, 4], [0, 1, 2, 3]])
+    ev = _evaluate(Echo(), x, y, 2, "cpu", 5)  # batches of 2 and 1 example: 1/2 and 4/4 right
+    assert ev["accuracy"] == pytest.approx(5 / 6) and ev["sequence_accuracy"] == pytest.approx(2 / 3)
+    assert ev["per_position"] == pytest.approx([1.0, 0.5, 1.0, 1.0])
+
+    suite = replace_suite(make_suite("smoke"), grid=((1e-3, 0.0), (1e-2, 0.0), (3e-2, 0.1)), seeds=(0, 1))
+    base = {"task": "S3", "model": "lstm", "params": 10, "state_size": 4, "family": "group", "chance": 1 / 6}
+    records = [
+        {**base, "lr": 1e-3, "wd": 0.0, "seed": 0, "accuracy": 0.9, "steps": 50},
+        {**base, "lr": 1e-2, "wd": 0.0, "seed": 0, "accuracy": 0.9, "steps": 40},  # same accuracy, earlier stop
+        {**base, "lr": 3e-2, "wd": 0.1, "seed": 0, "accuracy": 0.2, "steps": 60},
+        {**base, "lr": 1e-2, "wd": 0.0, "seed": 1, "accuracy": 0.7, "steps": 60},
+        {**base, "lr": 1e-3, "wd": 0.0, "seed": 1, "accuracy": 0.1, "steps": 60},  # another cell's seed: not counted
+    ]
+    assert best_cells(records, suite) == {("S3", "lstm"): (1e-2, 0.0)}
+    assert best_cells(records[:2], suite) == {}  # the seed-0 grid is not finished yet
+    cell = aggregate(records)[("S3", "lstm")]
+    assert (cell["lr"], cell["wd"], cell["seeds"]) == (1e-2, 0.0, 2) and cell["accuracy"] == pytest.approx(0.8)
