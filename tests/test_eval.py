@@ -70,6 +70,13 @@ def test_offline_task_data_is_heldout_and_deterministic():
         gold = row["choices"][row["label"]]
         text = " ".join(val_docs[doc_id].split())
         assert " ".join(gold.split()) in text
+        # the passage is the lines just before the gold line (never the gold line itself); distractors come from
+        # other documents
+        lines = utils._clean_lines(val_docs[doc_id])
+        j = int(row["id"].split("#")[1])
+        context = row["context"].split("\n")
+        assert lines[j] == gold and lines[j - len(context) : j] == context
+        assert not set(row["choices"]) - {gold} & set(lines)
     # the package ships no absolute paths: the YAMLs build their data at run time
     for y in (ROOT / "hlru_lm" / "eval_tasks").glob("*.yaml"):
         assert "/work/" not in y.read_text() and "custom_dataset: !function utils." in y.read_text()
