@@ -45,6 +45,8 @@ def test_group_prefix_products_hand_checked():
     t = group_table("S3")
     y = group_prefix_products(np.array([[1, 1, 3, 0]]), t)
     assert y[0].tolist() == [1, 0, 3, 3]  # (0,2,1)^2 = identity; identity then the 3-cycle; identity keeps it
+    # non-commuting: 2=(1,0,2) after 1=(0,2,1) is (1,2,0)=3 (the other order, 1 after 2, would be (2,0,1)=4)
+    assert group_prefix_products(np.array([[1, 2]]), t)[0].tolist() == [1, 3]
 
 
 def _pairs(xr):
@@ -185,6 +187,10 @@ def test_determinism_and_disjoint_splits():
         assert not torch.equal(a[0], generate(spec, 16, 6)[0])
         (xtr, _), (xte, _) = train_test(spec, 64, 64, 0)
         assert not ({tuple(r) for r in xtr.tolist()} & {tuple(r) for r in xte.tolist()})
+    # S3 at length 2 has only 36 sequences: test rows that also occur in train are dropped
+    (xtr, _), (xte, yte) = train_test(group_tasks(2)["S3"], 64, 64, 0)
+    assert 0 < len(xte) < 64 and len(yte) == len(xte)
+    assert not ({tuple(r) for r in xtr.tolist()} & {tuple(r) for r in xte.tolist()})
 
 
 def _gdn_float64_loop(q, k, v, alpha, beta, s0=None):
