@@ -660,10 +660,15 @@ def test_compiled_training(train_main, reference_run, tmp_path, tiny_yaml, cache
 def test_gradient_accumulation_matches_the_full_batch(train_main, reference_run, tmp_path, tiny_yaml, cache):
     """2 micro-batches of 4 per optimizer step are the reference run's batches of 8 (micro-step g reads stream
     positions g*4 .. g*4+4): the same logged losses, gradient norms, token counts and final validation loss (on the
-    same 24 blocks: eval_batches counts batches of batch_size)."""
+    same 24 blocks: eval_batches counts batches of batch_size). With 6 steps and eval / save intervals of 4, the last
+    step is evaluated and saved too; resuming the finished run keeps its results."""
     out = tmp_path / "o"
     args = ["--config", str(tiny_yaml), "--output_dir", str(out), "--data.cache_dir", str(cache)]
-    assert train_main([*args, "--batch_size", "4", "--gradient_accumulation_steps", "2", "--eval_batches", "6"]) == 0
+    args += ["--batch_size", "4", "--gradient_accumulation_steps", "2", "--eval_batches", "6"]
+    assert train_main([*args, "--eval_interval", "4", "--save_interval", "4"]) == 0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_4", "step_6"]
+    vals = [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines() if "val_loss" in x]
+    assert vals == [4, 6]
 
     def records(run: Path) -> dict[int, dict]:
         lines = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
@@ -677,6 +682,9 @@ def test_gradient_accumulation_matches_the_full_batch(train_main, reference_run,
         assert got[step]["tokens_seen"] == ref[step]["tokens_seen"] == step * 8 * 64
     ref_val = json.loads((reference_run / "train_results.json").read_text())["val_loss"]
     assert json.loads((out / "train_results.json").read_text())["val_loss"] == pytest.approx(ref_val, rel=1e-5)
+    assert train_main([*args, "--eval_interval", "4", "--save_interval", "4", "--resume"]) == 0
+    final = json.loads((out / "model" / "train_results.json").read_text())
+    assert final["val_loss"] == pytest.approx(ref_val, rel=1e-5)
 
 
 def test_token_cache_is_keyed_by_tokenizer_split_and_token_budget(tmp_path):
