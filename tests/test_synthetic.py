@@ -424,3 +424,18 @@ def test_accuracy_is_over_scored_positions_and_the_best_cell_wins():
     assert best_cells(records[:2], suite) == {}  # the seed-0 grid is not finished yet
     cell = aggregate(records)[("S3", "lstm")]
     assert (cell["lr"], cell["wd"], cell["seeds"]) == (1e-2, 0.0, 2) and cell["accuracy"] == pytest.approx(0.8)
+
+
+def test_early_stop_needs_both_token_and_macro_accuracy(monkeypatch):
+    """A run stops early only when token accuracy and MAD's macro accuracy both reach 99.9%: a model right on the
+    frequent classes only keeps training."""
+    from hlru_lm.synthetic.protocol import _common, _job, run_one
+
+    suite = make_suite("smoke", models=("lstm",), tasks=("memorization",), family="mad")
+    suite = replace_suite(suite, steps=(("mad", 4), ("group", 4)), eval_every=2, n_train=32, n_test=8)
+    job = {**_job(suite, _common(suite, "cpu", "torch"), suite.tasks[0], "lstm", 1e-3, 0.0, 0), "stop_at": 1e12}
+    for macro, status, steps in ((0.5, "done", 4), (1.0, "early_stop", 2)):
+        ev = {"accuracy": 1.0, "macro_accuracy": macro, "sequence_accuracy": 1.0, "per_position": [1.0]}
+        monkeypatch.setattr(protocol, "_evaluate", lambda *a, ev=ev, **k: ev)
+        rec = run_one(job)
+        assert (rec["status"], rec["steps"], rec["macro_accuracy"]) == (status, steps, macro)
