@@ -220,3 +220,20 @@ def test_generate_stops_at_max_new_tokens(tiny_model_dir, monkeypatch, capsys):
     argv = ["--model", str(tiny_model_dir), "--prompt", "The import statement", "--max_new_tokens", "3", "--greedy"]
     assert generate.main(argv) == 0
     assert new_tokens == [3] and capsys.readouterr().out.startswith("The import statement")
+    # --greedy is the model's greedy continuation; sampling with the same --seed prints the same text twice
+    import torch
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = hlru_lm.HLRUForCausalLM.from_pretrained(tiny_model_dir).eval()
+    ids = tok("The import statement", return_tensors="pt").input_ids
+    with torch.no_grad():
+        greedy = real(model, input_ids=ids, do_sample=False, max_new_tokens=8, repetition_penalty=1.1)
+    assert generate.main([*argv[:-2], "8", "--greedy"]) == 0
+    text = tok.decode(greedy[0, ids.shape[1] :], skip_special_tokens=True)
+    assert capsys.readouterr().out == f"The import statement{text}\n"
+    sampled = []
+    for _ in range(2):
+        assert generate.main([*argv[:-2], "8", "--seed", "3"]) == 0
+        sampled.append(capsys.readouterr().out)
+    assert sampled[0] == sampled[1]
