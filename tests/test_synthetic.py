@@ -439,3 +439,25 @@ def test_early_stop_needs_both_token_and_macro_accuracy(monkeypatch):
         monkeypatch.setattr(protocol, "_evaluate", lambda *a, ev=ev, **k: ev)
         rec = run_one(job)
         assert (rec["status"], rec["steps"], rec["macro_accuracy"]) == (status, steps, macro)
+
+
+def test_report_table_scores():
+    """results.md: the MAD score averages macro accuracy over all of the suite's MAD tasks (none until every one is
+    finished); length generalisation averages only the positions beyond the training length."""
+    from hlru_lm.synthetic.report import markdown
+
+    base = {"model": "lstm", "seed": 0, "lr": 1e-3, "wd": 0.0, "steps": 10, "params": 100, "state_size": 8}
+    recall = {**base, "task": "in_context_recall", "family": "mad", "chance": 0.1, "accuracy": 0.5}
+    memo = {**base, "task": "memorization", "family": "mad", "chance": 0.1, "accuracy": 0.9}
+    s3 = {**base, "task": "S3", "family": "group", "chance": 1 / 6, "accuracy": 1.0, "per_position": [1.0, 1.0]}
+    s3["length_generalisation"] = {"4": [1.0, 1.0, 0.0, 0.5]}
+    tasks = ["in_context_recall", "memorization", "S3"]
+
+    def rows(records):
+        md = markdown(records, tasks, ["lstm"], "complete")
+        return [ln for ln in md.splitlines() if ln.startswith("| lstm |")]
+
+    first, lengths = rows([{**recall, "macro_accuracy": 0.4}, s3])
+    assert first.split(" | ")[-1] == "— |" and lengths == "| lstm | 0.250 |"
+    first, _ = rows([{**recall, "macro_accuracy": 0.4}, {**memo, "macro_accuracy": 0.8}, s3])
+    assert first.split(" | ")[-1] == "0.600 |" and "| 0.500 (1) | 0.900 (1) | 1.000 (1) |" in first
