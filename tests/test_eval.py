@@ -112,6 +112,11 @@ def test_continuation_longer_than_the_window_is_named(tiny_model_dir):
         lm.loglikelihood([long])
     short = Instance("loglikelihood", doc={}, arguments=("The gate", " mixes"), idx=0)
     assert math.isfinite(lm.loglikelihood([short])[0][0])
+    # a continuation of exactly max_length tokens fits (HFLM scores it): not refused
+    n = len(lm._encode_pair("The gate", " mixes the state")[1])
+    exact = HLRULM(pretrained=tiny_model_dir, max_length=n, batch_size=1)
+    fits = Instance("loglikelihood", doc={}, arguments=("The gate", " mixes the state"), idx=0)
+    assert n > 1 and math.isfinite(exact.loglikelihood([fits])[0][0])
 
 
 def test_evaluate_cli(tiny_model_dir, tmp_path):
