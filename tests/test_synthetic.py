@@ -398,7 +398,7 @@ def test_cli_refuses_bad_arguments_before_any_run(tmp_path, args, message):
 def test_accuracy_is_over_scored_positions_and_the_best_cell_wins():
     """_evaluate counts scored positions over the whole test set (not a mean of per-batch accuracies); the report and
     the scheduler take the best seed-0 lr/wd cell (accuracy, then fewer steps) and average that cell's seeds."""
-    from hlru_lm.synthetic.protocol import _evaluate, best_cells
+    from hlru_lm.synthetic.protocol import _common, _evaluate, best_cells, job_key, pending_jobs
     from hlru_lm.synthetic.report import aggregate
 
     class Echo(torch.nn.Module):  # predicts its input token
@@ -424,6 +424,11 @@ def test_accuracy_is_over_scored_positions_and_the_best_cell_wins():
     assert best_cells(records[:2], suite) == {}  # the seed-0 grid is not finished yet
     cell = aggregate(records)[("S3", "lstm")]
     assert (cell["lr"], cell["wd"], cell["seeds"]) == (1e-2, 0.0, 2) and cell["accuracy"] == pytest.approx(0.8)
+    # the scheduler then runs the other seeds on that best cell
+    suite = replace_suite(suite, tasks=(group_tasks(16)["S3"],), models=("lstm",))
+    seed0 = [{**r, "key": job_key("S3", "lstm", r["lr"], r["wd"], 0)} for r in records[:3]]
+    ready, waiting = pending_jobs(suite, _common(suite, "cpu", "torch"), seed0)
+    assert waiting == 0 and [(j["lr"], j["wd"], j["seed"]) for j in ready] == [(1e-2, 0.0, 1)]
 
 
 def test_early_stop_needs_both_token_and_macro_accuracy(monkeypatch):
