@@ -730,3 +730,25 @@ def test_token_cache_is_keyed_by_tokenizer_split_and_token_budget(tmp_path):
     tiny.write_text("\n".join(json.dumps({"text": t}) for t in ("first", "second", "third")))
     three = D.load_corpus({"source": str(tiny), "val_fraction": 1e-9})
     assert list(three.validation["text"]) == ["third"] and list(three.train["text"]) == ["first", "second"]
+
+
+def test_non_finite_gradient_stops_the_run(train_main, tmp_path, tiny_yaml, cache, monkeypatch, capsys):
+    """A finite loss with an infinite gradient (an overflow in the backward) stops the run before the optimizer step
+    and before any save, naming the gradient norm."""
+    import accelerate
+    import torch
+
+    real = accelerate.Accelerator.clip_grad_norm_
+
+    def overflow(self, parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        parameters[0].grad[0].fill_(torch.inf)
+        return real(self, parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(accelerate.Accelerator, "clip_grad_norm_", overflow)
+    out = tmp_path / "o"
+    args = ["--config", str(tiny_yaml), "--output_dir", str(out), "--max_steps", "2", "--data.cache_dir", str(cache)]
+    assert train_main(args) == 1
+    err = capsys.readouterr().err
+    assert "non-finite gradient norm at step 1" in err and "no checkpoint was saved" in err, err
+    assert not (out / "model").exists() and not (out / "checkpoints").exists()
