@@ -302,3 +302,18 @@ def test_checkpoint_is_published_whole_or_not_at_all(tmp_path, monkeypatch):
     T.publish_checkpoint(root / ".tmp_step_6", root / "step_6", {"step": 6})
     T.prune_checkpoints(tmp_path, 2)
     assert [s for s, _ in T.list_checkpoints(tmp_path)] == [4, 6] and not (root / "step_2").exists()
+
+
+def test_write_json_is_strict_and_atomic(tmp_path, monkeypatch):
+    """write_json refuses NaN (strict JSON) and replaces the file in one rename: a failure before the rename keeps
+    the previous contents whole."""
+    from hlru_lm import training as T
+
+    path = tmp_path / "train_results.json"
+    T.write_json(path, {"step": 1, "val_loss": 2.5})
+    with pytest.raises(ValueError):
+        T.write_json(path, {"step": 2, "val_loss": float("nan")})
+    monkeypatch.setattr(os, "chmod", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O error")))
+    with pytest.raises(OSError):
+        T.write_json(path, {"step": 3, "val_loss": 1.0})
+    assert json.loads(path.read_text()) == {"step": 1, "val_loss": 2.5}
