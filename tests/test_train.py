@@ -752,3 +752,27 @@ def test_non_finite_gradient_stops_the_run(train_main, tmp_path, tiny_yaml, cach
     err = capsys.readouterr().err
     assert "non-finite gradient norm at step 1" in err and "no checkpoint was saved" in err, err
     assert not (out / "model").exists() and not (out / "checkpoints").exists()
+
+
+def test_validation_loss_reads_the_first_eval_blocks(train_main, reference_run, tmp_path, tiny_yaml, cache):
+    """With fewer eval blocks (eval_batches x batch_size = 8) than the 19 held out, val_loss is the model's loss on
+    the validation file's first 8 blocks (the reference run evaluates all 19, where any order gives the same mean)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hlru_lm import data as D
+    from hlru_lm.training import read_state
+
+    out = tmp_path / "o"
+    args = ["--config", str(tiny_yaml), "--output_dir", str(out), "--data.cache_dir", str(cache)]
+    assert train_main([*args, "--max_steps", "1", "--eval_batches", "1"]) == 0
+    fingerprint = read_state(out / "checkpoints" / "step_1")["train"]["data_fingerprint"]
+    metas = {d: json.loads((d / "meta.json").read_text()) for d in (cache / "tokens").iterdir()}
+    [(tokens, meta)] = [(d, m) for d, m in metas.items() if D._tokens_fingerprint(m) == fingerprint]
+    blocks = D.TokenBlocks(tokens / "val.bin", meta["dtype"], meta["n_val"], 64)
+    assert len(blocks) > 8
+    x = torch.from_numpy(blocks.get(range(8)))
+    model = AutoModelForCausalLM.from_pretrained(out / "model").eval()
+    with torch.no_grad():
+        loss = model(x, labels=x).loss.item()
+    assert json.loads((out / "train_results.json").read_text())["val_loss"] == pytest.approx(loss, rel=1e-5)
