@@ -302,6 +302,12 @@ def test_checkpoint_is_published_whole_or_not_at_all(tmp_path, monkeypatch):
     T.publish_checkpoint(root / ".tmp_step_6", root / "step_6", {"step": 6})
     T.prune_checkpoints(tmp_path, 2)
     assert [s for s, _ in T.list_checkpoints(tmp_path)] == [4, 6] and not (root / "step_2").exists()
+    # what a killed run leaves half-written is removed at the next start; published checkpoints stay
+    for leftover in (root / ".tmp_step_8", tmp_path / ".model.tmp", tmp_path / ".model.old-123"):
+        leftover.mkdir()
+    removed = T.clean_partial_outputs(tmp_path)
+    assert sorted(p.name for p in removed) == [".model.old-123", ".model.tmp", ".tmp_step_8"]
+    assert sorted(p.name for p in root.iterdir()) == ["step_4", "step_6"] and not (tmp_path / ".model.tmp").exists()
 
 
 def test_write_json_is_strict_and_atomic(tmp_path, monkeypatch):
