@@ -70,6 +70,13 @@ def test_offline_task_data_is_heldout_and_deterministic():
         gold = row["choices"][row["label"]]
         text = " ".join(val_docs[doc_id].split())
         assert " ".join(gold.split()) in text
+        # the passage is the lines just before the gold line (never the gold line itself); distractors come from
+        # other documents
+        lines = utils._clean_lines(val_docs[doc_id])
+        j = int(row["id"].split("#")[1])
+        context = row["context"].split("\n")
+        assert lines[j] == gold and lines[j - len(context) : j] == context
+        assert not set(row["choices"]) - {gold} & set(lines)
     # the package ships no absolute paths: the YAMLs build their data at run time
     for y in (ROOT / "hlru_lm" / "eval_tasks").glob("*.yaml"):
         assert "/work/" not in y.read_text() and "custom_dataset: !function utils." in y.read_text()
@@ -105,6 +112,11 @@ def test_continuation_longer_than_the_window_is_named(tiny_model_dir):
         lm.loglikelihood([long])
     short = Instance("loglikelihood", doc={}, arguments=("The gate", " mixes"), idx=0)
     assert math.isfinite(lm.loglikelihood([short])[0][0])
+    # a continuation of exactly max_length tokens fits (HFLM scores it): not refused
+    n = len(lm._encode_pair("The gate", " mixes the state")[1])
+    exact = HLRULM(pretrained=tiny_model_dir, max_length=n, batch_size=1)
+    fits = Instance("loglikelihood", doc={}, arguments=("The gate", " mixes the state"), idx=0)
+    assert n > 1 and math.isfinite(exact.loglikelihood([fits])[0][0])
 
 
 def test_evaluate_cli(tiny_model_dir, tmp_path):
@@ -213,3 +225,20 @@ def test_generate_stops_at_max_new_tokens(tiny_model_dir, monkeypatch, capsys):
     argv = ["--model", str(tiny_model_dir), "--prompt", "The import statement", "--max_new_tokens", "3", "--greedy"]
     assert generate.main(argv) == 0
     assert new_tokens == [3] and capsys.readouterr().out.startswith("The import statement")
+    # --greedy is the model's greedy continuation; sampling with the same --seed prints the same text twice
+    import torch
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = hlru_lm.HLRUForCausalLM.from_pretrained(tiny_model_dir).eval()
+    ids = tok("The import statement", return_tensors="pt").input_ids
+    with torch.no_grad():
+        greedy = real(model, input_ids=ids, do_sample=False, max_new_tokens=8, repetition_penalty=1.1)
+    assert generate.main([*argv[:-2], "8", "--greedy"]) == 0
+    text = tok.decode(greedy[0, ids.shape[1] :], skip_special_tokens=True)
+    assert capsys.readouterr().out == f"The import statement{text}\n"
+    sampled = []
+    for _ in range(2):
+        assert generate.main([*argv[:-2], "8", "--seed", "3"]) == 0
+        sampled.append(capsys.readouterr().out)
+    assert sampled[0] == sampled[1]

@@ -268,3 +268,58 @@ def test_generate_reads_a_run_folder(finished, cache):
         timeout=120,
     )
     assert proc.returncode == 0 and proc.stdout.startswith("def"), proc.stderr[-2000:]
+
+
+def test_checkpoint_is_published_whole_or_not_at_all(tmp_path, monkeypatch):
+    """publish_checkpoint writes the manifest into the temp folder and then renames it: a failure while writing the
+    manifest (disk full) publishes nothing and keeps the previous checkpoint; pruning keeps the newest ones."""
+    from hlru_lm import training as T
+
+    root = T.checkpoints_dir(tmp_path)
+
+    def staged(step: int) -> Path:
+        tmp = root / f".tmp_step_{step}"
+        (tmp / "sub").mkdir(parents=True)
+        (tmp / "model.safetensors").write_bytes(bytes(range(step)))
+        (tmp / "sub" / "random_states_0.pkl").write_bytes(b"rng")
+        return tmp
+
+    for step in (2, 4):
+        T.publish_checkpoint(staged(step), root / f"step_{step}", {"step": step})
+    manifest = json.loads((root / "step_4" / T.CKPT_META).read_text())
+    assert manifest["step"] == 4 and set(manifest["files"]) == {"model.safetensors", "sub/random_states_0.pkl"}
+    assert T.checkpoint_problem(root / "step_4") is None and not (root / ".tmp_step_4").exists()
+
+    def disk_full(path, body):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(T, "write_json", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        T.publish_checkpoint(staged(6), root / "step_6", {"step": 6})
+    monkeypatch.undo()
+    assert not (root / "step_6").exists() and [s for s, _ in T.list_checkpoints(tmp_path)] == [2, 4]
+    assert T.pick_checkpoint(tmp_path, log=lambda *_: None) == root / "step_4"
+    T.publish_checkpoint(root / ".tmp_step_6", root / "step_6", {"step": 6})
+    T.prune_checkpoints(tmp_path, 2)
+    assert [s for s, _ in T.list_checkpoints(tmp_path)] == [4, 6] and not (root / "step_2").exists()
+    # what a killed run leaves half-written is removed at the next start; published checkpoints stay
+    for leftover in (root / ".tmp_step_8", tmp_path / ".model.tmp", tmp_path / ".model.old-123"):
+        leftover.mkdir()
+    removed = T.clean_partial_outputs(tmp_path)
+    assert sorted(p.name for p in removed) == [".model.old-123", ".model.tmp", ".tmp_step_8"]
+    assert sorted(p.name for p in root.iterdir()) == ["step_4", "step_6"] and not (tmp_path / ".model.tmp").exists()
+
+
+def test_write_json_is_strict_and_atomic(tmp_path, monkeypatch):
+    """write_json refuses NaN (strict JSON) and replaces the file in one rename: a failure before the rename keeps
+    the previous contents whole."""
+    from hlru_lm import training as T
+
+    path = tmp_path / "train_results.json"
+    T.write_json(path, {"step": 1, "val_loss": 2.5})
+    with pytest.raises(ValueError):
+        T.write_json(path, {"step": 2, "val_loss": float("nan")})
+    monkeypatch.setattr(os, "chmod", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O error")))
+    with pytest.raises(OSError):
+        T.write_json(path, {"step": 3, "val_loss": 1.0})
+    assert json.loads(path.read_text()) == {"step": 1, "val_loss": 2.5}

@@ -45,6 +45,8 @@ def test_group_prefix_products_hand_checked():
     t = group_table("S3")
     y = group_prefix_products(np.array([[1, 1, 3, 0]]), t)
     assert y[0].tolist() == [1, 0, 3, 3]  # (0,2,1)^2 = identity; identity then the 3-cycle; identity keeps it
+    # non-commuting: 2=(1,0,2) after 1=(0,2,1) is (1,2,0)=3 (the other order, 1 after 2, would be (2,0,1)=4)
+    assert group_prefix_products(np.array([[1, 2]]), t)[0].tolist() == [1, 3]
 
 
 def _pairs(xr):
@@ -185,6 +187,10 @@ def test_determinism_and_disjoint_splits():
         assert not torch.equal(a[0], generate(spec, 16, 6)[0])
         (xtr, _), (xte, _) = train_test(spec, 64, 64, 0)
         assert not ({tuple(r) for r in xtr.tolist()} & {tuple(r) for r in xte.tolist()})
+    # S3 at length 2 has only 36 sequences: test rows that also occur in train are dropped
+    (xtr, _), (xte, yte) = train_test(group_tasks(2)["S3"], 64, 64, 0)
+    assert 0 < len(xte) < 64 and len(yte) == len(xte)
+    assert not ({tuple(r) for r in xtr.tolist()} & {tuple(r) for r in xte.tolist()})
 
 
 def _gdn_float64_loop(q, k, v, alpha, beta, s0=None):
@@ -387,3 +393,76 @@ def test_cli_refuses_bad_arguments_before_any_run(tmp_path, args, message):
     proc = subprocess.run(cmd, cwd=ROOT, timeout=300, capture_output=True, text=True)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "o").exists()
+
+
+def test_accuracy_is_over_scored_positions_and_the_best_cell_wins():
+    """_evaluate counts scored positions over the whole test set (not a mean of per-batch accuracies); the report and
+    the scheduler take the best seed-0 lr/wd cell (accuracy, then fewer steps) and average that cell's seeds."""
+    from hlru_lm.synthetic.protocol import _common, _evaluate, best_cells, job_key, pending_jobs
+    from hlru_lm.synthetic.report import aggregate
+
+    class Echo(torch.nn.Module):  # predicts its input token
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x, 5).float()
+
+    x = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 4], [0, 1, 2, 3]])
+    y = torch.tensor([[IGNORE, 0, IGNORE, IGNORE], [IGNORE, IGNORE, IGNORE, 4], [0, 1, 2, 3]])
+    ev = _evaluate(Echo(), x, y, 2, "cpu", 5)  # batches of 2 and 1 example: 1/2 and 4/4 right
+    assert ev["accuracy"] == pytest.approx(5 / 6) and ev["sequence_accuracy"] == pytest.approx(2 / 3)
+    assert ev["per_position"] == pytest.approx([1.0, 0.5, 1.0, 1.0])
+
+    suite = replace_suite(make_suite("smoke"), grid=((1e-3, 0.0), (1e-2, 0.0), (3e-2, 0.1)), seeds=(0, 1))
+    base = {"task": "S3", "model": "lstm", "params": 10, "state_size": 4, "family": "group", "chance": 1 / 6}
+    records = [
+        {**base, "lr": 1e-3, "wd": 0.0, "seed": 0, "accuracy": 0.9, "steps": 50},
+        {**base, "lr": 1e-2, "wd": 0.0, "seed": 0, "accuracy": 0.9, "steps": 40},  # same accuracy, earlier stop
+        {**base, "lr": 3e-2, "wd": 0.1, "seed": 0, "accuracy": 0.2, "steps": 60},
+        {**base, "lr": 1e-2, "wd": 0.0, "seed": 1, "accuracy": 0.7, "steps": 60},
+        {**base, "lr": 1e-3, "wd": 0.0, "seed": 1, "accuracy": 0.1, "steps": 60},  # another cell's seed: not counted
+    ]
+    assert best_cells(records, suite) == {("S3", "lstm"): (1e-2, 0.0)}
+    assert best_cells(records[:2], suite) == {}  # the seed-0 grid is not finished yet
+    cell = aggregate(records)[("S3", "lstm")]
+    assert (cell["lr"], cell["wd"], cell["seeds"]) == (1e-2, 0.0, 2) and cell["accuracy"] == pytest.approx(0.8)
+    # the scheduler then runs the other seeds on that best cell
+    suite = replace_suite(suite, tasks=(group_tasks(16)["S3"],), models=("lstm",))
+    seed0 = [{**r, "key": job_key("S3", "lstm", r["lr"], r["wd"], 0)} for r in records[:3]]
+    ready, waiting = pending_jobs(suite, _common(suite, "cpu", "torch"), seed0)
+    assert waiting == 0 and [(j["lr"], j["wd"], j["seed"]) for j in ready] == [(1e-2, 0.0, 1)]
+
+
+def test_early_stop_needs_both_token_and_macro_accuracy(monkeypatch):
+    """A run stops early only when token accuracy and MAD's macro accuracy both reach 99.9%: a model right on the
+    frequent classes only keeps training."""
+    from hlru_lm.synthetic.protocol import _common, _job, run_one
+
+    suite = make_suite("smoke", models=("lstm",), tasks=("memorization",), family="mad")
+    suite = replace_suite(suite, steps=(("mad", 4), ("group", 4)), eval_every=2, n_train=32, n_test=8)
+    job = {**_job(suite, _common(suite, "cpu", "torch"), suite.tasks[0], "lstm", 1e-3, 0.0, 0), "stop_at": 1e12}
+    for macro, status, steps in ((0.5, "done", 4), (1.0, "early_stop", 2)):
+        ev = {"accuracy": 1.0, "macro_accuracy": macro, "sequence_accuracy": 1.0, "per_position": [1.0]}
+        monkeypatch.setattr(protocol, "_evaluate", lambda *a, ev=ev, **k: ev)
+        rec = run_one(job)
+        assert (rec["status"], rec["steps"], rec["macro_accuracy"]) == (status, steps, macro)
+
+
+def test_report_table_scores():
+    """results.md: the MAD score averages macro accuracy over all of the suite's MAD tasks (none until every one is
+    finished); length generalisation averages only the positions beyond the training length."""
+    from hlru_lm.synthetic.report import markdown
+
+    base = {"model": "lstm", "seed": 0, "lr": 1e-3, "wd": 0.0, "steps": 10, "params": 100, "state_size": 8}
+    recall = {**base, "task": "in_context_recall", "family": "mad", "chance": 0.1, "accuracy": 0.5}
+    memo = {**base, "task": "memorization", "family": "mad", "chance": 0.1, "accuracy": 0.9}
+    s3 = {**base, "task": "S3", "family": "group", "chance": 1 / 6, "accuracy": 1.0, "per_position": [1.0, 1.0]}
+    s3["length_generalisation"] = {"4": [1.0, 1.0, 0.0, 0.5]}
+    tasks = ["in_context_recall", "memorization", "S3"]
+
+    def rows(records):
+        md = markdown(records, tasks, ["lstm"], "complete")
+        return [ln for ln in md.splitlines() if ln.startswith("| lstm |")]
+
+    first, lengths = rows([{**recall, "macro_accuracy": 0.4}, s3])
+    assert first.split(" | ")[-1] == "— |" and lengths == "| lstm | 0.250 |"
+    first, _ = rows([{**recall, "macro_accuracy": 0.4}, {**memo, "macro_accuracy": 0.8}, s3])
+    assert first.split(" | ")[-1] == "0.600 |" and "| 0.500 (1) | 0.900 (1) | 1.000 (1) |" in first

@@ -286,6 +286,8 @@ def test_ambiguous_and_dotted_overrides():
     "override, message",
     [
         (["--data.val_fraction", "abc"], "val_fraction must be a number"),
+        (["--training.gradient_accumulation_steps", "0"], "gradient_accumulation_steps must be a positive integer"),
+        (["--training.eval_interval", "0"], "eval_interval must be a positive integer"),
         (["--data.max_documents", "abc"], "max_documents must be an integer >= 1 or null"),
         (["--training.seed", "abc"], "seed must be a non-negative integer"),
         (["--tokenizer.train_vocab_size", "1.5"], "train_vocab_size must be an integer"),
@@ -655,3 +657,122 @@ def test_compiled_training(train_main, reference_run, tmp_path, tiny_yaml, cache
     assert ref.keys() == got.keys()
     for step in ref:
         assert got[step] == pytest.approx(ref[step], rel=1e-4)
+
+
+def test_gradient_accumulation_matches_the_full_batch(train_main, reference_run, tmp_path, tiny_yaml, cache):
+    """2 micro-batches of 4 per optimizer step are the reference run's batches of 8 (micro-step g reads stream
+    positions g*4 .. g*4+4): the same logged losses, gradient norms, token counts and final validation loss (on the
+    same 24 blocks: eval_batches counts batches of batch_size). With 6 steps and eval / save intervals of 4, the last
+    step is evaluated and saved too; resuming the finished run keeps its results."""
+    out = tmp_path / "o"
+    args = ["--config", str(tiny_yaml), "--output_dir", str(out), "--data.cache_dir", str(cache)]
+    args += ["--batch_size", "4", "--gradient_accumulation_steps", "2", "--eval_batches", "6"]
+    assert train_main([*args, "--eval_interval", "4", "--save_interval", "4"]) == 0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_4", "step_6"]
+    vals = [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines() if "val_loss" in x]
+    assert vals == [4, 6]
+
+    def records(run: Path) -> dict[int, dict]:
+        lines = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
+        return {r["step"]: r for r in lines if "loss" in r}
+
+    ref, got = records(reference_run), records(out)
+    assert sorted(got) == sorted(ref) == [1, 2, 3, 4, 5, 6]
+    for step in ref:
+        for key in ("loss", "grad_norm"):
+            assert got[step][key] == pytest.approx(ref[step][key], rel=1e-4), (step, key, got[step], ref[step])
+        assert got[step]["tokens_seen"] == ref[step]["tokens_seen"] == step * 8 * 64
+    ref_val = json.loads((reference_run / "train_results.json").read_text())["val_loss"]
+    assert json.loads((out / "train_results.json").read_text())["val_loss"] == pytest.approx(ref_val, rel=1e-5)
+    assert train_main([*args, "--eval_interval", "4", "--save_interval", "4", "--resume"]) == 0
+    final = json.loads((out / "model" / "train_results.json").read_text())
+    assert final["val_loss"] == pytest.approx(ref_val, rel=1e-5)
+
+
+def test_token_cache_is_keyed_by_tokenizer_split_and_token_budget(tmp_path):
+    """A cache is reused only for the same tokens: another tokenizer of the same size, another val_fraction or another
+    max_train_tokens gets its own; blocks are the file's consecutive, non-overlapping slices; a streamed corpus holds
+    its first val_documents out of training; a tiny corpus with no hashed validation document holds out its last."""
+    import numpy as np
+
+    from hlru_lm import data as D
+
+    src = tmp_path / "c.jsonl"
+    src.write_text("\n".join(json.dumps({"text": f"doc {i}: " + "gate state mixes " * (5 + i % 7)}) for i in range(40)))
+    cfg = {"source": str(src), "val_fraction": 0.1, "num_proc": 1}
+    corpus = D.load_corpus(cfg)
+    words = " ".join(f"w{j}x{j % 13}" for j in range(3000))
+    tok_a = D.train_bpe_tokenizer([[t] for t in corpus.train["text"]], 270)
+    tok_b = D.train_bpe_tokenizer([[words]], 270)
+    assert len(tok_a) == len(tok_b) == 270 and tok_a.eos_token_id == tok_b.eos_token_id
+    a = D.build_token_cache(corpus, tok_a, cfg, tmp_path / "c")
+    b = D.build_token_cache(corpus, tok_b, cfg, tmp_path / "c")
+    assert a.directory != b.directory and a.fingerprint != b.fingerprint
+    tokens = np.fromfile(a.train_path, dtype=a.dtype)
+    assert tokens.tolist() == [t for x in corpus.train["text"] for t in tok_a(x)["input_ids"] + [tok_a.eos_token_id]]
+    blocks = D.TokenBlocks(a.train_path, a.dtype, a.n_train, 16)
+    assert len(blocks) == a.n_train // 16
+    assert blocks.get([2, 0]).tolist() == [tokens[32:48].tolist(), tokens[:16].tolist()]
+    capped = D.build_token_cache(corpus, tok_a, {**cfg, "max_train_tokens": 50}, tmp_path / "c")
+    assert capped.directory != a.directory and capped.n_train == 50
+    assert np.fromfile(capped.train_path, dtype=a.dtype).tolist() == tokens[:50].tolist()
+    assert D.load_corpus({**cfg, "val_fraction": 0.2}).fingerprint != corpus.fingerprint
+    embedded = [D.load_corpus({"source": "embedded", "max_documents": 8, "val_fraction": f}) for f in (0.1, 0.3)]
+    assert embedded[0].fingerprint != embedded[1].fingerprint
+    # streaming: the first val_documents are held out and not trained on; max_train_tokens caps the stream too
+    stream = D.load_corpus({"source": str(src), "streaming": True, "val_documents": 3})
+    val, train = [e["text"] for e in stream.validation], [e["text"] for e in stream.train]
+    assert val == [f"doc {i}: " + "gate state mixes " * (5 + i % 7) for i in range(3)] and not set(val) & set(train)
+    assert len(train) == 37
+    capped = D.build_token_cache(stream, tok_a, {"max_train_tokens": 50}, tmp_path / "c")
+    assert capped.n_train == 50 and np.fromfile(capped.train_path, dtype=a.dtype).size == 50
+    tiny = tmp_path / "tiny.jsonl"
+    tiny.write_text("\n".join(json.dumps({"text": t}) for t in ("first", "second", "third")))
+    three = D.load_corpus({"source": str(tiny), "val_fraction": 1e-9})
+    assert list(three.validation["text"]) == ["third"] and list(three.train["text"]) == ["first", "second"]
+
+
+def test_non_finite_gradient_stops_the_run(train_main, tmp_path, tiny_yaml, cache, monkeypatch, capsys):
+    """A finite loss with an infinite gradient (an overflow in the backward) stops the run before the optimizer step
+    and before any save, naming the gradient norm."""
+    import accelerate
+    import torch
+
+    real = accelerate.Accelerator.clip_grad_norm_
+
+    def overflow(self, parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        parameters[0].grad[0].fill_(torch.inf)
+        return real(self, parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(accelerate.Accelerator, "clip_grad_norm_", overflow)
+    out = tmp_path / "o"
+    args = ["--config", str(tiny_yaml), "--output_dir", str(out), "--max_steps", "2", "--data.cache_dir", str(cache)]
+    assert train_main(args) == 1
+    err = capsys.readouterr().err
+    assert "non-finite gradient norm at step 1" in err and "no checkpoint was saved" in err, err
+    assert not (out / "model").exists() and not (out / "checkpoints").exists()
+
+
+def test_validation_loss_reads_the_first_eval_blocks(train_main, reference_run, tmp_path, tiny_yaml, cache):
+    """With fewer eval blocks (eval_batches x batch_size = 8) than the 19 held out, val_loss is the model's loss on
+    the validation file's first 8 blocks (the reference run evaluates all 19, where any order gives the same mean)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hlru_lm import data as D
+    from hlru_lm.training import read_state
+
+    out = tmp_path / "o"
+    args = ["--config", str(tiny_yaml), "--output_dir", str(out), "--data.cache_dir", str(cache)]
+    assert train_main([*args, "--max_steps", "1", "--eval_batches", "1"]) == 0
+    fingerprint = read_state(out / "checkpoints" / "step_1")["train"]["data_fingerprint"]
+    metas = {d: json.loads((d / "meta.json").read_text()) for d in (cache / "tokens").iterdir()}
+    [(tokens, meta)] = [(d, m) for d, m in metas.items() if D._tokens_fingerprint(m) == fingerprint]
+    blocks = D.TokenBlocks(tokens / "val.bin", meta["dtype"], meta["n_val"], 64)
+    assert len(blocks) > 8
+    x = torch.from_numpy(blocks.get(range(8)))
+    model = AutoModelForCausalLM.from_pretrained(out / "model").eval()
+    with torch.no_grad():
+        loss = model(x, labels=x).loss.item()
+    assert json.loads((out / "train_results.json").read_text())["val_loss"] == pytest.approx(loss, rel=1e-5)
