@@ -237,7 +237,7 @@ def _validate(cfg: dict) -> None:
         "eval_batches",
     ):
         v = t[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "eval_batches" else 1):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"training.{key} must be a positive integer, got {v!r}")
     if not isinstance(d["context_length"], int) or d["context_length"] < 2:
         raise ConfigError(f"data.context_length must be an integer >= 2, got {d['context_length']!r}")

@@ -237,7 +237,7 @@ def main(argv=None) -> int:
 
     @torch.no_grad()
     def evaluate() -> tuple[float, float]:
-        n = min(len(val_blocks), max(1, tcfg["eval_batches"]) * b * W)
+        n = min(len(val_blocks), tcfg["eval_batches"] * b * W)
         if n == 0:
             return float("nan"), float("nan")
         # every process runs the same number of forwards (FSDP needs it): the blocks beyond n that this takes are

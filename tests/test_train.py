@@ -288,6 +288,7 @@ def test_ambiguous_and_dotted_overrides():
         (["--data.val_fraction", "abc"], "val_fraction must be a number"),
         (["--training.gradient_accumulation_steps", "0"], "gradient_accumulation_steps must be a positive integer"),
         (["--training.eval_interval", "0"], "eval_interval must be a positive integer"),
+        (["--training.eval_batches", "0"], "eval_batches must be a positive integer"),
         (["--data.max_documents", "abc"], "max_documents must be an integer >= 1 or null"),
         (["--training.seed", "abc"], "seed must be a non-negative integer"),
         (["--tokenizer.train_vocab_size", "1.5"], "train_vocab_size must be an integer"),
