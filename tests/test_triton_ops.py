@@ -364,6 +364,20 @@ def test_hlru_scan(short_tiles, routes, m, norm):
     assert routes == [(route, "fwd"), (route, "bwd")]
 
 
+@pytest.mark.parametrize("mixer", ["bdlru", "hlru"])
+def test_strided_inputs(mixer):
+    """Logits, v and h0 stored with their first two axes swapped (time-major) give float64's values and grads."""
+
+    def time_major(x):  # _check's clone keeps these strides
+        return x.transpose(0, 1).contiguous().transpose(0, 1)
+
+    fn, (z, v, h0) = (bdlru_scan, _bd(2, 13, 3, 2, seed=23)) if mixer == "bdlru" else (hlru_scan, _hl(2, 13, 3, 2))
+    z, v, h0 = time_major(z), time_major(v), time_major(h0)
+    assert not (z.is_contiguous() or v.is_contiguous() or h0.is_contiguous())
+    with launch_settings(chain_fwd=dict(bt=4), tile=dict(bt=4)):
+        _check(fn, z, v, h0, "softmax")
+
+
 def test_hlru_order1(routes):
     """H-LRU of order 1 runs the m = 1 BD-LRU kernels on reshaped tensors."""
     _check(hlru_scan, *_hl(2, 21, 3, 1, "sigmoid_l1", seed=101), "sigmoid_l1")
