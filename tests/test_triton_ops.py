@@ -646,6 +646,21 @@ def test_diag_raw_norms(routes, norm, fast):
     assert routes == [("diag_raw", "fwd"), ("diag_raw", "bwd")]
 
 
+def test_diag_raw_misaligned_grad(routes):
+    """An output gradient 2 bytes past a 4-byte boundary (torch.cat's backward hands each input a view of its
+    gradient) cannot be read as raw words: the backward takes diag_tile, with float64's gradients."""
+    z, v, h0 = _bd(1, 9, 4, 1, seed=24)
+    w = torch.randn(1 + v.numel(), generator=torch.Generator().manual_seed(2)).to(BF16)
+    lt = [x.to(t).clone().to(DEV).requires_grad_() for x, t in ((z, BF16), (v, BF16), (h0, F32))]
+    lr = [x.to(t).double().requires_grad_() for x, t in ((z, BF16), (v, BF16), (h0, F32))]
+    for leaves, backend in ((lt, "triton"), (lr, "naive")):
+        h, _ = bdlru_scan(*leaves, backend=backend)
+        (torch.cat([h.new_zeros(1), h.flatten()]) * w.to(h)).sum().backward()
+    assert routes == [("diag_raw", "fwd"), ("diag_tile", "bwd")]
+    for a, b in zip(lt, lr, strict=True):
+        assert rel(a.grad.cpu(), b.grad) < 1e-2
+
+
 def test_raw_words():
     """raw_words takes 2-byte logits and v (the backward: h, dh too) of one dtype, 4-byte aligned, N even."""
     from hlru_lm.kernels.diag_tile import raw_words
