@@ -31,8 +31,10 @@ def _loss_and_grads(fn, z, v, h0, gh, gf, backend, norm):
 
 
 # a gate_norm other than the default in each mixer: the custom op's backward must take it from the forward
-@pytest.mark.parametrize("mixer,m,norm", [("bdlru", 1, "softmax"), ("bdlru", 4, "sigmoid_l1"), ("hlru", 1, "sigmoid_l1"),
-                                          ("hlru", 2, "softmax")])  # fmt: skip
+CASES = [("bdlru", 1, "softmax"), ("bdlru", 4, "sigmoid_l1"), ("hlru", 1, "sigmoid_l1"), ("hlru", 2, "softmax")]
+
+
+@pytest.mark.parametrize("mixer,m,norm", CASES)
 def test_triton_compiled_matches_eager_and_float64(mixer, m, norm):
     fn = bdlru_scan if mixer == "bdlru" else hlru_scan
     torch._dynamo.reset()
