@@ -23,15 +23,19 @@ def _inputs(mixer: str, b: int, t: int, n: int, m: int, seed: int):
     return [torch.randn(s, generator=g) for s in shapes]
 
 
-def _loss_and_grads(fn, z, v, h0, gh, gf, backend):
+def _loss_and_grads(fn, z, v, h0, gh, gf, backend, norm):
     leaves = [x.detach().clone().requires_grad_() for x in (z, v, h0)]
-    h, final = fn(*leaves, backend=backend)
+    h, final = fn(*leaves, gate_norm=norm, backend=backend)
     ((h * gh.to(h.dtype)).sum() + (final * gf.to(final.dtype)).sum()).backward()
     return (h, final), [x.grad for x in leaves]
 
 
-@pytest.mark.parametrize("mixer,m", [("bdlru", 1), ("bdlru", 4), ("hlru", 1), ("hlru", 2)])
-def test_triton_compiled_matches_eager_and_float64(mixer, m):
+# a gate_norm other than the default in each mixer: the custom op's backward must take it from the forward
+CASES = [("bdlru", 1, "softmax"), ("bdlru", 4, "sigmoid_l1"), ("hlru", 1, "sigmoid_l1"), ("hlru", 2, "softmax")]
+
+
+@pytest.mark.parametrize("mixer,m,norm", CASES)
+def test_triton_compiled_matches_eager_and_float64(mixer, m, norm):
     fn = bdlru_scan if mixer == "bdlru" else hlru_scan
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
@@ -41,9 +45,10 @@ def test_triton_compiled_matches_eager_and_float64(mixer, m):
         g = torch.Generator().manual_seed(7)
         gh = torch.randn((b, t, 4, m), generator=g).to(DEV)
         gf = torch.randn((b, 4, m), generator=g).to(DEV)
-        out_c, grads_c = _loss_and_grads(compiled, z, v, h0, gh, gf, "triton")
-        out_e, grads_e = _loss_and_grads(fn, z, v, h0, gh, gf, "triton")
-        out_r, grads_r = _loss_and_grads(fn, z.double(), v.double(), h0.double(), gh.double(), gf.double(), "naive")
+        out_c, grads_c = _loss_and_grads(compiled, z, v, h0, gh, gf, "triton", norm)
+        out_e, grads_e = _loss_and_grads(fn, z, v, h0, gh, gf, "triton", norm)
+        f64 = (x.double() for x in (z, v, h0, gh, gf))
+        out_r, grads_r = _loss_and_grads(fn, *f64, "naive", norm)
         for a, e, r in zip([*out_c, *grads_c], [*out_e, *grads_e], [*out_r, *grads_r], strict=True):
             assert torch.allclose(a, e, atol=1e-6)
             assert torch.allclose(a.double(), r, atol=1e-5)

@@ -107,7 +107,7 @@ ROUTES = [
 
 # the interpreter's numpy warns where exp2 reaches inf (sigma(-1e4) = 1 / (1 + inf) = 0, as on the GPU)
 @pytest.mark.filterwarnings("ignore:overflow encountered in exp2:RuntimeWarning")
-@pytest.mark.parametrize("norm", ["sigmoid_l1", "relu_l1"])
+@pytest.mark.parametrize("norm", ["softmax", "sigmoid_l1", "relu_l1"])
 @pytest.mark.parametrize("mixer,m,dtype", ROUTES)
 def test_triton_extreme_logits(mixer, m, dtype, norm):
     b, t, n = 1, 5, 4
@@ -123,7 +123,7 @@ def test_triton_extreme_logits(mixer, m, dtype, norm):
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in exp2:RuntimeWarning")
-@pytest.mark.parametrize("norm", ["sigmoid_l1", "relu_l1", "none"])
+@pytest.mark.parametrize("norm", ["softmax", "sigmoid_l1", "relu_l1", "none"])
 @pytest.mark.parametrize("m", [1, 4])
 def test_triton_steps_extreme_logits(m, norm):
     g = torch.Generator().manual_seed(5)

@@ -258,6 +258,78 @@ def test_launch_settings_reach_the_kernels():
     assert set(kw) - {"maxnreg"} <= set(bdlru_chain._bdlru_chain_fwd_kernel.arg_names)
 
 
+def test_launch_settings_exit_on_error():
+    """A block left by an exception restores the table it replaced (the next launches, other tests, see defaults)."""
+    with pytest.raises(RuntimeError, match="inside"):
+        with launch_settings(tile=dict(bt=8), routes={("bdlru", 4): "bdlru_generic"}):
+            raise RuntimeError("inside")
+    assert settings("tile", 4, "fwd", "bdlru").bt == 64 and select("bdlru", 4, "fwd", 32) == "bdlru_tile"
+
+
+def test_launch_settings_fields_reach_the_launch():
+    """Every field of a family's settings reaches its launch arguments (a field dropped on the way would leave the
+    tests that set it running the defaults, which give the same values)."""
+    from hlru_lm.kernels import bdlru_chain, bdlru_generic, bdlru_rows, bdlru_tile, diag_tile, hlru_lags
+
+    z = torch.zeros(1, 64, 256, 4, 5)
+    tile = dict(bt=8, warps=2, unroll=4, rev=True, evict=2, coal=True, maxnreg=64, agg_only=True)
+    with launch_settings(tile=tile):
+        for bwd in (False, True):
+            for hlru in (False, True):
+                kw = bdlru_tile._launch_args(z, 64, 256, 4, bwd, hlru)[0]
+                assert (kw["BT"], kw["num_warps"], kw["UNROLL"], kw["REV"], kw["maxnreg"]) == (8, 2, 4, True, 64)
+                assert (kw["EV1"], kw["EV2"], kw["EVS"]) == ("evict_last", "evict_first", "evict_first")
+                assert kw["AGG_ONLY"] == 1
+                assert kw["COAL"] is (not hlru)
+    diag = dict(bt=8, vec=4, warps=2, unroll=2, evict=1, fast=False, maxnreg=64, agg_only=True)
+    with launch_settings(diag=diag):
+        kw = diag_tile._launch_args(64, 256, bwd=False)[0]
+        assert kw == dict(BT=8, AGG_ONLY=1, num_warps=2, BC=256, FAST=False, VEC=4, maxnreg=64)
+        kw = diag_tile._launch_args(64, 256, bwd=True)[0]
+        assert kw == dict(BT=8, AGG_ONLY=1, num_warps=2, BC=256, UNROLL=2, EV1="", EV2="evict_first", EVS="evict_first")
+        assert diag_tile._launch_args(64, 256, bwd=True, raw=True)[0] == dict(BT=8, AGG_ONLY=1, num_warps=2, BP=64)
+    with launch_settings(chain=dict(bt=8, warps=2)):
+        assert bdlru_chain._chain_config(64, 256, 2, bwd=True) == (8, 64, 4, 8, 2)
+    zb = z.bfloat16()
+    with launch_settings(rows=dict(unroll=4, parts=2, pf=8, words=False, fast=False)):
+        kw = bdlru_rows._launch_args(zb, 64, 8, bwd=True)
+        assert (kw["U"], kw["P"], kw["PF"], kw["WORDS"], kw["FAST"]) == (4, 2, 8, False, False)
+    with launch_settings(lags=dict(unroll=2, pf=4, fast=False)):
+        assert hlru_lags._launch_args(8, 64, bwd=True) == dict(M=8, U=2, PF=4, FAST=False, num_warps=1)
+    with launch_settings(generic=dict(tile_elems=64, unroll=4, chunk=8, warps=2)):
+        assert bdlru_generic._config(1, 64, 256, 4, z.device, bwd=True) == (4, 64, 8, 8, 4, 2)  # bn nt cl nc u warps
+    # (chunk length, chunks) at T = 512, 8 block tiles: 16 programs per SM (4 on CPU), or as many as asked, chunks
+    # no shorter than min_chunk, one chunk above chunk_max_m
+    assert bdlru_generic._config(1, 512, 256, 4, z.device)[2:4] == (64, 8)
+    for generic, chunks in [(dict(target_programs=16), (256, 2)), (dict(min_chunk=128), (128, 4)),
+                            (dict(chunk_max_m=2), (512, 1))]:  # fmt: skip
+        with launch_settings(generic=generic):
+            assert bdlru_generic._config(1, 512, 256, 4, z.device)[2:4] == chunks
+
+
+@pytest.mark.parametrize("m, route", [(1, "diag_tile"), (2, "bdlru_chain"), (4, "bdlru_tile")])
+def test_agg_only_composes_maps(monkeypatch, m, route):
+    """agg_only, which the look-back tests rely on to compose maps, reaches the kernels: only a chain's first tile
+    (forward: tile 0, backward: the last one) publishes its end state; the other tiles' slots stay poisoned and the
+    result still matches float64. T = 13 at BT 4: four time tiles."""
+    from hlru_lm.kernels import common
+
+    module = getattr(kernels, route)  # the route's module
+    incs = []
+
+    def buffers(*args):
+        flags, agg, inc = common.lookback_buffers(*args)
+        incs.append(inc.fill_(float("nan")))
+        return flags, agg, inc
+
+    monkeypatch.setattr(module, "lookback_buffers", buffers)
+    family = {1: "diag", 2: "chain", 4: "tile"}[m]
+    with launch_settings(routes={("bdlru", m): route}, **{family: dict(bt=4, warps=1, agg_only=True)}):
+        _check(bdlru_scan, *_bd(1, 13, 6, m, seed=22), "softmax")
+    published = [(~inc.view(4, -1).isnan()).any(dim=1).tolist() for inc in incs]  # per time tile
+    assert published == [[True, False, False, False], [False, False, False, True]]
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # every route at its default choice, every gate_norm
 
@@ -290,6 +362,20 @@ def test_hlru_scan(short_tiles, routes, m, norm):
     _check(hlru_scan, *_hl(2, 21, 3, m, norm, seed=100 + m), norm)
     route = "hlru_lags" if m == 16 else "hlru_tile"
     assert routes == [(route, "fwd"), (route, "bwd")]
+
+
+@pytest.mark.parametrize("mixer", ["bdlru", "hlru"])
+def test_strided_inputs(mixer):
+    """Logits, v and h0 stored with their first two axes swapped (time-major) give float64's values and grads."""
+
+    def time_major(x):  # _check's clone keeps these strides
+        return x.transpose(0, 1).contiguous().transpose(0, 1)
+
+    fn, (z, v, h0) = (bdlru_scan, _bd(2, 13, 3, 2, seed=23)) if mixer == "bdlru" else (hlru_scan, _hl(2, 13, 3, 2))
+    z, v, h0 = time_major(z), time_major(v), time_major(h0)
+    assert not (z.is_contiguous() or v.is_contiguous() or h0.is_contiguous())
+    with launch_settings(chain_fwd=dict(bt=4), tile=dict(bt=4)):
+        _check(fn, z, v, h0, "softmax")
 
 
 def test_hlru_order1(routes):
@@ -558,6 +644,21 @@ def test_diag_raw_norms(routes, norm, fast):
     with launch_settings(diag=dict(fast=fast, warps=1, agg_only=True), diag_fwd=dict(bt=8)):
         _check(bdlru_scan, *_bd(2, 30, 72, 1, norm, seed=16), norm, BF16)
     assert routes == [("diag_raw", "fwd"), ("diag_raw", "bwd")]
+
+
+def test_diag_raw_misaligned_grad(routes):
+    """An output gradient 2 bytes past a 4-byte boundary (torch.cat's backward hands each input a view of its
+    gradient) cannot be read as raw words: the backward takes diag_tile, with float64's gradients."""
+    z, v, h0 = _bd(1, 9, 4, 1, seed=24)
+    w = torch.randn(1 + v.numel(), generator=torch.Generator().manual_seed(2)).to(BF16)
+    lt = [x.to(t).clone().to(DEV).requires_grad_() for x, t in ((z, BF16), (v, BF16), (h0, F32))]
+    lr = [x.to(t).double().requires_grad_() for x, t in ((z, BF16), (v, BF16), (h0, F32))]
+    for leaves, backend in ((lt, "triton"), (lr, "naive")):
+        h, _ = bdlru_scan(*leaves, backend=backend)
+        (torch.cat([h.new_zeros(1), h.flatten()]) * w.to(h)).sum().backward()
+    assert routes == [("diag_raw", "fwd"), ("diag_tile", "bwd")]
+    for a, b in zip(lt, lr, strict=True):
+        assert rel(a.grad.cpu(), b.grad) < 1e-2
 
 
 def test_raw_words():
