@@ -334,6 +334,8 @@ def _check_cache(cache: HLRUCache, config: HLRUConfig, bsz: int) -> None:
             raise ValueError(
                 f"the cache's layer {i} holds a state of shape {tuple(layer.state.shape)}, but this model and batch "
                 f"need (batch, num_blocks, block_size) = {shape}: it was built by another model or for another batch"
+                " (generate() with num_beams or num_return_sequences does not expand a cache it is given, as for"
+                " transformers' own caches: call cache.batch_repeat_interleave(n) first)"
             )
 
 
