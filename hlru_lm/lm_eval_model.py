@@ -43,8 +43,6 @@ class HLRULM(HFLM):
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(str(pretrained))
-        if tokenizer is not None and not isinstance(tokenizer, str) and tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
         if isinstance(pretrained, Path):
             pretrained = str(pretrained)
         super().__init__(pretrained=pretrained, tokenizer=tokenizer, backend=backend, device=device, **kwargs)

@@ -119,6 +119,26 @@ def test_continuation_longer_than_the_window_is_named(tiny_model_dir):
     assert n > 1 and math.isfinite(exact.loglikelihood([fits])[0][0])
 
 
+def test_generate_until_left_pads_with_a_tokenizer_without_pad_token(tiny_model_dir):
+    # GPT-2-style tokenizers have no pad token: lm-eval picks one, and a batch of prompts of different lengths
+    # (left-padded with a mask) generates what each prompt generates alone
+    from lm_eval.api.instance import Instance
+    from transformers import AutoTokenizer
+
+    from hlru_lm.lm_eval_model import HLRULM
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.pad_token = None
+    prompts = ["The gate mixes the state of every", "A"]
+    reqs = [
+        Instance("generate_until", doc={}, arguments=(p, {"until": [], "max_gen_toks": 5}), idx=i)
+        for i, p in enumerate(prompts)
+    ]
+    together = HLRULM(pretrained=tiny_model_dir, tokenizer=tok, batch_size=2).generate_until(reqs)
+    alone = [HLRULM(pretrained=tiny_model_dir, tokenizer=tok, batch_size=1).generate_until([r])[0] for r in reqs]
+    assert together == alone and all(together)
+
+
 def test_evaluate_cli(tiny_model_dir, tmp_path):
     out = tmp_path / "results"
     proc = subprocess.run(
