@@ -66,13 +66,21 @@ def test_sampling_cached_equals_uncached(mixer_type):
 
 
 @pytest.mark.parametrize("mixer_type", MIXERS)
-def test_beam_search_and_num_return_sequences(mixer_type):
+def test_beam_search_num_return_sequences_and_a_given_cache(mixer_type):
     model = tiny_model(mixer_type)
     ids = torch.randint(3, 96, (2, 7))
     kw = dict(num_beams=3, num_return_sequences=2, max_new_tokens=6, do_sample=False, pad_token_id=0)
     a = model.generate(ids, **kw)
     b = model.generate(ids, use_cache=False, **kw)
     assert a.shape == (4, 13) and torch.equal(a, b)
+    # generate() expands its inputs for beams but not a cache it is given: an unexpanded one is refused by name,
+    # one expanded with batch_repeat_interleave continues exactly
+    with torch.no_grad():
+        cache = model(ids[:, :-1], use_cache=True)[1]
+    with pytest.raises(ValueError, match="batch_repeat_interleave"):
+        model.generate(ids, **{_CACHE_FIELD: copy.deepcopy(cache)}, **kw)
+    cache.batch_repeat_interleave(3)
+    assert torch.equal(model.generate(ids, **{_CACHE_FIELD: cache}, **kw), a)
 
 
 @pytest.mark.parametrize("mixer_type", MIXERS)
@@ -92,22 +100,6 @@ def test_continue_from_returned_cache(mixer_type):
         inputs_embeds=embeds, max_new_tokens=6, do_sample=False, pad_token_id=0, **{_CACHE_FIELD: _cache(first)}
     )
     assert torch.equal(cont, full.sequences[:, 12:])
-
-
-@pytest.mark.parametrize("mixer_type", MIXERS)
-def test_beams_continue_from_a_given_cache(mixer_type):
-    # generate() expands its inputs for beams but not a cache it is given: an unexpanded one is refused by name,
-    # one expanded with batch_repeat_interleave continues exactly
-    model = tiny_model(mixer_type)
-    ids = torch.randint(3, 96, (2, 8))
-    kw = dict(num_beams=2, num_return_sequences=2, max_new_tokens=6, do_sample=False, pad_token_id=0)
-    full = model.generate(ids, **kw)
-    with torch.no_grad():
-        cache = model(ids[:, :-1], use_cache=True)[1]
-    with pytest.raises(ValueError, match="batch_repeat_interleave"):
-        model.generate(ids, **{_CACHE_FIELD: copy.deepcopy(cache)}, **kw)
-    cache.batch_repeat_interleave(2)
-    assert torch.equal(model.generate(ids, **{_CACHE_FIELD: cache}, **kw), full)
 
 
 def test_prepare_inputs_feeds_only_the_tokens_the_cache_has_not_absorbed():
